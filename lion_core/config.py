@@ -1,0 +1,326 @@
+"""One validated configuration for the whole Lion loop.
+
+Every number the method or the infrastructure depends on (tau, the ROUGE-L threshold, the hard:easy
+ratio, concurrency, prices, ...) lives here with its help text; code never hard-codes them.
+Load with `load_config("configs/demo.yaml")`; errors name the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from lion_core.records import atomic_write_text
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message names file, line and field."""
+
+
+class MissingApiKeyError(ConfigError):
+    """A non-local endpoint has no API key in its environment variable."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EndpointConfig(_Model):
+    """One OpenAI-compatible chat endpoint (one per role: teacher, referee, generator, judge)."""
+
+    base_url: str = Field(
+        "http://127.0.0.1:8765/v1", description="OpenAI-compatible base URL, ending in /v1."
+    )
+    model: str = Field("world", description="Model name sent with every request.")
+    api_key_env: str | None = Field(
+        None,
+        description="Environment variable holding the API key. None: no key (local servers only).",
+    )
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    max_tokens: int = Field(512, ge=1, description="Maximum tokens in one reply.")
+    concurrency: int = Field(16, ge=1, description="Requests in flight at once.")
+    requests_per_minute: float | None = Field(None, gt=0, description="Request rate limit; None: unlimited.")
+    tokens_per_minute: float | None = Field(
+        None, gt=0, description="Token rate limit (prompt estimate + max_tokens); None: unlimited."
+    )
+    timeout_s: float = Field(60.0, gt=0, description="Timeout of one HTTP request, in seconds.")
+    max_retries: int = Field(
+        6,
+        ge=0,
+        description="Retries on 429, 5xx, connection errors and timeouts (exponential backoff, jitter).",
+    )
+    price_input_per_1k: float = Field(0.0, ge=0, description="USD per 1K prompt tokens.")
+    price_output_per_1k: float = Field(0.0, ge=0, description="USD per 1K completion tokens.")
+
+    @property
+    def is_local(self) -> bool:
+        """True when the endpoint is on this machine (no API key needed)."""
+        return (urlparse(self.base_url).hostname or "") in LOCAL_HOSTS
+
+    def api_key(self) -> SecretStr | None:
+        """The key from the environment; MissingApiKeyError for a non-local endpoint without one."""
+        value = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        if value:
+            return SecretStr(value)
+        if self.is_local:
+            return None
+        where = f"environment variable {self.api_key_env}" if self.api_key_env else "api_key_env (not set)"
+        raise MissingApiKeyError(
+            f"endpoint {self.base_url} (model {self.model}) needs an API key: {where} is empty"
+        )
+
+    def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
+        """Price of a request with these token counts."""
+        return (input_tokens * self.price_input_per_1k + output_tokens * self.price_output_per_1k) / 1000.0
+
+
+class LoraSettings(_Model):
+    """LoRA adapter hyper-parameters (peft.LoraConfig)."""
+
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling alpha.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA path.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Module names that receive adapters.",
+    )
+
+
+class StudentConfig(_Model):
+    """The open student model: where it is, how it is fine-tuned, how it answers."""
+
+    model_path: Path = Field(
+        Path("student"), description="Local Hugging Face checkpoint (from_pretrained path)."
+    )
+    finetune: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full fine-tuning.")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings (finetune: lora).")
+    merge_adapter: bool = Field(False, description="Also save merged weights next to the LoRA adapter.")
+    train_data: Literal["train_pool", "cumulative"] = Field(
+        "train_pool",
+        description="Data of each round: the new Train Pool only (the paper) or everything taught so far.",
+    )
+    prompt_template: Literal["alpaca", "compact"] = Field(
+        "alpaca",
+        description="Student prompt format: Alpaca '### Instruction' or a compact one for tiny models.",
+    )
+    learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate.")
+    epochs: float = Field(
+        3.0, gt=0, description="Epochs over the round's data (ignored when max_steps is set)."
+    )
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps per round; overrides epochs.")
+    lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule."
+    )
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of steps used for warm-up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_length: int = Field(1024, ge=8, description="Maximum tokens of prompt + response in training.")
+    train_batch_size: int = Field(4, ge=1, description="Examples per device per micro-batch.")
+    gradient_accumulation_steps: int = Field(
+        32, ge=1, description="Micro-batches per optimizer step (effective batch = this × batch × devices)."
+    )
+    infer_batch_size: int = Field(32, ge=1, description="Prompts per batch in student generation.")
+    max_new_tokens: int = Field(512, ge=1, description="Maximum new tokens of a student answer.")
+    do_sample: bool = Field(False, description="Sample student answers (False: greedy).")
+    temperature: float = Field(0.7, gt=0, description="Sampling temperature when do_sample is true.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Training/inference precision.")
+    backend: Literal["transformers", "vllm"] = Field(
+        "transformers", description="Student inference engine; vllm needs the vllm extra and a GPU."
+    )
+    num_processes: int = Field(
+        1, ge=1, description="Training processes; > 1 runs the fine-tune under `accelerate launch`."
+    )
+    accelerate_config: Path | None = Field(
+        None, description="accelerate config file for multi-GPU training (see deployments/accelerate)."
+    )
+
+
+class PoolsConfig(_Model):
+    """Where the initial Train Pool (= initial Cache Pool) comes from."""
+
+    seed_path: Path = Field(Path("seed.jsonl"), description="Instruction file: Alpaca JSON, JSONL, FastChat.")
+    format: Literal["auto", "alpaca", "jsonl", "self_instruct", "fastchat"] = Field(
+        "auto", description="File format; auto decides from the extension and the first record."
+    )
+    max_seed: int | None = Field(None, ge=1, description="Use only the first N seed instructions.")
+
+
+class LoopConfig(_Model):
+    """The adversarial loop: iterations, the hard/easy split, generation and novelty."""
+
+    iterations: int = Field(3, ge=1, description="Adversarial iterations (the paper: 3).")
+    new_per_iteration: int = Field(6000, ge=1, description="N: new instructions generated per iteration.")
+    hard_easy_ratio: float = Field(1.0, ge=0, description="r: hard-derived to easy-derived new instructions.")
+    tau: float = Field(1.0, description="An instruction is hard when teacher score − student score ≥ tau.")
+    rouge_threshold: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description="A new instruction is kept only if its ROUGE-L F1 to every other is below.",
+    )
+    equilibrium_hard_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Stop early when the hard share of the Cache Pool falls below (0: never).",
+    )
+    min_words: int = Field(
+        3,
+        ge=0,
+        description="Generated instructions of this many words or fewer are dropped (the original: 3).",
+    )
+    referee_retries: int = Field(2, ge=0, description="Re-asks of the referee after an unparseable reply.")
+    generation_rounds: int = Field(
+        3, ge=1, description="Generation rounds per iteration to make up for filtered instructions."
+    )
+    batch_size: int = Field(64, ge=1, description="Instructions per fan-out batch task (retried as a unit).")
+    seed: int = Field(42, description="Seed of sampling, training and generation.")
+
+
+class BudgetConfig(_Model):
+    """Spending limits; the run stops cleanly before it would exceed them."""
+
+    max_usd: float | None = Field(None, gt=0, description="Stop before spending more USD than this.")
+    max_tokens: int | None = Field(None, gt=0, description="Stop before using more tokens than this.")
+    chars_per_token: float = Field(
+        2.0,
+        gt=0,
+        description="Conservative characters per prompt token used to reserve budget before a call.",
+    )
+
+
+class WorldConfig(_Model):
+    """The offline world: task families the demo, tests and benchmarks distill on."""
+
+    families: list[str] | None = Field(None, description="Task families to use; None: all registered.")
+    seed_size: int = Field(200, ge=1, description="Initial Train Pool size drawn from the world.")
+    heldout_size: int = Field(
+        180, ge=0, description="Held-out items for exact-match evaluation per iteration."
+    )
+    levels: list[int] = Field(
+        default_factory=lambda: [1, 2], description="Difficulty levels of the seed pool."
+    )
+    referee_bias: float = Field(
+        0.0, description="Score the world referee adds to Assistant 1 (position bias)."
+    )
+    referee_noise: float = Field(0.0, ge=0, description="Std of the world referee's score noise.")
+    near_duplicate_share: float = Field(0.1, ge=0, le=1, description="Share of generator near-duplicates.")
+    malformed_share: float = Field(0.05, ge=0, le=1, description="Share of malformed generator replies.")
+    latency_ms: float = Field(0.0, ge=0, description="Server latency per request.")
+    seed: int = Field(0, description="Seed of the world's sampling and faults.")
+
+
+class EvalConfig(_Model):
+    """Evaluation: a judge model compares a candidate's answers with a reference's (the paper's protocol)."""
+
+    judge: EndpointConfig | None = Field(
+        None, description="Judge endpoint; None: evaluation by judge is off."
+    )
+    questions: Path | None = Field(None, description="Question file (FastChat or self-instruct format).")
+    world_heldout: bool = Field(
+        True, description="Evaluate each iteration's student on the world held-out set."
+    )
+
+
+class LionConfig(_Model):
+    """Everything a Lion run needs. The top flow takes this model as its only parameter."""
+
+    run_dir: Path = Field(
+        Path("runs/lion"), description="Run directory: pools, answers, checkpoints, ledger."
+    )
+    cache_dir: Path | None = Field(
+        None, description="Shared response cache directory (paid once across runs); None: inside run_dir."
+    )
+    teacher: EndpointConfig = Field(default_factory=EndpointConfig, description="The Teacher role.")
+    referee: EndpointConfig = Field(default_factory=EndpointConfig, description="The Referee role.")
+    generator: EndpointConfig = Field(
+        default_factory=lambda: EndpointConfig(temperature=1.0), description="The Generator role."
+    )
+    student: StudentConfig = Field(default_factory=StudentConfig, description="The student model.")
+    pools: PoolsConfig = Field(default_factory=PoolsConfig, description="Initial pools.")
+    loop: LoopConfig = Field(default_factory=LoopConfig, description="The adversarial loop.")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Spending limits.")
+    evaluation: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
+    world: WorldConfig | None = Field(None, description="Offline world settings (demo and tests).")
+
+    @model_validator(mode="after")
+    def _lora_targets(self) -> LionConfig:
+        if self.student.finetune == "lora" and not self.student.lora.target_modules:
+            raise ValueError("student.lora.target_modules must name at least one module for LoRA")
+        return self
+
+    def endpoints(self) -> dict[str, EndpointConfig]:
+        """The API roles of the loop (and the judge when configured), by name."""
+        roles = {"teacher": self.teacher, "referee": self.referee, "generator": self.generator}
+        if self.evaluation.judge is not None:
+            roles["judge"] = self.evaluation.judge
+        return roles
+
+    def check_credentials(self) -> None:
+        """Raise MissingApiKeyError before any work if a non-local endpoint has no key."""
+        for endpoint in self.endpoints().values():
+            endpoint.api_key()
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the YAML node at a pydantic error location (deepest node found)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            break
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def config_from_dict(
+    data: dict[str, Any], source: str = "<config>", root: yaml.Node | None = None
+) -> LionConfig:
+    """Validate a mapping; the first error is raised as one line naming source, line and field."""
+    try:
+        return LionConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "<root>"
+        line = _line_of(root, first["loc"])
+        where = f"{source}:{line}" if line else source
+        more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise ConfigError(f"{where}: field '{field}': {first['msg']}{more}") from None
+
+
+def load_config(path: str | Path) -> LionConfig:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: invalid YAML: {getattr(err, 'problem', err)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: the config must be a mapping of sections (teacher, student, loop, ...)")
+    return config_from_dict(data, str(path), root)
+
+
+def dump_config(config: LionConfig, path: str | Path) -> None:
+    """Write the config as YAML atomically. Keys are never part of the config, only env var names."""
+    data = config.model_dump(mode="json")
+    atomic_write_text(Path(path), yaml.safe_dump(data, sort_keys=False))

@@ -1,0 +1,293 @@
+"""One async OpenAI-compatible chat client for every role (teacher, referee, generator, judge).
+
+- the real `openai` SDK does the HTTP work and its retries: exponential backoff with jitter on 429
+  (honouring Retry-After), 5xx, connection errors and timeouts;
+- every HTTP request (retries included) passes a rate limiter (requests/min, tokens/min) and is
+  counted in the ledger;
+- a persistent SQLite response cache keyed by (base_url, model, messages, decoding params): an
+  identical request is paid once, ever; identical requests in flight at once are sent once;
+- a budget guard refuses a request that could cross the budget, before it is sent;
+- the API key lives only in memory (SecretStr); it is never cached, logged or written.
+
+Run as (against a local world server): see `lion world serve` and tests/test_llm.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import openai
+from pydantic import SecretStr
+
+from lion_core.config import BudgetConfig, EndpointConfig
+from lion_core.ledger import BudgetGuard, Ledger
+
+Messages = list[dict[str, str]]
+# Tokens a chat message costs beyond its text (role markers); used only for budget reservations.
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+class LLMError(RuntimeError):
+    """A request failed after all retries; names the role and the endpoint, never the key."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One chat reply with its usage."""
+
+    content: str
+    finish_reason: str
+    input_tokens: int
+    output_tokens: int
+    cached: bool = False
+
+
+class ChatClient(Protocol):
+    """What every role needs from an LLM; tests and the in-process world implement it too."""
+
+    role: str
+    model_name: str
+
+    async def complete(self, messages: Messages, *, variant: int = 0) -> Completion: ...
+
+
+def cache_key(base_url: str, model: str, messages: Messages, params: dict[str, object]) -> str:
+    """Stable hash of everything that determines a reply."""
+    blob = json.dumps(
+        {"base_url": base_url.rstrip("/"), "model": model, "messages": messages, "params": params},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """SQLite key → completion, safe across threads and processes (WAL); each put is committed at once."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def get(self, key: str) -> Completion | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM replies WHERE key = ?", (key,)).fetchone()
+        return Completion(**{**json.loads(row[0]), "cached": True}) if row else None
+
+    def put(self, key: str, completion: Completion) -> None:
+        value = json.dumps({**asdict(completion), "cached": False})
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO replies (key, value) VALUES (?, ?)", (key, value))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class RateLimiter:
+    """Spaces requests so that requests/min and tokens/min are never exceeded (no bursts).
+
+    Each acquire books the next free slot on both schedules; safe across threads and event loops.
+    """
+
+    def __init__(
+        self,
+        requests_per_minute: float | None,
+        tokens_per_minute: float | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rpm = requests_per_minute
+        self.tpm = tokens_per_minute
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._next_request = 0.0
+        self._next_tokens = 0.0
+
+    def book(self, tokens: int) -> float:
+        """Book a slot for one request of `tokens`; returns seconds to wait before sending."""
+        with self._lock:
+            now = self.clock()
+            start = max(now, self._next_request if self.rpm else now, self._next_tokens if self.tpm else now)
+            if self.rpm:
+                self._next_request = start + 60.0 / self.rpm
+            if self.tpm:
+                self._next_tokens = start + 60.0 * tokens / self.tpm
+            return start - now
+
+    async def acquire(self, tokens: int) -> None:
+        delay = self.book(tokens)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class OpenAIChatClient:
+    """A role's chat client over any OpenAI-compatible endpoint; see the module docstring."""
+
+    def __init__(
+        self,
+        role: str,
+        endpoint: EndpointConfig,
+        *,
+        cache: ResponseCache | None,
+        ledger: Ledger,
+        budget: BudgetConfig | None = None,
+        api_key: SecretStr | None = None,
+    ) -> None:
+        self.role = role
+        self.endpoint = endpoint
+        self.model_name = endpoint.model
+        self.cache = cache
+        self.ledger = ledger
+        self.guard = BudgetGuard(budget or BudgetConfig(), ledger)
+        self.chars_per_token = (budget or BudgetConfig()).chars_per_token
+        self.limiter = RateLimiter(endpoint.requests_per_minute, endpoint.tokens_per_minute)
+        self._api_key = api_key
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sdk: openai.AsyncOpenAI | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._inflight: dict[str, asyncio.Future[Completion]] = {}
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAIChatClient({self.role!r}, {self.endpoint.base_url!r}, model={self.model_name!r})"
+
+    @property
+    def params(self) -> dict[str, object]:
+        """Decoding parameters sent with every request (part of the cache key)."""
+        e = self.endpoint
+        return {"temperature": e.temperature, "top_p": e.top_p, "max_tokens": e.max_tokens}
+
+    def key(self, messages: Messages, variant: int = 0) -> str:
+        params = dict(self.params, variant=variant) if variant else self.params
+        return cache_key(self.endpoint.base_url, self.model_name, messages, params)
+
+    def _bind(self) -> openai.AsyncOpenAI:
+        """SDK client and semaphore of the running event loop (they cannot cross loops)."""
+        loop = asyncio.get_running_loop()
+        if self._sdk is None or self._loop is not loop:
+            http = openai.DefaultAsyncHttpxClient(event_hooks={"request": [self._on_http_request]})
+            key = self._api_key.get_secret_value() if self._api_key else "no-key"
+            self._sdk = openai.AsyncOpenAI(
+                api_key=key,
+                base_url=self.endpoint.base_url,
+                timeout=self.endpoint.timeout_s,
+                max_retries=self.endpoint.max_retries,
+                http_client=http,
+            )
+            self._slots = asyncio.Semaphore(self.endpoint.concurrency)
+            self._loop = loop
+            self._inflight = {}
+        return self._sdk
+
+    async def _on_http_request(self, request: object) -> None:
+        """Every HTTP request, retries included: rate-limit it, then count it."""
+        body = getattr(request, "content", b"") or b""
+        await self.limiter.acquire(math.ceil(len(body) / self.chars_per_token) + self.endpoint.max_tokens)
+        self.ledger.add_request(self.role)
+
+    def _reservation(self, messages: Messages) -> tuple[float, int]:
+        chars = sum(len(m.get("content", "")) for m in messages)
+        prompt = math.ceil(chars / self.chars_per_token) + MESSAGE_OVERHEAD_TOKENS * (len(messages) + 1)
+        out = self.endpoint.max_tokens
+        return self.endpoint.cost_usd(prompt, out), prompt + out
+
+    async def complete(self, messages: Messages, *, variant: int = 0) -> Completion:
+        """The reply to `messages`, from the cache if it was ever paid for.
+
+        `variant` > 0 asks anew for an otherwise identical request (a retry, the k-th sample).
+        """
+        sdk = self._bind()
+        key = self.key(messages, variant)
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            self.ledger.add_cache_hit(self.role)
+            return hit
+        if key in self._inflight:
+            self.ledger.add_cache_hit(self.role)
+            return await asyncio.shield(self._inflight[key])
+        future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            completion = await self._send(sdk, messages)
+            if self.cache is not None:
+                self.cache.put(key, completion)
+            future.set_result(completion)
+            return completion
+        except BaseException as err:
+            future.set_exception(err)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            self._inflight.pop(key, None)
+
+    async def _send(self, sdk: openai.AsyncOpenAI, messages: Messages) -> Completion:
+        usd, tokens = self._reservation(messages)
+        self.guard.reserve(usd, tokens)
+        try:
+            assert self._slots is not None
+            async with self._slots:
+                reply = await sdk.chat.completions.create(
+                    model=self.model_name, messages=messages, **self.params
+                )
+        except openai.APIError as err:
+            raise LLMError(
+                f"{self.role} at {self.endpoint.base_url} failed after retries: {type(err).__name__}: {err}"
+            ) from None
+        finally:
+            self.guard.release(usd, tokens)
+        usage = reply.usage
+        in_tok, out_tok = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+        self.ledger.add_usage(self.role, in_tok, out_tok, self.endpoint.cost_usd(in_tok, out_tok))
+        choice = reply.choices[0]
+        return Completion(choice.message.content or "", choice.finish_reason or "stop", in_tok, out_tok)
+
+
+async def complete_all(
+    client: ChatClient,
+    conversations: Sequence[Messages],
+    *,
+    variant: int = 0,
+    on_done: Callable[[int], None] | None = None,
+) -> list[Completion]:
+    """Replies to many conversations concurrently (the client bounds concurrency), in input order."""
+    done = 0
+
+    async def one(messages: Messages) -> Completion:
+        nonlocal done
+        result = await client.complete(messages, variant=variant)
+        done += 1
+        if on_done is not None:
+            on_done(done)
+        return result
+
+    return list(await asyncio.gather(*(one(m) for m in conversations)))
+
+
+def build_client(
+    role: str,
+    endpoint: EndpointConfig,
+    *,
+    ledger: Ledger,
+    cache: ResponseCache | None,
+    budget: BudgetConfig | None = None,
+) -> OpenAIChatClient:
+    """A client for a role, with the key from the environment (raises before any work if missing)."""
+    return OpenAIChatClient(
+        role, endpoint, cache=cache, ledger=ledger, budget=budget, api_key=endpoint.api_key()
+    )

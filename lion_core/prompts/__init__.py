@@ -1,0 +1,77 @@
+"""Prompt templates as package files, rendered by pure functions.
+
+Templates (this directory): teacher (+ system), referee (+ system), generate_hard, generate_easy and
+the student formats (alpaca, compact; each with an `_input` variant). Placeholders are `{name}`; values
+are inserted verbatim (braces in an instruction are safe). `parse_rendered` inverts a rendering, which
+the offline world uses to read the role a request plays.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+Messages = list[dict[str, str]]
+Mode = Literal["hard", "easy"]
+
+
+@cache
+def template(name: str) -> str:
+    """The text of a template file (without the .txt suffix)."""
+    try:
+        return resources.files(__package__).joinpath(f"{name}.txt").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeyError(f"no prompt template {name!r} in lion_core/prompts") from None
+
+
+def render(name: str, **values: str) -> str:
+    """Fill a template; every placeholder must be given."""
+    return template(name).format(**values)
+
+
+def teacher_messages(instruction: str, input: str = "") -> Messages:
+    """System prompt + '### Instruction / ### Input / ### Response' user message."""
+    user = (
+        render("teacher_input", instruction=instruction, input=input)
+        if input
+        else render("teacher", instruction=instruction)
+    )
+    return [
+        {"role": "system", "content": template("teacher_system").strip()},
+        {"role": "user", "content": user.rstrip()},
+    ]
+
+
+def referee_messages(instruction: str, answer_1: str, answer_2: str) -> Messages:
+    """The referee's request: instruction, Assistant 1 and 2 answers, the score-line contract."""
+    user = render("referee", instruction=instruction, answer_1=answer_1, answer_2=answer_2)
+    return [
+        {"role": "system", "content": template("referee_system").strip()},
+        {"role": "user", "content": user.rstrip()},
+    ]
+
+
+def generator_messages(mode: Mode, given: str) -> Messages:
+    """The Instruction Creator's request for a hard (same task type) or easy (rarer) new instruction."""
+    return [{"role": "user", "content": render(f"generate_{mode}", instruction=given).rstrip()}]
+
+
+def student_prompt(style: str, instruction: str, input: str = "") -> str:
+    """The student's prompt text (the response follows it directly)."""
+    name = f"student_{style}_input" if input else f"student_{style}"
+    return render(name, instruction=instruction, input=input)
+
+
+@cache
+def _pattern(name: str) -> re.Pattern[str]:
+    parts = re.split(r"\{(\w+)\}", template(name).rstrip())
+    regex = "".join(f"(?P<{p}>.*?)" if i % 2 else re.escape(p) for i, p in enumerate(parts))
+    return re.compile(rf"^{regex}$", re.DOTALL)
+
+
+def parse_rendered(name: str, text: str) -> dict[str, str] | None:
+    """The placeholder values of `text` if it is a rendering of template `name` (else None)."""
+    match = _pattern(name).match(text.rstrip())
+    return match.groupdict() if match else None

@@ -1,0 +1,261 @@
+"""The offline world's OpenAI-compatible HTTP server (FastAPI + uvicorn on 127.0.0.1).
+
+Run as:  lion world serve --port 8765 [--latency-ms 20 --fault-429 0.1 --fault-5xx 0.2 ...]
+
+Endpoints: `/v1/models`, `/v1/chat/completions` (teacher, referee and generator, read from the
+prompt), `/world/stats` (what the server saw: requests per role, tokens, repeated teacher requests)
+and `/world/faults` (GET/POST the fault knobs at run time). Every 200 reply carries exact `usage`
+counts under the world's tokenizer (`count_tokens`); failed requests carry none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from random import Random
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from lion_core.world.roles import RoleSettings, classify, reply
+
+TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+MESSAGE_OVERHEAD = 3  # tokens per chat message beyond its text, as chat formats add role markers
+
+
+def count_tokens(text: str) -> int:
+    """The world's token count: words and punctuation marks."""
+    return len(TOKEN_RE.findall(text))
+
+
+def truncate_tokens(text: str, limit: int) -> str:
+    """The prefix of text holding its first `limit` tokens."""
+    matches = list(TOKEN_RE.finditer(text))
+    return text if len(matches) <= limit else text[: matches[limit - 1].end()]
+
+
+@dataclass
+class Faults:
+    """Fault knobs; shares are probabilities per request."""
+
+    latency_ms: float = 0.0
+    share_429: float = 0.0
+    retry_after_ms: int = 50
+    share_5xx: float = 0.0
+    share_timeout: float = 0.0
+    hang_s: float = 5.0
+    share_malformed: float = 0.0
+    rate_limit_rpm: float | None = None
+
+
+@dataclass
+class Stats:
+    """What the server saw. `teacher_keys` counts each distinct teacher request."""
+
+    requests: int = 0
+    received: Counter = field(default_factory=Counter)
+    answered: Counter = field(default_factory=Counter)
+    faults: Counter = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    teacher_keys: Counter = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "received": dict(self.received),
+            "answered": dict(self.answered),
+            "faults": dict(self.faults),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "teacher_requests": {
+                "distinct": len(self.teacher_keys),
+                "repeated": self.repeated_teacher_requests(),
+            },
+        }
+
+    def repeated_teacher_requests(self) -> int:
+        """Teacher requests the server received more than once (0 when nothing was paid twice)."""
+        return sum(n - 1 for n in self.teacher_keys.values() if n > 1)
+
+
+class _Limiter:
+    """Server-side rate limit: a token bucket with one second of burst."""
+
+    def __init__(self) -> None:
+        self.tokens = 0.0
+        self.stamp = time.monotonic()
+
+    def allow(self, rpm: float) -> bool:
+        now, rate = time.monotonic(), rpm / 60.0
+        self.tokens = min(max(rate, 1.0), self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": "world_fault", "code": status}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class WorldServer:
+    """The world's app with its stats and fault knobs; `start()` serves it from a thread."""
+
+    def __init__(
+        self, roles: RoleSettings | None = None, faults: Faults | None = None, seed: int = 0
+    ) -> None:
+        self.roles = roles or RoleSettings()
+        self.faults = faults or Faults()
+        self.stats = Stats()
+        self.seed = seed
+        self._fault_rng = Random(seed)
+        self._limiter = _Limiter()
+        self._key_counts: Counter = Counter()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port: int | None = None
+        self.app = self._build_app()
+
+    @property
+    def url(self) -> str:
+        """Base URL for OpenAI clients, e.g. http://127.0.0.1:8765/v1."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _build_app(self) -> FastAPI:
+        app = FastAPI(title="Lion offline world", docs_url=None, redoc_url=None)
+        app.get("/v1/models")(self._models)
+        app.post("/v1/chat/completions")(self._chat)
+        app.get("/world/stats")(lambda: self.stats.to_dict())
+        app.get("/world/faults")(lambda: asdict(self.faults))
+        app.post("/world/faults")(self._set_faults)
+        return app
+
+    async def _models(self) -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": "world", "object": "model", "owned_by": "lion-world"}]}
+
+    async def _set_faults(self, request: Request) -> dict[str, Any]:
+        for key, value in (await request.json()).items():
+            if not hasattr(self.faults, key):
+                return _error(400, f"unknown fault knob {key!r}")
+            setattr(self.faults, key, value)
+        return asdict(self.faults)
+
+    def _fault(self) -> JSONResponse | str | None:
+        """A fault response for this request, 'timeout', or None."""
+        f, draw = self.faults, self._fault_rng.random()
+        if f.rate_limit_rpm and not self._limiter.allow(f.rate_limit_rpm):
+            self.stats.faults["rate_limit"] += 1
+            return _error(429, "rate limit reached", {"retry-after-ms": str(f.retry_after_ms)})
+        for name, share in (("429", f.share_429), ("5xx", f.share_5xx), ("timeout", f.share_timeout)):
+            if draw < share:
+                self.stats.faults[name] += 1
+                if name == "429":
+                    return _error(429, "too many requests", {"retry-after-ms": str(f.retry_after_ms)})
+                return _error(503, "service unavailable") if name == "5xx" else "timeout"
+            draw -= share
+        return None
+
+    def _request_rng(self, messages: list[dict[str, str]]) -> Random:
+        """A seed per (request, how often it was seen): replies reproduce across runs, resamples differ."""
+        key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+        self._key_counts[key] += 1
+        return Random(f"{self.seed}:{key}:{self._key_counts[key]}")
+
+    def _role_settings(self) -> RoleSettings:
+        """The malformed fault hits the referee (no scores) and the generator (bad instruction)."""
+        share = self.faults.share_malformed
+        return replace(
+            self.roles, referee_malformed_share=share, malformed_share=max(self.roles.malformed_share, share)
+        )
+
+    async def _chat(self, request: Request) -> Any:
+        body = await request.json()
+        messages = body.get("messages") or []
+        role = classify(messages)
+        self.stats.requests += 1
+        self.stats.received[role] += 1
+        if role == "teacher":
+            self.stats.teacher_keys[
+                hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+            ] += 1
+        if self.faults.latency_ms:
+            await asyncio.sleep(self.faults.latency_ms / 1000.0)
+        fault = self._fault()
+        if fault == "timeout":
+            await asyncio.sleep(self.faults.hang_s)
+            return _error(504, "gateway timeout")
+        if fault is not None:
+            return fault
+        _, content = reply(messages, self._request_rng(messages), self._role_settings())
+        return self._completion(body, messages, role, content)
+
+    def _completion(
+        self, body: dict[str, Any], messages: list[dict[str, str]], role: str, content: str
+    ) -> dict:
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 30)
+        finish = "stop"
+        if count_tokens(content) > max_tokens:
+            content, finish = truncate_tokens(content, max_tokens), "length"
+        prompt = sum(count_tokens(m.get("content") or "") + MESSAGE_OVERHEAD for m in messages)
+        completion = count_tokens(content)
+        self.stats.answered[role] += 1
+        self.stats.prompt_tokens += prompt
+        self.stats.completion_tokens += completion
+        return {
+            "id": f"world-{self.stats.requests}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "world"),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}
+            ],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
+
+    # ------------------------------------------------------------------ serving from a thread
+
+    def start(self, port: int = 0, host: str = "127.0.0.1") -> WorldServer:
+        """Serve in a background thread; port 0 picks a free port (see `.url`)."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"world server did not start on {host}:{self.port}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            assert self._thread is not None
+            self._thread.join(timeout=10)
+            self._server = None
+
+    def __enter__(self) -> WorldServer:
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,153 @@
+"""The API client against the offline world: retries, the response cache, the ledger, the budget."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from random import Random
+
+import pytest
+from pydantic import SecretStr
+
+from lion_core import prompts
+from lion_core.config import BudgetConfig, EndpointConfig
+from lion_core.ledger import BudgetExceededError, Ledger
+from lion_core.llm import LLMError, OpenAIChatClient, RateLimiter, ResponseCache, complete_all
+from lion_core.world.families import sample_tasks
+from lion_core.world.server import Faults, WorldServer
+
+FAKE_KEY = "sk-test-NEVER-WRITE-THIS-0123456789abcdef"
+
+
+def make_client(server: WorldServer, run_dir: Path, **endpoint: object) -> OpenAIChatClient:
+    settings = {"base_url": server.url, "model": "world", "max_tokens": 32, "concurrency": 32, **endpoint}
+    return OpenAIChatClient(
+        "teacher",
+        EndpointConfig(**settings),
+        cache=ResponseCache(run_dir / "cache.sqlite"),
+        ledger=Ledger(run_dir / "ledger.json"),
+        budget=BudgetConfig(),
+        api_key=SecretStr(FAKE_KEY),
+    )
+
+
+def teacher_conversations(n: int, seed: int = 0):
+    tasks = sample_tasks(n, Random(seed))
+    return tasks, [prompts.teacher_messages(t.instruction) for t in tasks]
+
+
+def test_faulty_server_all_answered_and_ledger_matches_server(tmp_path: Path) -> None:
+    faults = Faults(share_5xx=0.2, share_429=0.1, share_timeout=0.05, hang_s=1.5, retry_after_ms=20)
+    with WorldServer(faults=faults, seed=1) as server:
+        client = make_client(server, tmp_path, timeout_s=0.5, max_retries=12)
+        tasks, conversations = teacher_conversations(200)
+        replies = asyncio.run(complete_all(client, conversations))
+        assert [r.content for r in replies] == [t.answer for t in tasks]
+        assert server.stats.faults["5xx"] > 0 and server.stats.faults["429"] > 0
+        assert server.stats.faults["timeout"] > 0
+        client.ledger.save()
+        usage = client.ledger.roles["teacher"]
+        assert usage.requests == server.stats.requests > 200  # retries are counted
+        assert usage.input_tokens == server.stats.prompt_tokens
+        assert usage.output_tokens == server.stats.completion_tokens
+        assert (tmp_path / "ledger.json").exists()
+
+
+def test_repeated_requests_are_served_from_the_cache(tmp_path: Path, world: WorldServer) -> None:
+    _, conversations = teacher_conversations(50)
+    first = asyncio.run(complete_all(make_client(world, tmp_path), conversations))
+    sent = world.stats.requests
+    assert sent == 50
+    again = make_client(world, tmp_path)  # a new process would build a new client on the same cache
+    second = asyncio.run(complete_all(again, conversations))
+    assert world.stats.requests == sent
+    assert [r.content for r in second] == [r.content for r in first]
+    assert again.ledger.roles["teacher"].cache_hits == 50
+
+
+def test_identical_requests_in_flight_are_sent_once(tmp_path: Path, world: WorldServer) -> None:
+    world.faults.latency_ms = 50
+    _, conversations = teacher_conversations(1)
+    replies = asyncio.run(complete_all(make_client(world, tmp_path), conversations * 10))
+    assert len({r.content for r in replies}) == 1
+    assert world.stats.requests == 1
+
+
+def test_variant_asks_anew_and_is_cached_too(tmp_path: Path, world: WorldServer) -> None:
+    client = make_client(world, tmp_path)
+    _, (messages,) = teacher_conversations(1)
+
+    async def ask() -> None:
+        await client.complete(messages)
+        await client.complete(messages, variant=1)
+        await client.complete(messages, variant=1)
+
+    asyncio.run(ask())
+    assert world.stats.requests == 2
+
+
+def test_budget_guard_stops_before_the_limit(tmp_path: Path, world: WorldServer) -> None:
+    client = make_client(world, tmp_path, price_input_per_1k=1.0, price_output_per_1k=2.0, concurrency=1)
+    client.guard.config = BudgetConfig(max_usd=0.5)
+    _, conversations = teacher_conversations(100)
+
+    async def spend() -> int:
+        answered = 0
+        for messages in conversations:
+            try:
+                await client.complete(messages)
+            except BudgetExceededError as err:
+                assert "max_usd" in str(err)
+                return answered
+            answered += 1
+        return answered
+
+    answered = asyncio.run(spend())
+    assert 0 < answered < 100
+    assert world.stats.requests == answered  # the refused request was never sent
+    assert client.ledger.spent()[0] <= 0.5
+
+
+def test_token_budget_refuses_before_sending(tmp_path: Path, world: WorldServer) -> None:
+    client = make_client(world, tmp_path)
+    client.guard.config = BudgetConfig(max_tokens=10)
+    _, (messages,) = teacher_conversations(1)
+    with pytest.raises(BudgetExceededError, match="max_tokens"):
+        asyncio.run(client.complete(messages))
+    assert world.stats.requests == 0
+
+
+def test_the_key_never_reaches_disk_or_logs(
+    tmp_path: Path, world: WorldServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = make_client(world, tmp_path)
+    _, conversations = teacher_conversations(20)
+    asyncio.run(complete_all(client, conversations))
+    client.ledger.save()
+    assert FAKE_KEY not in repr(client)
+    assert FAKE_KEY not in caplog.text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert FAKE_KEY.encode() not in path.read_bytes(), path
+
+
+def test_failure_after_retries_names_role_and_endpoint_not_key(tmp_path: Path) -> None:
+    with WorldServer(faults=Faults(share_5xx=1.0)) as server:
+        client = make_client(server, tmp_path, max_retries=1)
+        _, (messages,) = teacher_conversations(1)
+        with pytest.raises(LLMError) as caught:
+            asyncio.run(client.complete(messages))
+        assert "teacher" in str(caught.value) and server.url in str(caught.value)
+        assert FAKE_KEY not in str(caught.value)
+        assert server.stats.requests == 2
+
+
+def test_rate_limiter_spaces_requests_and_tokens() -> None:
+    now = [100.0]
+    limiter = RateLimiter(requests_per_minute=60, tokens_per_minute=600, clock=lambda: now[0])
+    delays = [limiter.book(tokens=5) for _ in range(4)]
+    assert delays == [0.0, 1.0, 2.0, 3.0]  # one request per second
+    heavy = RateLimiter(requests_per_minute=None, tokens_per_minute=600, clock=lambda: now[0])
+    assert [heavy.book(tokens=100) for _ in range(3)] == [0.0, 10.0, 20.0]  # 100 tokens = 10 s at 600/min

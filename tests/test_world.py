@@ -1,0 +1,183 @@
+"""The offline world: exact oracles, the three roles, the OpenAI-compatible server, the tiny student."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from random import Random
+
+import openai
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from lion_core import prompts
+from lion_core.world import families as fam
+from lion_core.world.roles import RoleSettings, classify, generator_reply, referee_reply, teacher_reply
+from lion_core.world.server import WorldServer, count_tokens
+
+KNOWN = [
+    ("Reverse abcd", "dcba"),
+    ("Spell hello backwards", "olleh"),
+    ("Add 12 and 30", "42"),
+    ("7 plus 8?", "15"),
+    ("Alphabetize dcba", "abcd"),
+    ("Sort banana alphabetically", "aaabnn"),
+    ("Vowels in education?", "5"),
+    ("Count vowels rhythm", "0"),
+    ("Uppercase abc", "ABC"),
+    ("Capitalize xyz", "XYZ"),
+    ("Advance abz", "bca"),
+    ("Shift a forward", "b"),
+    ("Repeat ab 3x", "ababab"),
+    ("Say xyz 2x", "xyzxyz"),
+    ("Length of banana?", "6"),
+    ("Letters in ab?", "2"),
+    ("Copy hello", "hello"),
+    ("Echo abcdefgh", "abcdefgh"),
+]
+
+
+@pytest.mark.parametrize(("instruction", "answer"), KNOWN)
+def test_oracle_answers_known_instructions(instruction: str, answer: str) -> None:
+    assert fam.solve(instruction) == answer
+
+
+def test_at_least_eight_families_with_levels() -> None:
+    assert len(fam.families()) >= 8
+    assert all(f.max_level >= 2 for f in fam.families())
+
+
+def test_sampled_tasks_are_solved_and_levels_read_back() -> None:
+    rng = Random(3)
+    for family in fam.families():
+        for level in range(1, family.max_level + 1):
+            for _ in range(20):
+                task = fam.sample_task(family, rng, level)
+                assert fam.solve(task.instruction) == task.answer
+                assert fam.level_of(task.instruction) == level, task
+
+
+def test_sample_tasks_is_uniform_and_distinct() -> None:
+    tasks = fam.sample_tasks(180, Random(0), levels=(1, 2))
+    assert len({t.instruction.lower() for t in tasks}) == 180
+    per_family = {f.name: sum(t.family == f.name for t in tasks) for f in fam.families()}
+    assert set(per_family.values()) == {180 // len(per_family)}
+
+
+def test_a_user_can_register_a_family() -> None:
+    double = fam.TaskFamily(
+        name="double-test",
+        templates=("Double {n}",),
+        slots={"n": r"\d+"},
+        make=lambda rng, level: {"n": str(rng.randrange(10**level))},
+        answer=lambda s: str(2 * int(s["n"])),
+        level_of=lambda s: len(s["n"]),
+    )
+    fam.register_family(double)
+    try:
+        assert fam.solve("Double 21") == "42"
+        assert teacher_reply(prompts.teacher_messages("Double 21")) == "42"
+    finally:
+        fam._REGISTRY.pop("double-test")
+
+
+def test_roles_are_read_from_the_prompt() -> None:
+    assert classify(prompts.teacher_messages("Reverse abc")) == "teacher"
+    assert classify(prompts.referee_messages("Reverse abc", "cba", "abc")) == "referee"
+    assert classify(prompts.generator_messages("hard", "Reverse abc")) == "generator"
+    assert classify(prompts.generator_messages("easy", "Reverse abc")) == "generator"
+    assert classify([{"role": "user", "content": "Hello there"}]) == "teacher"
+
+
+def test_generator_keeps_the_family_and_raises_the_level_for_easy() -> None:
+    clean = RoleSettings(near_duplicate_share=0.0, malformed_share=0.0)
+    rng = Random(0)
+    for _ in range(30):
+        hard = generator_reply(prompts.generator_messages("hard", "Reverse abcd"), rng, clean)
+        easy = generator_reply(prompts.generator_messages("easy", "Reverse abcd"), rng, clean)
+        assert fam.identify(hard)[0].name == "reverse" and fam.level_of(hard) == 1
+        assert fam.identify(easy)[0].name == "reverse" and fam.level_of(easy) == 2
+
+
+def test_generator_makes_near_duplicates_and_malformed_replies() -> None:
+    rng = Random(1)
+    given = "Reverse abcd"
+    replies = [
+        generator_reply(prompts.generator_messages("hard", given), rng, RoleSettings()) for _ in range(400)
+    ]
+    parsed = [r for r in replies if fam.identify(r)]
+    assert len(parsed) > 300
+    assert any(r.lower().rstrip(".") == given.lower() for r in replies)
+    assert any(fam.identify(r) is None for r in replies)
+
+
+def test_referee_scores_follow_correctness_and_bias() -> None:
+    messages = prompts.referee_messages("Reverse abcd", "dcba", "abcd")
+    fair = referee_reply(messages, Random(0), RoleSettings())
+    assert "Score of the Assistant 1: 9" in fair
+    biased = referee_reply(messages, Random(0), RoleSettings(referee_bias=1.0))
+    assert "Score of the Assistant 1: 10" in biased
+
+
+def test_openai_client_talks_to_the_server(world: WorldServer) -> None:
+    async def ask() -> tuple[list[str], object]:
+        async with openai.AsyncOpenAI(base_url=world.url, api_key="none") as client:
+            models = await client.models.list()
+            reply = await client.chat.completions.create(
+                model="world", messages=prompts.teacher_messages("Reverse abcd"), max_tokens=16
+            )
+            return [m.id for m in models.data], reply
+
+    models, reply = asyncio.run(ask())
+    assert models == ["world"]
+    assert reply.choices[0].message.content == "dcba"
+    assert reply.usage.completion_tokens == count_tokens("dcba")
+    assert reply.usage.prompt_tokens == world.stats.prompt_tokens
+
+
+def test_reply_over_max_tokens_is_cut_with_finish_reason_length(world: WorldServer) -> None:
+    async def ask():
+        async with openai.AsyncOpenAI(base_url=world.url, api_key="none") as client:
+            return await client.chat.completions.create(
+                model="world", messages=prompts.referee_messages("Reverse ab", "ba", "ab"), max_tokens=5
+            )
+
+    reply = asyncio.run(ask())
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.usage.completion_tokens == 5
+
+
+def test_tiny_student_round_trips_through_from_pretrained(tiny_student_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_student_path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_student_path)
+    text = "Q: Reverse abcd\nA: dcba"
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    assert tokenizer.decode(ids) == text
+    assert len(ids) == len(text)  # one token per character
+    assert tokenizer.padding_side == "left"
+    assert model.generation_config.eos_token_id == tokenizer.eos_token_id
+    assert model.generation_config.pad_token_id == tokenizer.pad_token_id
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits
+    assert logits.shape == (1, len(ids), len(tokenizer))
+
+
+def test_cli_sample_prints_jsonl() -> None:
+    result = CliRunner().invoke(app, ["world", "sample", "--n", "5", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 5
+    assert set(rows[0]) == {"instruction", "input", "output", "family", "difficulty"}
+    assert all(fam.solve(r["instruction"]) == r["output"] for r in rows)
+
+
+def test_cli_help_lists_the_commands() -> None:
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "world" in result.stdout
