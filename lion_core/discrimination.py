@@ -1,0 +1,117 @@
+"""Discrimination: split the Cache Pool into hard and easy instructions by the referee's gap.
+
+gap = teacher score − student score (each the mean over the two orders); hard iff gap ≥ tau.
+Unscorable items are counted and excluded from the split.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from lion_core.records import Instruction, Judgement, Label
+
+# Bin edges of the gap histogram (scores are 1–10, so gaps lie in [-9, 9]).
+GAP_BINS = (-9.0, -3.0, -1.0, 0.0, 1.0, 3.0, 6.0, 9.0)
+
+
+def label_for(gap: float | None, tau: float) -> Label:
+    """hard iff gap ≥ tau; unscorable without a gap."""
+    if gap is None:
+        return "unscorable"
+    return "hard" if gap >= tau else "easy"
+
+
+def make_judgement(
+    item_id: str,
+    teacher_scores: tuple[float | None, float | None],
+    student_scores: tuple[float | None, float | None],
+    tau: float,
+    reason: str | None = None,
+) -> Judgement:
+    """A judgement from the two orders' scores; any missing score makes the item unscorable."""
+    scores = (*teacher_scores, *student_scores)
+    if any(s is None for s in scores):
+        teacher = student = gap = None
+        reason = reason or "a score is missing"
+    else:
+        teacher = (teacher_scores[0] + teacher_scores[1]) / 2  # type: ignore[operator]
+        student = (student_scores[0] + student_scores[1]) / 2  # type: ignore[operator]
+        gap = teacher - student
+        reason = None
+    return Judgement(
+        id=item_id,
+        teacher_scores=list(teacher_scores),
+        student_scores=list(student_scores),
+        teacher_score=teacher,
+        student_score=student,
+        gap=gap,
+        label=label_for(gap, tau),
+        reason=reason,
+    )
+
+
+@dataclass(frozen=True)
+class Split:
+    """The Cache Pool divided by the referee, with statistics of the division."""
+
+    hard: list[Instruction]
+    easy: list[Instruction]
+    unscorable: list[Instruction]
+    stats: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def hard_share(self) -> float:
+        """Hard share of the scorable items (0 when none is scorable)."""
+        scorable = len(self.hard) + len(self.easy)
+        return len(self.hard) / scorable if scorable else 0.0
+
+
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
+def order_disagreement(judgements: list[Judgement]) -> float:
+    """Share of scorable items whose winner flips between the two orders (a position-bias measure)."""
+    flips = total = 0
+    for j in judgements:
+        if j.label == "unscorable":
+            continue
+        first = _sign(j.teacher_scores[0] - j.student_scores[0])  # type: ignore[operator]
+        second = _sign(j.teacher_scores[1] - j.student_scores[1])  # type: ignore[operator]
+        total += 1
+        flips += first != second
+    return flips / total if total else 0.0
+
+
+def gap_histogram(gaps: list[float]) -> dict[str, int]:
+    """Counts of gaps per bin, labelled '[lo, hi)' (the last bin is closed)."""
+    counts: Counter[str] = Counter()
+    for gap in gaps:
+        for lo, hi in zip(GAP_BINS, GAP_BINS[1:]):
+            if lo <= gap < hi or (hi == GAP_BINS[-1] and gap == hi):
+                counts[f"[{lo:g}, {hi:g})"] += 1
+                break
+    return {f"[{lo:g}, {hi:g})": counts[f"[{lo:g}, {hi:g})"] for lo, hi in zip(GAP_BINS, GAP_BINS[1:])}
+
+
+def split(pool: list[Instruction], judgements: list[Judgement]) -> Split:
+    """Split a judged pool by the judgements' labels (tau is already applied in the labels)."""
+    by_id = {j.id: j for j in judgements}
+    missing = [item.id for item in pool if item.id not in by_id]
+    if missing:
+        raise ValueError(f"{len(missing)} Cache Pool instructions have no judgement, e.g. {missing[:3]}")
+    groups: dict[str, list[Instruction]] = {"hard": [], "easy": [], "unscorable": []}
+    for item in pool:
+        groups[by_id[item.id].label].append(item)
+    gaps = [j.gap for j in judgements if j.gap is not None]
+    stats = {
+        "judged": len(judgements),
+        "hard": len(groups["hard"]),
+        "easy": len(groups["easy"]),
+        "unscorable": len(groups["unscorable"]),
+        "mean_gap": sum(gaps) / len(gaps) if gaps else 0.0,
+        "gap_histogram": gap_histogram(gaps),
+        "order_disagreement": order_disagreement(judgements),
+    }
+    return Split(groups["hard"], groups["easy"], groups["unscorable"], stats)
