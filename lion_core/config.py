@@ -121,6 +121,7 @@ class StudentConfig(_Model):
     )
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of steps used for warm-up.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm; None: no clipping.")
     max_length: int = Field(1024, ge=8, description="Maximum tokens of prompt + response in training.")
     train_batch_size: int = Field(4, ge=1, description="Examples per device per micro-batch.")
     gradient_accumulation_steps: int = Field(

@@ -262,13 +262,13 @@ async def complete_all(
     client: ChatClient,
     conversations: Sequence[Messages],
     *,
-    variant: int = 0,
+    variants: Sequence[int] | None = None,
     on_done: Callable[[int], None] | None = None,
 ) -> list[Completion]:
     """Replies to many conversations concurrently (the client bounds concurrency), in input order."""
     done = 0
 
-    async def one(messages: Messages) -> Completion:
+    async def one(messages: Messages, variant: int) -> Completion:
         nonlocal done
         result = await client.complete(messages, variant=variant)
         done += 1
@@ -276,7 +276,8 @@ async def complete_all(
             on_done(done)
         return result
 
-    return list(await asyncio.gather(*(one(m) for m in conversations)))
+    variants = variants if variants is not None else [0] * len(conversations)
+    return list(await asyncio.gather(*(one(m, v) for m, v in zip(conversations, variants))))
 
 
 def build_client(

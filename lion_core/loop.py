@@ -1,0 +1,132 @@
+"""The Lion loop as plain Python (no Prefect): imitation → discrimination → generation → pools.
+
+For scripts, benchmarks and tests. The Prefect flows (flows/iteration.py) run the same stages as
+cached, retried tasks; each stage here is one function of lion_core calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lion_core import referee, teacher
+from lion_core.config import LionConfig
+from lion_core.discrimination import Split, split
+from lion_core.generation import GenerationResult, asker, generate
+from lion_core.llm import ChatClient
+from lion_core.novelty import NoveltyIndex
+from lion_core.pools import Pools, next_pools
+from lion_core.records import Instruction, Judgement, Response
+from lion_core.student.data import sft_pairs, student_prompts
+from lion_core.student.generate import answer
+from lion_core.student.train import TrainResult, finetune
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The three roles the proprietary LLM plays (often one endpoint, three clients)."""
+
+    teacher: ChatClient
+    referee: ChatClient
+    generator: ChatClient
+
+
+@dataclass
+class Discrimination:
+    """The judged Cache Pool."""
+
+    teacher: list[Response]
+    student: list[Response]
+    judgements: list[Judgement]
+    split: Split
+
+
+@dataclass
+class IterationOutcome:
+    """Everything one iteration produced (`taught`: the answers this round trained on)."""
+
+    iteration: int
+    pools: Pools
+    taught: list[Response]
+    train: TrainResult
+    discrimination: Discrimination
+    generation: GenerationResult
+    next_pools: Pools
+
+
+def training_answers(config: LionConfig, new: list[Response], taught: list[Response]) -> list[Response]:
+    """The round's data: the new Train Pool's answers (the paper) or everything taught so far."""
+    return [*taught, *new] if config.student.train_data == "cumulative" else new
+
+
+async def imitate(
+    roles: Roles, config: LionConfig, pools: Pools, checkpoint: Path, out_dir: Path, taught: list[Response]
+) -> tuple[list[Response], TrainResult]:
+    """Teacher answers the Train Pool; the student is fine-tuned on them, continuing from `checkpoint`."""
+    answers = await teacher.answer_all(roles.teacher, pools.train_pool)
+    pairs = sft_pairs(config.student.prompt_template, training_answers(config, answers, taught))
+    result = finetune(checkpoint, pairs, out_dir, config.student, seed=config.loop.seed)
+    return answers, result
+
+
+def student_answers(config: LionConfig, checkpoint: Path, items: list[Instruction]) -> list[Response]:
+    """The student's batched answers to instructions."""
+    outputs = answer(checkpoint, student_prompts(config.student.prompt_template, items), config.student)
+    return [
+        Response(
+            id=i.id, instruction=i.instruction, input=i.input, output=o, model=f"student:{checkpoint.name}"
+        )
+        for i, o in zip(items, outputs)
+    ]
+
+
+async def discriminate(
+    roles: Roles, config: LionConfig, cache_pool: list[Instruction], checkpoint: Path
+) -> Discrimination:
+    """Teacher and student answer the Cache Pool; the referee judges both orders; hard iff gap ≥ tau."""
+    teacher_out = await teacher.answer_all(roles.teacher, cache_pool)
+    student_out = student_answers(config, checkpoint, cache_pool)
+    items = [(i.id, i.text, t.output, s.output) for i, t, s in zip(cache_pool, teacher_out, student_out)]
+    judgements = await referee.judge_all(
+        roles.referee, items, tau=config.loop.tau, retries=config.loop.referee_retries
+    )
+    return Discrimination(teacher_out, student_out, judgements, split(cache_pool, judgements))
+
+
+async def generate_new(
+    roles: Roles, config: LionConfig, iteration: int, cache_pool: list[Instruction], judged: Split
+) -> GenerationResult:
+    """N new instructions from hard and easy parents, novel against the Cache Pool."""
+    loop = config.loop
+    index = NoveltyIndex(loop.rouge_threshold, texts=[i.text for i in cache_pool])
+    return await generate(
+        asker(roles.generator),
+        judged.hard,
+        judged.easy,
+        index,
+        n=loop.new_per_iteration,
+        ratio=loop.hard_easy_ratio,
+        min_words=loop.min_words,
+        rounds=loop.generation_rounds,
+        iteration=iteration,
+        seed=loop.seed,
+    )
+
+
+async def run_iteration(
+    roles: Roles,
+    config: LionConfig,
+    iteration: int,
+    pools: Pools,
+    checkpoint: Path,
+    out_dir: Path,
+    taught: list[Response] | None = None,
+) -> IterationOutcome:
+    """One adversarial iteration; the new checkpoint is saved under `out_dir / 'student'`."""
+    answers, train = await imitate(roles, config, pools, checkpoint, out_dir / "student", taught or [])
+    judged = await discriminate(roles, config, pools.cache_pool, Path(train.checkpoint))
+    generation = await generate_new(roles, config, iteration, pools.cache_pool, judged.split)
+    taught = training_answers(config, answers, taught or [])
+    return IterationOutcome(
+        iteration, pools, taught, train, judged, generation, next_pools(pools, generation.kept)
+    )
