@@ -6,8 +6,10 @@ Unscorable items are counted and excluded from the split.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
+
+import numpy as np
 
 from lion_core.records import Instruction, Judgement, Label
 
@@ -85,14 +87,9 @@ def order_disagreement(judgements: list[Judgement]) -> float:
 
 
 def gap_histogram(gaps: list[float]) -> dict[str, int]:
-    """Counts of gaps per bin, labelled '[lo, hi)' (the last bin is closed)."""
-    counts: Counter[str] = Counter()
-    for gap in gaps:
-        for lo, hi in zip(GAP_BINS, GAP_BINS[1:]):
-            if lo <= gap < hi or (hi == GAP_BINS[-1] and gap == hi):
-                counts[f"[{lo:g}, {hi:g})"] += 1
-                break
-    return {f"[{lo:g}, {hi:g})": counts[f"[{lo:g}, {hi:g})"] for lo, hi in zip(GAP_BINS, GAP_BINS[1:])}
+    """Counts of gaps per bin of GAP_BINS, labelled '[lo, hi)' (the last bin includes its upper edge)."""
+    counts, _ = np.histogram(gaps, bins=GAP_BINS)
+    return {f"[{lo:g}, {hi:g})": int(n) for (lo, hi), n in zip(pairwise(GAP_BINS), counts)}
 
 
 def split(pool: list[Instruction], judgements: list[Judgement]) -> Split:

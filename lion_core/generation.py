@@ -27,7 +27,7 @@ MARKERS = ("#given instruction#", "#created instruction#", "given instruction", 
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """Ask the generator for one new instruction from `parent` in `mode`; `variant` makes it a fresh sample."""
+    """One new instruction from `parent` in `mode`; `variant` makes it a fresh sample."""
 
     mode: prompts.Mode
     parent: Instruction

@@ -45,7 +45,7 @@ def prompt_ids(tokenizer, prompt: str) -> list[int]:
 def build_example(tokenizer, pair: SFTPair, max_length: int) -> dict[str, list[int]] | None:
     """input_ids and labels (prompt masked); None if no response token fits in max_length."""
     head = prompt_ids(tokenizer, pair.prompt)
-    tail = tokenizer(pair.response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    tail = [*tokenizer(pair.response, add_special_tokens=False).input_ids, tokenizer.eos_token_id]
     ids = (head + tail)[:max_length]
     labels = ([IGNORE_INDEX] * len(head) + tail)[:max_length]
     if all(label == IGNORE_INDEX for label in labels):
