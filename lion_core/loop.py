@@ -13,7 +13,8 @@ from lion_core import referee, teacher
 from lion_core.config import LionConfig
 from lion_core.discrimination import Split, split
 from lion_core.generation import GenerationResult, asker, generate
-from lion_core.llm import ChatClient
+from lion_core.ledger import Ledger
+from lion_core.llm import ChatClient, ResponseCache, build_client
 from lion_core.novelty import NoveltyIndex
 from lion_core.pools import Pools, next_pools
 from lion_core.records import Instruction, Judgement, Response
@@ -29,6 +30,21 @@ class Roles:
     teacher: ChatClient
     referee: ChatClient
     generator: ChatClient
+
+
+def build_roles(config: LionConfig, ledger: Ledger, cache: ResponseCache) -> Roles:
+    """One client per role from the config (keys from the environment; raises before any work)."""
+    clients = {
+        role: build_client(role, endpoint, ledger=ledger, cache=cache, budget=config.budget)
+        for role, endpoint in config.endpoints().items()
+        if role in ("teacher", "referee", "generator")
+    }
+    return Roles(**clients)
+
+
+def cache_path(config: LionConfig) -> Path:
+    """The response cache file: shared cache_dir, else inside the run directory."""
+    return (config.cache_dir or config.run_dir) / "responses.sqlite"
 
 
 @dataclass

@@ -1,0 +1,166 @@
+"""Discrimination, generation and pools, and one whole iteration as plain Python against the world."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from random import Random
+
+import pytest
+
+from lion_core.config import LionConfig, LoopConfig, StudentConfig
+from lion_core.discrimination import make_judgement, order_disagreement, split
+from lion_core.generation import asker, generate, plan, postfilter, split_counts
+from lion_core.ledger import Ledger
+from lion_core.llm import Completion, ResponseCache
+from lion_core.loop import build_roles, run_iteration
+from lion_core.novelty import NoveltyIndex, max_rouge_l
+from lion_core.pools import Pools, initial_pools, next_pools, sample
+from lion_core.records import Instruction
+from lion_core.world.families import identify, sample_tasks
+from lion_core.world.server import WorldServer
+
+
+def items(n: int, prefix: str = "s") -> list[Instruction]:
+    return [
+        Instruction(id=f"{prefix}{i}", instruction=t.instruction)
+        for i, t in enumerate(sample_tasks(n, Random(len(prefix) + n)))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "finish", "reason"),
+    [
+        ("Reverse the word banana for me", "stop", None),
+        ("Reverse the word banana for me", "length", "cut by the length limit"),
+        ("   ", "stop", "empty"),
+        ("Reverse banana now", "stop", "3 words or fewer"),
+        ("...and reverse banana please", "stop", "starts with punctuation"),
+        ("¿Puedes invertir la palabra?", "stop", "starts with a non-ASCII character"),
+        ("#Created Instruction#: reverse banana please", "stop", "starts with punctuation"),
+        ("Here is the created instruction: reverse banana", "stop", "echoes the prompt's markers"),
+    ],
+)
+def test_postfilter_applies_the_original_rules(content: str, finish: str, reason: str | None) -> None:
+    assert postfilter(Completion(content, finish, 1, 1), min_words=3) == reason
+
+
+def test_split_counts_follow_the_ratio_and_fill_a_missing_side() -> None:
+    assert split_counts(10, 1.0, 5, 5)[:2] == (5, 5)
+    assert split_counts(9, 2.0, 5, 5)[:2] == (6, 3)
+    hard, easy, notes = split_counts(10, 1.0, 0, 4)
+    assert (hard, easy) == (0, 10) and "no hard instructions" in notes[0]
+    hard, easy, notes = split_counts(10, 1.0, 4, 0)
+    assert (hard, easy) == (10, 0) and "no easy instructions" in notes[0]
+
+
+def test_plan_uses_every_parent_before_repeating_and_makes_distinct_variants() -> None:
+    hard, easy = items(3, "h"), items(4, "e")
+    requests = plan(hard, easy, 7, 4, Random(0), "1:0")
+    hard_parents = [r.parent.id for r in requests if r.mode == "hard"]
+    assert sorted(hard_parents[:3]) == sorted(i.id for i in hard)
+    assert len(hard_parents) == 7 and len([r for r in requests if r.mode == "easy"]) == 4
+    assert len({r.variant for r in requests}) == len(requests)
+    assert sample([], 3, Random(0)) == []
+
+
+def test_discrimination_labels_and_statistics() -> None:
+    pool = items(4)
+    judgements = [
+        make_judgement(pool[0].id, (9, 9), (1, 1), tau=1.0),  # gap 8: hard
+        make_judgement(pool[1].id, (9, 8), (8, 8), tau=1.0),  # gap 0.5: easy
+        make_judgement(pool[2].id, (9, 9), (8, 8), tau=1.0),  # gap exactly tau: hard
+        make_judgement(pool[3].id, (9, None), (1, None), tau=1.0, reason="order 2: no scores"),
+    ]
+    result = split(pool, judgements)
+    assert [i.id for i in result.hard] == [pool[0].id, pool[2].id]
+    assert [i.id for i in result.easy] == [pool[1].id]
+    assert [i.id for i in result.unscorable] == [pool[3].id]
+    assert result.stats["unscorable"] == 1 and result.stats["mean_gap"] == pytest.approx((8 + 0.5 + 1) / 3)
+    assert result.hard_share == pytest.approx(2 / 3)
+    flipped = make_judgement("x", (9, 4), (5, 6), tau=1.0)  # order 1 teacher wins, order 2 student wins
+    assert order_disagreement([flipped, judgements[0]]) == 0.5
+
+
+def test_pools_replace_the_train_pool_and_grow_the_cache_pool() -> None:
+    pools = initial_pools(items(5))
+    new = items(3, "new")
+    after = next_pools(pools, new)
+    assert after.train_pool == new
+    assert after.cache_pool == pools.cache_pool + new
+    with pytest.raises(ValueError, match="already in the Cache Pool"):
+        next_pools(after, new[:1])
+
+
+def test_generation_against_the_world_filters_and_keeps_lineage(world: WorldServer, tmp_path: Path) -> None:
+    config = LionConfig(
+        teacher={"base_url": world.url},
+        referee={"base_url": world.url},
+        generator={"base_url": world.url, "temperature": 1.0},
+    )
+    roles = build_roles(config, Ledger(), ResponseCache(tmp_path / "c.sqlite"))
+    pool = items(60)
+    index = NoveltyIndex(0.7, texts=[i.text for i in pool])
+    result = asyncio.run(
+        generate(
+            asker(roles.generator),
+            pool[:30],
+            pool[30:],
+            index,
+            n=80,
+            ratio=1.0,
+            min_words=1,
+            rounds=3,
+            iteration=1,
+            seed=0,
+        )
+    )
+    assert len(result.kept) == 80
+    assert sum(i.origin == "hard" for i in result.kept) == 40
+    assert result.novelty_rejections > 0 and sum(result.postfilter_rejections.values()) > 0
+    parents = {i.id: i for i in pool}
+    for new in result.kept:
+        assert identify(new.instruction)[0].name == identify(parents[new.parent_id].instruction)[0].name
+        assert (new.origin == "hard") == (new.parent_id in {i.id for i in pool[:30]})
+    texts = [i.text for i in result.kept]
+    assert max(max_rouge_l(texts, [i.text for i in pool])) < 0.7
+    assert all(score < 0.7 for k, t in enumerate(texts) for score in max_rouge_l([t], texts[:k] or [""]))
+
+
+def test_one_iteration_as_plain_python_keeps_the_pool_invariants(
+    world: WorldServer, tiny_student_path: Path, tmp_path: Path
+) -> None:
+    endpoint = {"base_url": world.url, "concurrency": 16}
+    config = LionConfig(
+        run_dir=tmp_path,
+        teacher=endpoint,
+        referee=endpoint,
+        generator={**endpoint, "temperature": 1.0},
+        student=StudentConfig(
+            model_path=tiny_student_path,
+            finetune="full",
+            prompt_template="compact",
+            learning_rate=3e-3,
+            max_steps=40,
+            train_batch_size=16,
+            gradient_accumulation_steps=1,
+            max_length=64,
+            max_new_tokens=12,
+        ),
+        loop=LoopConfig(new_per_iteration=30, min_words=1, seed=0),
+    )
+    roles = build_roles(config, Ledger(tmp_path / "ledger.json"), ResponseCache(tmp_path / "c.sqlite"))
+    pools = initial_pools(items(60))
+    outcome = asyncio.run(run_iteration(roles, config, 1, pools, tiny_student_path, tmp_path / "iter_1"))
+    judged = outcome.discrimination
+    assert len(judged.judgements) == len(pools.cache_pool) == len(judged.teacher) == len(judged.student)
+    for j in judged.judgements:
+        assert j.label == "unscorable" or (j.label == "hard") == (j.gap >= config.loop.tau)
+    assert outcome.next_pools == Pools(outcome.generation.kept, pools.cache_pool + outcome.generation.kept)
+    assert 0 < len(outcome.generation.kept) <= 30
+    assert all(i.iteration == 1 and i.origin in ("hard", "easy") for i in outcome.generation.kept)
+    assert (tmp_path / "iter_1" / "student" / "config.json").exists()
+    referee = roles.referee.ledger.roles["referee"]
+    # two orders per item; identical answers make both orders one request, served once
+    assert referee.requests + referee.cache_hits >= 2 * len(pools.cache_pool)
+    assert world.stats.received["referee"] == referee.requests
