@@ -59,7 +59,8 @@ class Discrimination:
 
 @dataclass
 class IterationOutcome:
-    """Everything one iteration produced (`taught`: the answers this round trained on)."""
+    """Everything one iteration produced (`taught`: the answers this round trained on;
+    `discrimination.teacher`: the teacher's answers to the whole Cache Pool)."""
 
     iteration: int
     pools: Pools
@@ -97,16 +98,32 @@ def student_answers(config: LionConfig, checkpoint: Path, items: list[Instructio
 
 
 async def discriminate(
-    roles: Roles, config: LionConfig, cache_pool: list[Instruction], checkpoint: Path
+    roles: Roles,
+    config: LionConfig,
+    cache_pool: list[Instruction],
+    teacher_answers: list[Response],
+    checkpoint: Path,
 ) -> Discrimination:
-    """Teacher and student answer the Cache Pool; the referee judges both orders; hard iff gap ≥ tau."""
-    teacher_out = await teacher.answer_all(roles.teacher, cache_pool)
+    """The student answers the Cache Pool; the referee judges both orders; hard iff gap ≥ tau.
+
+    The teacher's answers are the ones already paid for (earlier iterations and this Train Pool): the
+    Cache Pool is never re-sent to the teacher.
+    """
     student_out = student_answers(config, checkpoint, cache_pool)
-    items = [(i.id, i.text, t.output, s.output) for i, t, s in zip(cache_pool, teacher_out, student_out)]
+    items = [(i.id, i.text, t.output, s.output) for i, t, s in zip(cache_pool, teacher_answers, student_out)]
     judgements = await referee.judge_all(
         roles.referee, items, tau=config.loop.tau, retries=config.loop.referee_retries
     )
-    return Discrimination(teacher_out, student_out, judgements, split(cache_pool, judgements))
+    return Discrimination(teacher_answers, student_out, judgements, split(cache_pool, judgements))
+
+
+def answers_for(pool: list[Instruction], known: list[Response]) -> list[Response]:
+    """The known answers to a pool's instructions, in pool order (KeyError names a missing one)."""
+    by_id = {r.id: r for r in known}
+    missing = [i.id for i in pool if i.id not in by_id]
+    if missing:
+        raise KeyError(f"no teacher answer for {len(missing)} Cache Pool instructions, e.g. {missing[:3]}")
+    return [by_id[i.id] for i in pool]
 
 
 async def generate_new(
@@ -136,11 +153,17 @@ async def run_iteration(
     pools: Pools,
     checkpoint: Path,
     out_dir: Path,
+    answered: list[Response] | None = None,
     taught: list[Response] | None = None,
 ) -> IterationOutcome:
-    """One adversarial iteration; the new checkpoint is saved under `out_dir / 'student'`."""
+    """One adversarial iteration; the new checkpoint is saved under `out_dir / 'student'`.
+
+    `answered`: the teacher's answers of earlier iterations (the Cache Pool minus the Train Pool);
+    `taught`: what earlier rounds trained on (used when student.train_data is cumulative).
+    """
     answers, train = await imitate(roles, config, pools, checkpoint, out_dir / "student", taught or [])
-    judged = await discriminate(roles, config, pools.cache_pool, Path(train.checkpoint))
+    teacher_cache = answers_for(pools.cache_pool, [*(answered or []), *answers])
+    judged = await discriminate(roles, config, pools.cache_pool, teacher_cache, Path(train.checkpoint))
     generation = await generate_new(roles, config, iteration, pools.cache_pool, judged.split)
     taught = training_answers(config, answers, taught or [])
     return IterationOutcome(
