@@ -2,14 +2,22 @@
 
 Run as:
     lion demo --iterations 3            # the whole loop on the offline world, embedded Prefect
-    lion run configs/openai.yaml        # real endpoints
-    lion report runs/demo               # re-render a run's report
+    lion run configs/openai.yaml        # real endpoints (keys from the environment)
+    lion report runs/demo               # re-render a run's report and table
     lion world serve --port 8765        # the offline world's OpenAI-compatible server
+Re-running `lion demo` or `lion run` on the same run directory resumes; nothing is paid twice.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from flows import world_cli
 
@@ -17,6 +25,109 @@ app = typer.Typer(
     help="Lion adversarial distillation on Prefect.", no_args_is_help=True, add_completion=False
 )
 app.add_typer(world_cli.app, name="world")
+console = Console()
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_BUDGET = 3
+
+
+def print_table(summaries: list[dict[str, Any]], title: str) -> None:
+    """The per-iteration table (the same rows as the report and the Prefect artifact)."""
+    from lion_core.report import table_rows
+
+    rows = table_rows(summaries)
+    table = Table(title=title)
+    for column in rows[0] if rows else ["iter"]:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+
+
+def run_distill(config) -> list[dict[str, Any]]:
+    """Run the distill flow on the embedded Prefect (or the server PREFECT_API_URL names)."""
+    from flows.distill import distill
+    from lion_core.ledger import BudgetExceededError
+    from lion_core.llm import LLMError
+
+    try:
+        return asyncio.run(distill(config))
+    except BudgetExceededError as err:
+        console.print(f"[bold red]stopped before exceeding the budget:[/] {err}")
+        raise typer.Exit(EXIT_BUDGET) from None
+    except LLMError as err:
+        console.print(f"[bold red]an endpoint kept failing:[/] {err}")
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def finish(config, summaries: list[dict[str, Any]], started: float) -> None:
+    print_table(summaries, f"Lion — {config.run_dir}")
+    console.print(
+        f"report: {config.run_dir / 'report.md'}   wall time: {time.perf_counter() - started:.0f} s"
+    )
+
+
+@app.command()
+def demo(
+    run_dir: Path = typer.Option(Path("runs/demo"), help="Run directory (re-run it to resume)."),
+    iterations: int = typer.Option(3, min=1, help="Adversarial iterations."),
+    seed: int = typer.Option(0, help="Seed of the world, the student and the loop."),
+    port: int = typer.Option(
+        8765, help="Port of the offline world server (fixed, so a re-run hits the cache)."
+    ),
+) -> None:
+    """Start the offline world, build the tiny student, run the loop on the embedded Prefect."""
+    from flows.demo import demo_config, prepare_world_files, world_server
+
+    started = time.perf_counter()
+    config = demo_config(run_dir, iterations, seed, port)
+    prepare_world_files(config)
+    try:
+        server = world_server(config).start(port=port)
+    except OSError as err:
+        console.print(f"[bold red]cannot start the world server on 127.0.0.1:{port}:[/] {err} (try --port)")
+        raise typer.Exit(EXIT_FAILED) from None
+    try:
+        summaries = run_distill(config)
+    finally:
+        server.stop()
+    finish(config, summaries, started)
+
+
+@app.command()
+def run(
+    config_path: Path = typer.Argument(..., help="YAML config (see configs/)."),
+    run_dir: Path = typer.Option(None, help="Override the config's run directory."),
+) -> None:
+    """Run the distill flow with real endpoints; keys come from the environment."""
+    from lion_core.config import ConfigError, load_config
+
+    started = time.perf_counter()
+    try:
+        config = load_config(config_path)
+        if run_dir is not None:
+            config.run_dir = run_dir
+        config.check_credentials()
+    except ConfigError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    finish(config, run_distill(config), started)
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+    """Re-render RUN/report.md and its plots; print the per-iteration table."""
+    from lion_core.report import write_report
+    from lion_core.rundir import RunDir
+
+    run = RunDir(run_dir)
+    if not run.summaries():
+        console.print(f"[bold red]error:[/] {run_dir}: no finished iteration (iter_K/summary.json)")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    path = write_report(run)
+    print_table(run.summaries(), f"Lion — {run_dir}")
+    console.print(f"report: {path}")
 
 
 if __name__ == "__main__":

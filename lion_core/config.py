@@ -225,8 +225,9 @@ class EvalConfig(_Model):
         None, description="Judge endpoint; None: evaluation by judge is off."
     )
     questions: Path | None = Field(None, description="Question file (FastChat or self-instruct format).")
-    world_heldout: bool = Field(
-        True, description="Evaluate each iteration's student on the world held-out set."
+    heldout_path: Path | None = Field(
+        None,
+        description="World held-out set (JSONL as `lion world sample` prints): each student is scored on it.",
     )
 
 

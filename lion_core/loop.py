@@ -6,11 +6,12 @@ cached, retried tasks; each stage here is one function of lion_core calls.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lion_core import referee, teacher
-from lion_core.config import LionConfig
+from lion_core.config import LionConfig, StudentConfig
 from lion_core.discrimination import Split, split
 from lion_core.generation import GenerationResult, asker, generate
 from lion_core.ledger import Ledger
@@ -59,40 +60,49 @@ class Discrimination:
 
 @dataclass
 class IterationOutcome:
-    """Everything one iteration produced (`taught`: the answers this round trained on;
-    `discrimination.teacher`: the teacher's answers to the whole Cache Pool)."""
+    """Everything one iteration produced (`discrimination.teacher`: the teacher's answers to the whole
+    Cache Pool)."""
 
     iteration: int
     pools: Pools
-    taught: list[Response]
     train: TrainResult
     discrimination: Discrimination
     generation: GenerationResult
     next_pools: Pools
 
 
-def training_answers(config: LionConfig, new: list[Response], taught: list[Response]) -> list[Response]:
-    """The round's data: the new Train Pool's answers (the paper) or everything taught so far."""
-    return [*taught, *new] if config.student.train_data == "cumulative" else new
+def training_answers(
+    config: LionConfig, pools: Pools, new: list[Response], known: list[Response]
+) -> list[Response]:
+    """The round's data: the Train Pool's answers (the paper), or the whole Cache Pool's (everything
+    taught so far: guards against forgetting)."""
+    if config.student.train_data == "cumulative":
+        return answers_for(pools.cache_pool, [*known, *new])
+    return new
 
 
 async def imitate(
-    roles: Roles, config: LionConfig, pools: Pools, checkpoint: Path, out_dir: Path, taught: list[Response]
+    roles: Roles, config: LionConfig, pools: Pools, checkpoint: Path, out_dir: Path, known: list[Response]
 ) -> tuple[list[Response], TrainResult]:
-    """Teacher answers the Train Pool; the student is fine-tuned on them, continuing from `checkpoint`."""
+    """The teacher answers the Train Pool; the student is fine-tuned, continuing from `checkpoint`."""
     answers = await teacher.answer_all(roles.teacher, pools.train_pool)
-    pairs = sft_pairs(config.student.prompt_template, training_answers(config, answers, taught))
+    pairs = sft_pairs(config.student.prompt_template, training_answers(config, pools, answers, known))
     result = finetune(checkpoint, pairs, out_dir, config.student, seed=config.loop.seed)
     return answers, result
 
 
-def student_answers(config: LionConfig, checkpoint: Path, items: list[Instruction]) -> list[Response]:
+def student_answers(
+    student: StudentConfig,
+    checkpoint: Path,
+    items: list[Instruction],
+    on_batch: Callable[[int], None] | None = None,
+) -> list[Response]:
     """The student's batched answers to instructions."""
-    outputs = answer(checkpoint, student_prompts(config.student.prompt_template, items), config.student)
+    texts = student_prompts(student.prompt_template, items)
+    outputs = answer(checkpoint, texts, student, seed=0, on_batch=on_batch)
+    model = f"student:{Path(checkpoint).parent.name}"
     return [
-        Response(
-            id=i.id, instruction=i.instruction, input=i.input, output=o, model=f"student:{checkpoint.name}"
-        )
+        Response(id=i.id, instruction=i.instruction, input=i.input, output=o, model=model)
         for i, o in zip(items, outputs)
     ]
 
@@ -109,7 +119,7 @@ async def discriminate(
     The teacher's answers are the ones already paid for (earlier iterations and this Train Pool): the
     Cache Pool is never re-sent to the teacher.
     """
-    student_out = student_answers(config, checkpoint, cache_pool)
+    student_out = student_answers(config.student, checkpoint, cache_pool)
     items = [(i.id, i.text, t.output, s.output) for i, t, s in zip(cache_pool, teacher_answers, student_out)]
     judgements = await referee.judge_all(
         roles.referee, items, tau=config.loop.tau, retries=config.loop.referee_retries
@@ -153,19 +163,16 @@ async def run_iteration(
     pools: Pools,
     checkpoint: Path,
     out_dir: Path,
-    answered: list[Response] | None = None,
-    taught: list[Response] | None = None,
+    known: list[Response] | None = None,
 ) -> IterationOutcome:
     """One adversarial iteration; the new checkpoint is saved under `out_dir / 'student'`.
 
-    `answered`: the teacher's answers of earlier iterations (the Cache Pool minus the Train Pool);
-    `taught`: what earlier rounds trained on (used when student.train_data is cumulative).
+    `known`: the teacher's answers of earlier iterations (they cover the Cache Pool minus the Train
+    Pool); the outcome's `discrimination.teacher` is the next iteration's `known`.
     """
-    answers, train = await imitate(roles, config, pools, checkpoint, out_dir / "student", taught or [])
-    teacher_cache = answers_for(pools.cache_pool, [*(answered or []), *answers])
+    known = known or []
+    answers, train = await imitate(roles, config, pools, checkpoint, out_dir / "student", known)
+    teacher_cache = answers_for(pools.cache_pool, [*known, *answers])
     judged = await discriminate(roles, config, pools.cache_pool, teacher_cache, Path(train.checkpoint))
     generation = await generate_new(roles, config, iteration, pools.cache_pool, judged.split)
-    taught = training_answers(config, answers, taught or [])
-    return IterationOutcome(
-        iteration, pools, taught, train, judged, generation, next_pools(pools, generation.kept)
-    )
+    return IterationOutcome(iteration, pools, train, judged, generation, next_pools(pools, generation.kept))

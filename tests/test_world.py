@@ -29,7 +29,7 @@ KNOWN = [
     ("Uppercase abc", "ABC"),
     ("Capitalize xyz", "XYZ"),
     ("Advance abz", "bca"),
-    ("Shift a forward", "b"),
+    ("Shift ab forward", "bc"),
     ("Repeat ab 3x", "ababab"),
     ("Say xyz 2x", "xyzxyz"),
     ("Length of banana?", "6"),

@@ -84,3 +84,26 @@ def replace_dir(tmp: Path, final: Path) -> None:
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def training_key(base: Path, data: Path, config: StudentConfig, seed: int) -> str:
+    """Cache key of a fine-tune: (base checkpoint, train data hash, hyper-parameters, seed)."""
+    hparams = config.model_dump(
+        mode="json", exclude={"infer_batch_size", "max_new_tokens", "do_sample", "temperature", "backend"}
+    )
+    blob = json.dumps(
+        [fingerprint(base), hashlib.sha256(Path(data).read_bytes()).hexdigest(), hparams, seed],
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def has_key(path: Path, key: str) -> bool:
+    """True when the checkpoint at path was trained under `key` (and is complete)."""
+    recorded = Path(path) / FINGERPRINT_FILE
+    return recorded.exists() and json.loads(recorded.read_text())["key"] == key
+
+
+def content_key(*parts: object) -> str:
+    """A cache key from JSON-serialisable parts (checkpoint fingerprints, texts, settings)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

@@ -162,7 +162,7 @@ def _builtin() -> list[TaskFamily]:
         ),
         _word_family("upper", ("Uppercase {w}", "Capitalize {w}"), short, str.upper),
         _word_family(
-            "shift", ("Advance {w}", "Shift {w} forward"), {1: (1, 1), 2: (3, 4), 3: (5, 6)}, _shift
+            "shift", ("Advance {w}", "Shift {w} forward"), {1: (2, 2), 2: (3, 4), 3: (5, 6)}, _shift
         ),
         _repeat_family(),
         _word_family(

@@ -55,6 +55,7 @@ class Faults:
     hang_s: float = 5.0
     share_malformed: float = 0.0
     rate_limit_rpm: float | None = None
+    roles: list[str] | None = None  # the roles that suffer faults (None: all)
 
 
 @dataclass
@@ -152,9 +153,11 @@ class WorldServer:
             setattr(self.faults, key, value)
         return asdict(self.faults)
 
-    def _fault(self) -> JSONResponse | str | None:
+    def _fault(self, role: str) -> JSONResponse | str | None:
         """A fault response for this request, 'timeout', or None."""
         f, draw = self.faults, self._fault_rng.random()
+        if f.roles is not None and role not in f.roles:
+            return None
         if f.rate_limit_rpm and not self._limiter.allow(f.rate_limit_rpm):
             self.stats.faults["rate_limit"] += 1
             return _error(429, "rate limit reached", {"retry-after-ms": str(f.retry_after_ms)})
@@ -192,7 +195,7 @@ class WorldServer:
             ] += 1
         if self.faults.latency_ms:
             await asyncio.sleep(self.faults.latency_ms / 1000.0)
-        fault = self._fault()
+        fault = self._fault(role)
         if fault == "timeout":
             await asyncio.sleep(self.faults.hang_s)
             return _error(504, "gateway timeout")

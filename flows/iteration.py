@@ -1,0 +1,249 @@
+"""One Lion iteration as a Prefect subflow: imitation → discrimination → generation (the paper's figure).
+
+Each stage is a short function of named tasks; API calls fan out in batches (one task each, retried
+alone), the student's work is one cached task per step. Files go to RUN/iter_K/ (see lion_core.rundir).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+from prefect import flow
+
+from lion_core.config import LionConfig
+from lion_core.discrimination import Split
+from lion_core.generation import GenerationRequest, GenerationResult, generate
+from lion_core.ledger import Ledger
+from lion_core.llm import Completion, ResponseCache
+from lion_core.loop import Roles, answers_for, build_roles, cache_path, training_answers
+from lion_core.novelty import NoveltyIndex
+from lion_core.pools import Pools, read_pools
+from lion_core.records import Judgement, Response, read_jsonl, write_jsonl
+from lion_core.report import hardest
+from lion_core.rundir import RunDir, write_json
+from lion_core.student.checkpoint import content_key, fingerprint, has_key, training_key
+from lion_core.student.data import sft_pairs
+from lion_core.student.train import TrainResult
+from tasks.api import endpoint_id, generator_batch, referee_batch, teacher_batch
+from tasks.artifacts import Progress, iteration_artifacts
+from tasks.stages import split_task, update_pools_task
+from tasks.student import finetune_task, heldout_task, student_answers_task
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def fan_out(
+    call: Callable[[int, list[T]], Awaitable[list[R]]], items: Sequence[T], size: int, description: str
+) -> list[R]:
+    """Run `call(first_index, batch)` for every batch concurrently; results in input order."""
+    progress = await Progress(f"{description} ({len(items)})", len(items)).start()
+
+    async def one(first: int) -> list[R]:
+        batch = list(items[first : first + size])
+        result = await call(first, batch)
+        await progress.advance(len(batch))
+        return result
+
+    results = await asyncio.gather(*(one(first) for first in range(0, len(items), size)))
+    return [r for batch in results for r in batch]
+
+
+def earlier_answers(run: RunDir, k: int) -> list[Response]:
+    """The teacher's answers paid for in earlier iterations (they cover the previous Cache Pool)."""
+    return read_jsonl(run.iteration(k - 1).file("teacher"), Response) if k > 1 else []
+
+
+async def imitation(
+    config: LionConfig, roles: Roles, run: RunDir, k: int, pools: Pools, known: list[Response]
+) -> tuple[list[Response], TrainResult]:
+    """The teacher answers the Train Pool; the student is fine-tuned on the round's data."""
+    teacher = roles.teacher
+    answers = await fan_out(
+        lambda first, batch: teacher_batch(teacher, endpoint_id(teacher), batch, first),
+        pools.train_pool,
+        config.loop.batch_size,
+        "teacher answers, Train Pool",
+    )
+    data = run.iteration(k).root / "sft.jsonl"
+    pairs = sft_pairs(config.student.prompt_template, training_answers(config, pools, answers, known))
+    write_jsonl(data, [{"prompt": p.prompt, "response": p.response} for p in pairs])
+    base = config.student.model_path if k == 1 else run.iteration(k - 1).student
+    key = training_key(base, data, config.student, config.loop.seed)
+    out = run.iteration(k).student
+    args = (str(base), str(data), str(out), config.student, config.loop.seed, key)
+    result = finetune_task(*args)
+    if not has_key(out, key):  # a cached result whose checkpoint was removed: train again
+        result = finetune_task.with_options(refresh_cache=True)(*args)
+    return answers, TrainResult(**result)
+
+
+async def discrimination(
+    config: LionConfig, roles: Roles, run: RunDir, k: int, pools: Pools, teacher_answers: list[Response]
+) -> tuple[list[Response], list[Judgement], Split]:
+    """The student answers the Cache Pool; the referee judges both orders; the pool splits hard/easy."""
+    it, referee = run.iteration(k), roles.referee
+    write_jsonl(it.file("teacher"), teacher_answers)
+    student = config.student
+    key = content_key(
+        fingerprint(it.student), [i.text for i in pools.cache_pool], student.model_dump(mode="json")
+    )
+    student_out = student_answers_task(str(it.student), pools.cache_pool, student, key)
+    write_jsonl(it.file("student"), student_out)
+    items = [
+        (i.id, i.text, t.output, s.output) for i, t, s in zip(pools.cache_pool, teacher_answers, student_out)
+    ]
+    loop = config.loop
+    judgements = await fan_out(
+        lambda first, batch: referee_batch(
+            referee, endpoint_id(referee), batch, loop.tau, loop.referee_retries, first
+        ),
+        items,
+        loop.batch_size,
+        "referee judgements, Cache Pool × 2 orders",
+    )
+    split = split_task(pools.cache_pool, judgements)
+    write_jsonl(it.file("judgements"), judgements)
+    write_jsonl(it.file("hard"), split.hard)
+    write_jsonl(it.file("easy"), split.easy)
+    return student_out, judgements, split
+
+
+async def generation(
+    config: LionConfig, roles: Roles, run: RunDir, k: int, pools: Pools, split: Split
+) -> GenerationResult:
+    """N new instructions from hard and easy parents, novel against the Cache Pool; pools updated."""
+    generator, loop = roles.generator, config.loop
+
+    async def ask(requests: list[GenerationRequest]) -> list[Completion]:
+        return await fan_out(
+            lambda first, batch: generator_batch(generator, endpoint_id(generator), batch, first),
+            requests,
+            loop.batch_size,
+            "generator requests",
+        )
+
+    index = NoveltyIndex(loop.rouge_threshold, texts=[i.text for i in pools.cache_pool])
+    result = await generate(
+        ask,
+        split.hard,
+        split.easy,
+        index,
+        n=loop.new_per_iteration,
+        ratio=loop.hard_easy_ratio,
+        min_words=loop.min_words,
+        rounds=loop.generation_rounds,
+        iteration=k,
+        seed=loop.seed,
+    )
+    write_jsonl(run.iteration(k).file("generated"), result.kept)
+    update_pools_task(pools, result.kept, str(run.iteration(k + 1).root))
+    return result
+
+
+def usage_delta(before: dict, after: dict) -> dict[str, dict[str, float]]:
+    """Per-role counters spent between two ledger snapshots."""
+    return {
+        role: {key: value - getattr(before.get(role), key, 0) for key, value in asdict(usage).items()}
+        for role, usage in after.items()
+    }
+
+
+def summarize(
+    k: int,
+    pools: Pools,
+    split: Split,
+    gen: GenerationResult | None,
+    train: TrainResult,
+    usage: dict,
+    heldout: dict | None,
+    stopped: str | None,
+    seconds: float,
+) -> dict[str, Any]:
+    """The iteration's statistics (RUN/iter_K/summary.json; the report is rendered from these)."""
+    return {
+        "iteration": k,
+        "train_pool": len(pools.train_pool),
+        "cache_pool": len(pools.cache_pool),
+        **{
+            key: split.stats[key]
+            for key in ("hard", "easy", "unscorable", "mean_gap", "order_disagreement", "gap_histogram")
+        },
+        "hard_share": split.hard_share,
+        **(
+            {}
+            if gen is None
+            else {
+                "generated": len(gen.kept),
+                "requested": gen.requested,
+                "novelty_rejections": gen.novelty_rejections,
+                "postfilter_rejections": dict(gen.postfilter_rejections),
+            }
+        ),
+        "notes": [] if gen is None else gen.notes,
+        "train": {
+            "steps": train.steps,
+            "examples": train.examples,
+            "seconds": round(train.seconds, 2),
+            "loss_first": train.losses[0] if train.losses else None,
+            "loss_last": train.losses[-1] if train.losses else None,
+        },
+        "usage": usage,
+        "heldout": heldout,
+        "stopped": stopped,
+        "seconds": round(seconds, 2),
+    }
+
+
+@flow(name="iteration", flow_run_name="iteration-{k}")
+async def iteration(config: LionConfig, k: int) -> dict[str, Any]:
+    """Iteration k: imitation → discrimination → generation; writes RUN/iter_K and RUN/iter_{K+1} pools."""
+    started = time.perf_counter()
+    run = RunDir(config.run_dir)
+    pools = read_pools(run.iteration(k).root)
+    ledger = Ledger(run.ledger)
+    before = ledger.snapshot()
+    roles = build_roles(config, ledger, ResponseCache(cache_path(config)))
+    try:
+        known = earlier_answers(run, k)
+        answers, train = await imitation(config, roles, run, k, pools, known)
+        teacher_answers = answers_for(pools.cache_pool, known + answers)
+        student_out, judgements, split = await discrimination(config, roles, run, k, pools, teacher_answers)
+        stopped = equilibrium(config, split)
+        gen = None if stopped else await generation(config, roles, run, k, pools, split)
+    finally:
+        ledger.save()
+    heldout = None
+    if config.evaluation.heldout_path is not None:
+        heldout = heldout_task(
+            str(run.iteration(k).student),
+            str(config.evaluation.heldout_path),
+            config.student,
+            fingerprint(run.iteration(k).student),
+        )
+    summary = summarize(
+        k,
+        pools,
+        split,
+        gen,
+        train,
+        usage_delta(before, ledger.snapshot()),
+        heldout,
+        stopped,
+        time.perf_counter() - started,
+    )
+    write_json(run.iteration(k).summary, summary)
+    iteration_artifacts(str(run.root), summary, hardest(judgements, teacher_answers, student_out))
+    return summary
+
+
+def equilibrium(config: LionConfig, split: Split) -> str | None:
+    """Why the loop stops here (the referee can no longer tell teacher and student apart), or None."""
+    bound = config.loop.equilibrium_hard_share
+    if bound and split.hard_share < bound:
+        return f"equilibrium: hard share {split.hard_share:.1%} < {bound:.1%}"
+    return None

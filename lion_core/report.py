@@ -1,0 +1,160 @@
+"""Reports of a run: the per-iteration table, the hardest instructions, plots, RUN/report.md.
+
+Everything is rendered from the iterations' summary.json files, so `lion report RUN` can redo it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from lion_core.records import Judgement, Response, atomic_write_text
+from lion_core.rundir import ITERATION_FILES, RunDir
+
+HARDEST_ROWS = 20
+ANSWER_CHARS = 60
+ROLES = ("teacher", "referee", "generator")
+
+
+def _usage(summary: dict[str, Any], role: str, key: str) -> float:
+    return summary.get("usage", {}).get(role, {}).get(key, 0)
+
+
+def table_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One display row per iteration (the same table in the CLI, the artifacts and report.md)."""
+    rows = []
+    for s in summaries:
+        heldout = s.get("heldout")
+        rows.append(
+            {
+                "iter": s["iteration"],
+                "train pool": s["train_pool"],
+                "cache pool": s["cache_pool"],
+                "hard": s["hard"],
+                "easy": s["easy"],
+                "unscorable": s["unscorable"],
+                "hard %": f"{100 * s['hard_share']:.1f}",
+                "mean gap": f"{s['mean_gap']:.2f}",
+                "new kept": s.get("generated", 0),
+                "novelty rej.": s.get("novelty_rejections", 0),
+                **{f"{role} req.": int(_usage(s, role, "requests")) for role in ROLES},
+                "cache hits": int(sum(_usage(s, role, "cache_hits") for role in ROLES)),
+                "tokens": int(
+                    sum(_usage(s, r, "input_tokens") + _usage(s, r, "output_tokens") for r in ROLES)
+                ),
+                "cost $": f"{sum(_usage(s, role, 'cost_usd') for role in ROLES):.4f}",
+                "held-out EM %": f"{100 * heldout['accuracy']:.1f}" if heldout else "–",
+            }
+        )
+    return rows
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A GitHub markdown table of rows with the same keys."""
+    if not rows:
+        return "_no iterations yet_\n"
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(row[h]) for h in head) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= ANSWER_CHARS else text[: ANSWER_CHARS - 1] + "…"
+
+
+def hardest(
+    judgements: Sequence[Judgement],
+    teacher: Sequence[Response],
+    student: Sequence[Response],
+    n: int = HARDEST_ROWS,
+) -> list[dict[str, Any]]:
+    """The n instructions with the largest gap, with both answers shortened."""
+    by_id_t = {r.id: r for r in teacher}
+    by_id_s = {r.id: r for r in student}
+    scored = sorted((j for j in judgements if j.gap is not None), key=lambda j: -j.gap)  # type: ignore[operator]
+    return [
+        {
+            "id": j.id,
+            "gap": f"{j.gap:.1f}",
+            "instruction": _short(by_id_t[j.id].instruction),
+            "teacher": _short(by_id_t[j.id].output),
+            "student": _short(by_id_s[j.id].output),
+        }
+        for j in scored[:n]
+    ]
+
+
+def plot(summaries: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """PNG plots: hard share and mean gap per iteration; held-out exact match if measured."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    its = [s["iteration"] for s in summaries]
+    series = [
+        ("hard_share.png", "hard share of the Cache Pool", [s["hard_share"] for s in summaries]),
+        ("mean_gap.png", "mean gap (teacher − student score)", [s["mean_gap"] for s in summaries]),
+    ]
+    if all(s.get("heldout") for s in summaries) and summaries:
+        series.append(
+            ("heldout_em.png", "held-out exact match", [s["heldout"]["accuracy"] for s in summaries])
+        )
+    paths = []
+    for name, title, values in series:
+        fig, ax = plt.subplots(figsize=(4.5, 3))
+        ax.plot(its, values, marker="o")
+        ax.set_xlabel("iteration")
+        ax.set_title(title)
+        ax.set_xticks(its)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        tmp = out_dir / f".{name}.tmp.png"
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        tmp.replace(out_dir / name)
+        paths.append(out_dir / name)
+    return paths
+
+
+def file_links(run: RunDir, k: int) -> list[str]:
+    """Markdown links (relative to the run directory) to iteration k's files."""
+    folder = run.iteration(k).root.name
+    names = [f"{n}.jsonl" for n in ITERATION_FILES] + ["student/", "summary.json"]
+    return [
+        f"[{name}]({folder}/{name})" for name in names if (run.iteration(k).root / name.rstrip("/")).exists()
+    ]
+
+
+def render(run: RunDir, summaries: Sequence[dict[str, Any]], plots: Sequence[Path]) -> str:
+    """RUN/report.md: the table for all iterations, plots, notes and links to every file."""
+    parts = [
+        "# Lion run report\n",
+        f"Run directory: `{run.root}`\n",
+        "## Iterations\n",
+        markdown_table(table_rows(summaries)),
+    ]
+    stopped = [s for s in summaries if s.get("stopped")]
+    if stopped:
+        parts.append(f"Stopped after iteration {stopped[-1]['iteration']}: {stopped[-1]['stopped']}.\n")
+    if plots:
+        parts += ["## Plots\n", *(f"![{p.stem}]({p.relative_to(run.root).as_posix()})\n" for p in plots)]
+    parts.append("## Files\n")
+    for s in summaries:
+        parts.append(f"- iteration {s['iteration']}: " + ", ".join(file_links(run, s["iteration"])))
+        for note in s.get("notes", []):
+            parts.append(f"  - note: {note}")
+    parts += ["", "Usage and cost of the whole run: [ledger.json](ledger.json)\n"]
+    return "\n".join(parts)
+
+
+def write_report(run: RunDir) -> Path:
+    """Render RUN/report.md and RUN/plots/*.png from the finished iterations."""
+    summaries = run.summaries()
+    plots = plot(summaries, run.root / "plots") if summaries else []
+    atomic_write_text(run.report, render(run, summaries, plots))
+    return run.report

@@ -1,0 +1,84 @@
+"""The run directory contract: every file a run writes, by name. Nothing else is state.
+
+RUN/config.yaml, RUN/ledger.json, RUN/report.md, RUN/responses.sqlite (the response cache),
+RUN/iter_K/{train_pool,cache_pool,teacher,student,judgements,hard,easy,generated}.jsonl,
+RUN/iter_K/student/ (checkpoint), RUN/iter_K/summary.json (the iteration's statistics).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lion_core.records import atomic_write_text
+
+ITERATION_FILES = (
+    "train_pool",
+    "cache_pool",
+    "teacher",
+    "student",
+    "judgements",
+    "hard",
+    "easy",
+    "generated",
+)
+
+
+@dataclass(frozen=True)
+class IterationDir:
+    """Files of one iteration."""
+
+    root: Path
+
+    def file(self, name: str) -> Path:
+        """iter_K/<name>.jsonl for one of ITERATION_FILES."""
+        if name not in ITERATION_FILES:
+            raise KeyError(f"{name!r} is not an iteration file; one of {ITERATION_FILES}")
+        return self.root / f"{name}.jsonl"
+
+    @property
+    def student(self) -> Path:
+        return self.root / "student"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of a run directory."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "ledger.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def results(self) -> Path:
+        """Prefect's persisted task results (what makes a re-run resume)."""
+        return self.root / ".prefect-results"
+
+    def iteration(self, k: int) -> IterationDir:
+        return IterationDir(self.root / f"iter_{k}")
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """summary.json of every finished iteration, in order."""
+        found = sorted(self.root.glob("iter_*/summary.json"), key=lambda p: int(p.parent.name.split("_")[1]))
+        return [json.loads(p.read_text(encoding="utf-8")) for p in found]
+
+
+def write_json(path: Path, data: Any) -> None:
+    """JSON written atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,76 @@
+"""Prefect tasks for the API roles: one batch of requests per task, retried alone.
+
+The client is never part of a cache key (`INPUTS - "client"`); the endpoint's identity is, through
+the `endpoint` parameter. Every reply is also in the response cache, so a retried batch pays only
+for the requests that had not been answered.
+"""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.tasks import exponential_backoff
+
+from lion_core import referee, teacher
+from lion_core.generation import GenerationRequest
+from lion_core.ledger import BudgetExceededError
+from lion_core.llm import ChatClient, Completion, complete_all
+from lion_core.records import Instruction, Judgement, Response
+
+API_CACHE = INPUTS - "client" + TASK_SOURCE
+BATCH_RETRIES = 4
+BACKOFF_FACTOR_S = 2.0
+JITTER = 0.5
+
+
+def not_over_budget(task, task_run, state) -> bool:
+    """Retry a failed batch unless it stopped at the budget (retrying cannot help)."""
+    return not isinstance(getattr(state, "data", None), BudgetExceededError)
+
+
+def endpoint_id(client: ChatClient) -> str:
+    """What makes one endpoint's replies differ from another's (part of the batch cache key)."""
+    endpoint = getattr(client, "endpoint", None)
+    params = getattr(client, "params", {})
+    return f"{getattr(endpoint, 'base_url', '')}|{client.model_name}|{sorted(params.items())}"
+
+
+api_task = task(
+    cache_policy=API_CACHE,
+    persist_result=True,
+    retries=BATCH_RETRIES,
+    retry_delay_seconds=exponential_backoff(backoff_factor=BACKOFF_FACTOR_S),
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=not_over_budget,
+)
+
+
+@api_task(name="teacher-batch", task_run_name="teacher-batch-{first}")
+async def teacher_batch(
+    client: ChatClient, endpoint: str, items: list[Instruction], first: int
+) -> list[Response]:
+    """The teacher's answers to one batch of instructions."""
+    return await teacher.answer_all(client, items)
+
+
+@api_task(name="referee-batch", task_run_name="referee-batch-{first}")
+async def referee_batch(
+    client: ChatClient,
+    endpoint: str,
+    items: list[tuple[str, str, str, str]],
+    tau: float,
+    retries: int,
+    first: int,
+) -> list[Judgement]:
+    """Two-order judgements of one batch of (id, instruction, teacher answer, student answer)."""
+    return await referee.judge_all(client, items, tau=tau, retries=retries)
+
+
+@api_task(name="generator-batch", task_run_name="generator-batch-{first}")
+async def generator_batch(
+    client: ChatClient, endpoint: str, requests: list[GenerationRequest], first: int
+) -> list[Completion]:
+    """The generator's replies to one batch of requests (each a distinct variant)."""
+    return await complete_all(
+        client, [r.messages() for r in requests], variants=[r.variant for r in requests]
+    )

@@ -1,0 +1,76 @@
+"""Prefect artifacts of a run: per-iteration table, hardest instructions, markdown report, progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import (
+    acreate_progress_artifact,
+    aupdate_progress_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
+
+from lion_core.report import file_links, markdown_table, table_rows, write_report
+from lion_core.rundir import RunDir
+
+
+def iteration_markdown(run: RunDir, summary: dict[str, Any]) -> str:
+    """The iteration's report: its table row, the split, generation notes, links to its files."""
+    k = summary["iteration"]
+    folder = run.iteration(k).root.resolve()
+    links = [f"- {link.replace(f'({folder.name}/', f'(file://{folder}/')}" for link in file_links(run, k)]
+    lines = [
+        f"# Lion iteration {k}\n",
+        markdown_table(table_rows([summary])),
+        f"Gap histogram: `{summary.get('gap_histogram', {})}`  ",
+        f"Order disagreement (position bias): {summary.get('order_disagreement', 0):.1%}  ",
+        f"Post-filter rejections: `{summary.get('postfilter_rejections', {})}`\n",
+        *(f"> {note}\n" for note in summary.get("notes", [])),
+        f"## Files in `{folder}`\n",
+        *links,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@task(name="iteration-artifacts")
+def iteration_artifacts(run_root: str, summary: dict[str, Any], hardest: list[dict[str, Any]]) -> None:
+    """Table, hardest-instructions table and markdown report of one iteration, in the Prefect UI."""
+    run = RunDir(Path(run_root))
+    k = summary["iteration"]
+    create_table_artifact(table_rows([summary]), key="lion-iteration", description=f"Lion iteration {k}")
+    create_table_artifact(
+        hardest or [{"id": "-", "gap": "-", "instruction": "no scorable instruction"}],
+        key="lion-hardest",
+        description=f"Iteration {k}: the hardest instructions (largest teacher − student gap)",
+    )
+    create_markdown_artifact(iteration_markdown(run, summary), key="lion-iteration-report")
+
+
+@task(name="run-report")
+def run_report(run_root: str) -> str:
+    """RUN/report.md and plots for all iterations, also as a markdown artifact."""
+    path = write_report(RunDir(Path(run_root)))
+    create_markdown_artifact(path.read_text(encoding="utf-8"), key="lion-run-report", description=str(path))
+    return str(path)
+
+
+class Progress:
+    """A progress artifact for a long fan-out, advanced as batches finish."""
+
+    def __init__(self, description: str, total: int) -> None:
+        self.description = description
+        self.total = max(1, total)
+        self.done = 0
+        self.artifact_id = None
+
+    async def start(self) -> Progress:
+        self.artifact_id = await acreate_progress_artifact(0.0, description=self.description)
+        return self
+
+    async def advance(self, n: int) -> None:
+        self.done += n
+        if self.artifact_id is not None:
+            await aupdate_progress_artifact(self.artifact_id, min(100.0, 100.0 * self.done / self.total))

@@ -1,0 +1,51 @@
+"""Prefect tasks around the student: fine-tune (imitation), batched answers, held-out evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+from lion_core.config import StudentConfig
+from lion_core.evaluation import evaluate_on_world, read_world_set
+from lion_core.loop import student_answers
+from lion_core.records import Instruction, Response
+from lion_core.student.launch import finetune_in_processes
+from lion_core.student.train import finetune, read_pairs
+
+
+def _explicit_key(context, parameters: dict) -> str:
+    """The task's `key` parameter is its cache key (computed from everything that matters)."""
+    return parameters["key"]
+
+
+@task(name="fine-tune", cache_key_fn=_explicit_key, persist_result=True)
+def finetune_task(base: str, data: str, out_dir: str, student: StudentConfig, seed: int, key: str) -> dict:
+    """Imitation: fine-tune `base` on the round's {prompt, response} file; keyed by (base, data, hparams)."""
+    if student.num_processes > 1:
+        result = finetune_in_processes(Path(base), Path(data), Path(out_dir), student, seed, key)
+    else:
+        result = finetune(Path(base), read_pairs(Path(data)), Path(out_dir), student, seed=seed, key=key)
+    return asdict(result)
+
+
+@task(name="student-answers", cache_key_fn=_explicit_key, persist_result=True)
+def student_answers_task(
+    checkpoint: str, items: list[Instruction], student: StudentConfig, key: str
+) -> list[Response]:
+    """The student's batched answers to the Cache Pool; a progress artifact follows the batches."""
+    progress = create_progress_artifact(0.0, description=f"student answers ({len(items)} instructions)")
+
+    def on_batch(done: int) -> None:
+        update_progress_artifact(progress, 100.0 * done / max(1, len(items)))
+
+    return student_answers(student, Path(checkpoint), items, on_batch)
+
+
+@task(name="held-out-eval", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+def heldout_task(checkpoint: str, heldout: str, student: StudentConfig, fingerprint: str) -> dict:
+    """Exact match of the checkpoint on the held-out world set, per family and level."""
+    return evaluate_on_world(Path(checkpoint), read_world_set(Path(heldout)), student).to_dict()
