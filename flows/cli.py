@@ -11,6 +11,7 @@ Re-running `lion demo` or `lion run` on the same run directory resumes; nothing 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ app = typer.Typer(
     help="Lion adversarial distillation on Prefect.", no_args_is_help=True, add_completion=False
 )
 app.add_typer(world_cli.app, name="world")
-console = Console()
+# Full width when the output is not a terminal (logs, `make demo | tee`), so the table does not fold.
+console = Console(width=None if sys.stdout.isatty() else 180)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
