@@ -9,12 +9,13 @@ the same run directory resumes where it stopped and pays for nothing twice.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 
 from flows.iteration import iteration
-from lion_core.config import LionConfig, dump_config
+from lion_core.config import LionConfig, dump_config, load_config
 from lion_core.ledger import BudgetExceededError
 from lion_core.pools import initial_pools, write_pools
 from lion_core.records import read_instructions
@@ -56,3 +57,12 @@ async def distill(config: LionConfig) -> list[dict[str, Any]]:
         run_report(str(run.root))
         raise
     return summaries
+
+
+@flow(name="distill-from-file")
+async def distill_from_file(config_path: str, run_dir: str | None = None) -> list[dict[str, Any]]:
+    """The distill flow with its config read from a YAML file (for deployments and schedules)."""
+    config = load_config(config_path)
+    if run_dir is not None:
+        config.run_dir = Path(run_dir)
+    return await distill(config)

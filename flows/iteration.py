@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
 from typing import Any, TypeVar
 
-from prefect import flow
+from prefect import Task, flow
 
 from lion_core.config import LionConfig
 from lion_core.discrimination import Split
@@ -28,7 +27,7 @@ from lion_core.rundir import RunDir, write_json
 from lion_core.student.checkpoint import content_key, fingerprint, has_key, training_key
 from lion_core.student.data import sft_pairs
 from lion_core.student.train import TrainResult
-from tasks.api import endpoint_id, generator_batch, referee_batch, teacher_batch
+from tasks.api import endpoint_id, generator_batch, referee_batch, teacher_batch, with_retries
 from tasks.artifacts import Progress, iteration_artifacts
 from tasks.stages import split_task, update_pools_task
 from tasks.student import finetune_task, heldout_task, student_answers_task
@@ -38,19 +37,32 @@ R = TypeVar("R")
 
 
 async def fan_out(
-    call: Callable[[int, list[T]], Awaitable[list[R]]], items: Sequence[T], size: int, description: str
+    call: Callable[[int, list[T]], Awaitable[list[R]]],
+    items: Sequence[T],
+    size: int,
+    description: str,
+    ledger: Ledger,
 ) -> list[R]:
-    """Run `call(first_index, batch)` for every batch concurrently; results in input order."""
+    """Run `call(first_index, batch)` for every batch concurrently; results in input order.
+
+    The ledger is saved as each batch finishes, so a killed run loses at most the batches in flight.
+    """
     progress = await Progress(f"{description} ({len(items)})", len(items)).start()
 
     async def one(first: int) -> list[R]:
         batch = list(items[first : first + size])
         result = await call(first, batch)
+        ledger.save()
         await progress.advance(len(batch))
         return result
 
     results = await asyncio.gather(*(one(first) for first in range(0, len(items), size)))
     return [r for batch in results for r in batch]
+
+
+def batch_task(config: LionConfig, api: Task) -> Task:
+    """An API batch task with the run's retry policy."""
+    return with_retries(api, config.loop.task_retries, config.loop.task_retry_delay_s)
 
 
 def earlier_answers(run: RunDir, k: int) -> list[Response]:
@@ -64,10 +76,11 @@ async def imitation(
     """The teacher answers the Train Pool; the student is fine-tuned on the round's data."""
     teacher = roles.teacher
     answers = await fan_out(
-        lambda first, batch: teacher_batch(teacher, endpoint_id(teacher), batch, first),
+        lambda first, batch: batch_task(config, teacher_batch)(teacher, endpoint_id(teacher), batch, first),
         pools.train_pool,
         config.loop.batch_size,
         "teacher answers, Train Pool",
+        roles.ledger,
     )
     data = run.iteration(k).root / "sft.jsonl"
     pairs = sft_pairs(config.student.prompt_template, training_answers(config, pools, answers, known))
@@ -99,12 +112,13 @@ async def discrimination(
     ]
     loop = config.loop
     judgements = await fan_out(
-        lambda first, batch: referee_batch(
+        lambda first, batch: batch_task(config, referee_batch)(
             referee, endpoint_id(referee), batch, loop.tau, loop.referee_retries, first
         ),
         items,
         loop.batch_size,
         "referee judgements, Cache Pool × 2 orders",
+        roles.ledger,
     )
     split = split_task(pools.cache_pool, judgements)
     write_jsonl(it.file("judgements"), judgements)
@@ -121,10 +135,13 @@ async def generation(
 
     async def ask(requests: list[GenerationRequest]) -> list[Completion]:
         return await fan_out(
-            lambda first, batch: generator_batch(generator, endpoint_id(generator), batch, first),
+            lambda first, batch: batch_task(config, generator_batch)(
+                generator, endpoint_id(generator), batch, first
+            ),
             requests,
             loop.batch_size,
             "generator requests",
+            roles.ledger,
         )
 
     index = NoveltyIndex(loop.rouge_threshold, texts=[i.text for i in pools.cache_pool])
@@ -143,14 +160,6 @@ async def generation(
     write_jsonl(run.iteration(k).file("generated"), result.kept)
     update_pools_task(pools, result.kept, str(run.iteration(k + 1).root))
     return result
-
-
-def usage_delta(before: dict, after: dict) -> dict[str, dict[str, float]]:
-    """Per-role counters spent between two ledger snapshots."""
-    return {
-        role: {key: value - getattr(before.get(role), key, 0) for key, value in asdict(usage).items()}
-        for role, usage in after.items()
-    }
 
 
 def summarize(
@@ -205,8 +214,7 @@ async def iteration(config: LionConfig, k: int) -> dict[str, Any]:
     started = time.perf_counter()
     run = RunDir(config.run_dir)
     pools = read_pools(run.iteration(k).root)
-    ledger = Ledger(run.ledger)
-    before = ledger.snapshot()
+    ledger = Ledger(run.ledger, scope=f"iter_{k}")
     roles = build_roles(config, ledger, ResponseCache(cache_path(config)))
     try:
         known = earlier_answers(run, k)
@@ -231,7 +239,7 @@ async def iteration(config: LionConfig, k: int) -> dict[str, Any]:
         split,
         gen,
         train,
-        usage_delta(before, ledger.snapshot()),
+        ledger.scope_usage(f"iter_{k}"),
         heldout,
         stopped,
         time.perf_counter() - started,

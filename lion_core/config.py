@@ -182,6 +182,12 @@ class LoopConfig(_Model):
         3, ge=1, description="Generation rounds per iteration to make up for filtered instructions."
     )
     batch_size: int = Field(64, ge=1, description="Instructions per fan-out batch task (retried as a unit).")
+    task_retries: int = Field(
+        4, ge=0, description="Prefect retries of a failed batch task (only that batch)."
+    )
+    task_retry_delay_s: float = Field(
+        2.0, ge=0, description="First delay before a batch retry; doubles with each retry (with jitter)."
+    )
     seed: int = Field(42, description="Seed of sampling, training and generation.")
 
 

@@ -1,8 +1,8 @@
 """Usage ledger per role and the budget guard that stops a run before it overspends.
 
 `ledger.json` in the run directory holds, per role: `requests` (HTTP requests sent, retries
-included), `cache_hits`, `input_tokens`, `output_tokens`, `cost_usd`. It is loaded on resume, so a
-re-run adds to the same totals.
+included), `cache_hits`, `input_tokens`, `output_tokens`, `cost_usd` — in total and per scope (an
+iteration). It is loaded on resume, so a re-run adds to the same totals.
 """
 
 from __future__ import annotations
@@ -31,39 +31,51 @@ class RoleUsage:
     cost_usd: float = 0.0
 
 
+def _usages(data: dict[str, dict]) -> dict[str, RoleUsage]:
+    return {role: RoleUsage(**usage) for role, usage in data.items()}
+
+
 class Ledger:
     """Thread-safe usage counters per role, persisted atomically as JSON."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, scope: str | None = None) -> None:
         self.path = path
+        self.scope = scope
         self._lock = threading.Lock()
         self.roles: dict[str, RoleUsage] = {}
+        self.scopes: dict[str, dict[str, RoleUsage]] = {}
         if path is not None and path.exists():
             data = json.loads(path.read_text(encoding="utf-8"))
-            self.roles = {role: RoleUsage(**usage) for role, usage in data.get("roles", {}).items()}
+            self.roles = _usages(data.get("roles", {}))
+            self.scopes = {name: _usages(roles) for name, roles in data.get("scopes", {}).items()}
 
-    def _role(self, role: str) -> RoleUsage:
-        return self.roles.setdefault(role, RoleUsage())
+    def _targets(self, role: str) -> list[RoleUsage]:
+        targets = [self.roles.setdefault(role, RoleUsage())]
+        if self.scope is not None:
+            targets.append(self.scopes.setdefault(self.scope, {}).setdefault(role, RoleUsage()))
+        return targets
 
     def add_request(self, role: str) -> None:
         with self._lock:
-            self._role(role).requests += 1
+            for usage in self._targets(role):
+                usage.requests += 1
 
     def add_cache_hit(self, role: str) -> None:
         with self._lock:
-            self._role(role).cache_hits += 1
+            for usage in self._targets(role):
+                usage.cache_hits += 1
 
     def add_usage(self, role: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
         with self._lock:
-            usage = self._role(role)
-            usage.input_tokens += input_tokens
-            usage.output_tokens += output_tokens
-            usage.cost_usd += cost_usd
+            for usage in self._targets(role):
+                usage.input_tokens += input_tokens
+                usage.output_tokens += output_tokens
+                usage.cost_usd += cost_usd
 
-    def snapshot(self) -> dict[str, RoleUsage]:
-        """A copy of the counters, for per-iteration differences."""
+    def scope_usage(self, scope: str) -> dict[str, dict[str, float]]:
+        """Counters of one scope (e.g. "iter_2") per role, as plain dicts."""
         with self._lock:
-            return {role: RoleUsage(**asdict(usage)) for role, usage in self.roles.items()}
+            return {role: asdict(usage) for role, usage in sorted(self.scopes.get(scope, {}).items())}
 
     def spent(self) -> tuple[float, int]:
         """Total USD and total tokens over all roles."""
@@ -76,7 +88,11 @@ class Ledger:
         usd, tokens = self.spent()
         with self._lock:
             roles = {role: asdict(usage) for role, usage in sorted(self.roles.items())}
-        return {"roles": roles, "total": {"cost_usd": usd, "tokens": tokens}}
+            scopes = {
+                name: {role: asdict(u) for role, u in sorted(usages.items())}
+                for name, usages in self.scopes.items()
+            }
+        return {"roles": roles, "total": {"cost_usd": usd, "tokens": tokens}, "scopes": scopes}
 
     def save(self) -> None:
         """Write ledger.json atomically (no-op without a path)."""

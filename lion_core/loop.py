@@ -31,6 +31,7 @@ class Roles:
     teacher: ChatClient
     referee: ChatClient
     generator: ChatClient
+    ledger: Ledger | None = None
 
 
 def build_roles(config: LionConfig, ledger: Ledger, cache: ResponseCache) -> Roles:
@@ -40,7 +41,7 @@ def build_roles(config: LionConfig, ledger: Ledger, cache: ResponseCache) -> Rol
         for role, endpoint in config.endpoints().items()
         if role in ("teacher", "referee", "generator")
     }
-    return Roles(**clients)
+    return Roles(**clients, ledger=ledger)
 
 
 def cache_path(config: LionConfig) -> Path:

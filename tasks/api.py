@@ -7,7 +7,7 @@ for the requests that had not been answered.
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import Task, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.tasks import exponential_backoff
 
@@ -18,9 +18,7 @@ from lion_core.llm import ChatClient, Completion, complete_all
 from lion_core.records import Instruction, Judgement, Response
 
 API_CACHE = INPUTS - "client" + TASK_SOURCE
-BATCH_RETRIES = 4
-BACKOFF_FACTOR_S = 2.0
-JITTER = 0.5
+JITTER = 0.5  # each retry delay varies by up to ±50%
 
 
 def not_over_budget(task, task_run, state) -> bool:
@@ -35,14 +33,16 @@ def endpoint_id(client: ChatClient) -> str:
     return f"{getattr(endpoint, 'base_url', '')}|{client.model_name}|{sorted(params.items())}"
 
 
-api_task = task(
-    cache_policy=API_CACHE,
-    persist_result=True,
-    retries=BATCH_RETRIES,
-    retry_delay_seconds=exponential_backoff(backoff_factor=BACKOFF_FACTOR_S),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=not_over_budget,
-)
+api_task = task(cache_policy=API_CACHE, persist_result=True, retry_condition_fn=not_over_budget)
+
+
+def with_retries(api: Task, retries: int, first_delay_s: float) -> Task:
+    """The batch task with the run's retry policy: exponential backoff with jitter."""
+    return api.with_options(
+        retries=retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=first_delay_s) if first_delay_s else 0,
+        retry_jitter_factor=JITTER,
+    )
 
 
 @api_task(name="teacher-batch", task_run_name="teacher-batch-{first}")

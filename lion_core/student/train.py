@@ -158,11 +158,12 @@ def _save(
 ) -> None:
     """save_pretrained into a temp dir on the main process, then move it into place."""
     accelerator.wait_for_everyone()
+    state_dict = accelerator.get_state_dict(model)  # gathers FSDP shards; every process must call it
     if accelerator.is_main_process:
         out_dir = Path(out_dir)
         tmp = out_dir.with_name(out_dir.name + ".tmp")
         unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(tmp)
+        unwrapped.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         if config.finetune == "lora" and config.merge_adapter:
             merged = unwrapped.merge_and_unload()

@@ -56,6 +56,7 @@ class Faults:
     share_malformed: float = 0.0
     rate_limit_rpm: float | None = None
     roles: list[str] | None = None  # the roles that suffer faults (None: all)
+    max_faults: int | None = None  # an outage: faults stop after this many (None: never)
 
 
 @dataclass
@@ -157,6 +158,8 @@ class WorldServer:
         """A fault response for this request, 'timeout', or None."""
         f, draw = self.faults, self._fault_rng.random()
         if f.roles is not None and role not in f.roles:
+            return None
+        if f.max_faults is not None and sum(self.stats.faults.values()) >= f.max_faults:
             return None
         if f.rate_limit_rpm and not self._limiter.allow(f.rate_limit_rpm):
             self.stats.faults["rate_limit"] += 1
