@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 from lion_core.world.roles import RoleSettings, classify, reply
 
 TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+STARTUP_TIMEOUT_S = 30
 MESSAGE_OVERHEAD = 3  # tokens per chat message beyond its text, as chat formats add role markers
 
 
@@ -237,20 +238,22 @@ class WorldServer:
     # ------------------------------------------------------------------ serving from a thread
 
     def start(self, port: int = 0, host: str = "127.0.0.1") -> WorldServer:
-        """Serve in a background thread; port 0 picks a free port (see `.url`)."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
+        """Serve from a background thread; port 0 picks a free port (see `.url`); OSError if it is taken."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))  # fail here, clearly, rather than inside uvicorn's thread
+        # uvicorn binds the socket itself: a socket handed in through `sockets=` answers ~40 ms slower
+        config = uvicorn.Config(
+            self.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError(f"world server did not start on {host}:{self.port}")
+                raise OSError(f"world server did not start on {host}:{port}")
             time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
         return self
 
     def stop(self) -> None:
