@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import (
     acreate_progress_artifact,
     aupdate_progress_artifact,
@@ -35,7 +36,7 @@ def iteration_markdown(run: RunDir, summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@task(name="iteration-artifacts")
+@task(name="iteration-artifacts", cache_policy=NO_CACHE)
 def iteration_artifacts(run_root: str, summary: dict[str, Any], hardest: list[dict[str, Any]]) -> None:
     """Table, hardest-instructions table and markdown report of one iteration, in the Prefect UI."""
     run = RunDir(Path(run_root))
@@ -49,7 +50,7 @@ def iteration_artifacts(run_root: str, summary: dict[str, Any], hardest: list[di
     create_markdown_artifact(iteration_markdown(run, summary), key="lion-iteration-report")
 
 
-@task(name="run-report")
+@task(name="run-report", cache_policy=NO_CACHE)
 def run_report(run_root: str) -> str:
     """RUN/report.md and plots for all iterations, also as a markdown artifact."""
     path = write_report(RunDir(Path(run_root)))
