@@ -117,6 +117,71 @@ def run(
     finish(config, run_distill(config), started)
 
 
+@app.command("eval")
+def eval_(
+    config_path: Path = typer.Argument(
+        ..., help="YAML config: teacher (reference), judge, student settings."
+    ),
+    candidate: str = typer.Option(..., help="A student checkpoint directory, or an OpenAI-compatible URL."),
+    candidate_model: str = typer.Option(None, help="Model name when the candidate is an endpoint."),
+    questions: Path = typer.Option(None, help="Questions (FastChat or self-instruct JSONL) for the judge."),
+    world: int = typer.Option(0, help="Exact match on this many held-out world tasks (0: skip)."),
+    harness: str = typer.Option(
+        None, help="lm-evaluation-harness tasks, comma-separated (e.g. bbh,agieval)."
+    ),
+    out: Path = typer.Option(None, help="Output directory (default RUN/eval/<candidate>)."),
+) -> None:
+    """Evaluate a candidate as the paper did: judge relative score, world exact match, lm-eval."""
+    from flows.evaluate import evaluate
+    from lion_core.config import ConfigError, load_config
+
+    started = time.perf_counter()
+    if not (questions or world or harness):
+        console.print("[bold red]error:[/] nothing to evaluate: give --questions, --world and/or --harness")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        config = load_config(config_path)
+        config.check_credentials()
+        result = asyncio.run(
+            evaluate(
+                config,
+                candidate,
+                str(questions) if questions else None,
+                world,
+                harness,
+                candidate_model,
+                str(out) if out else None,
+            )
+        )
+    except (ConfigError, ValueError) as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    print_eval(result)
+    console.print(f"wall time: {time.perf_counter() - started:.0f} s")
+
+
+def print_eval(result: dict[str, Any]) -> None:
+    """Headline figures of an evaluation."""
+    if "judge" in result:
+        judge = result["judge"]
+        table = Table(title=f"relative score of {result['candidate']} (candidate / reference, both orders)")
+        table.add_column("category")
+        table.add_column("relative %", justify="right")
+        for category, value in judge["per_category"].items():
+            table.add_row(category, f"{value:.1f}")
+        table.add_row("[bold]overall[/]", f"[bold]{judge['overall']:.1f}[/]")
+        console.print(table)
+        console.print(f"unscorable: {judge['unscorable']} of {judge['questions']}")
+    if "world" in result:
+        console.print(
+            f"world exact match: {100 * result['world']['accuracy']:.1f}% "
+            f"(teacher {100 * result['world_teacher']['accuracy']:.1f}%) per level "
+            f"{ {k: round(100 * v, 1) for k, v in result['world']['per_level'].items()} }"
+        )
+    for task, metrics in result.get("harness", {}).items():
+        console.print(f"{task}: {metrics}")
+
+
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
     """Re-render RUN/report.md and its plots; print the per-iteration table."""

@@ -32,6 +32,8 @@ def demo_config(run_dir: Path, iterations: int, seed: int, port: int, base: Path
     data = config.model_dump()
     for role in ("teacher", "referee", "generator"):
         data[role]["base_url"] = url
+    if data["evaluation"]["judge"] is not None:
+        data["evaluation"]["judge"]["base_url"] = url
     data["run_dir"] = run_dir
     data["student"]["model_path"] = run_dir / "tiny-student"
     data["pools"]["seed_path"] = run_dir / "seed.jsonl"

@@ -6,13 +6,12 @@ alone), the student's work is one cached task per step. Files go to RUN/iter_K/ 
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
-from prefect import Task, flow
+from prefect import flow
 
+from flows.fanout import batch_task, fan_out
 from lion_core.config import LionConfig
 from lion_core.discrimination import Split
 from lion_core.generation import GenerationRequest, GenerationResult, generate
@@ -27,42 +26,10 @@ from lion_core.rundir import RunDir, write_json
 from lion_core.student.checkpoint import content_key, fingerprint, has_key, training_key
 from lion_core.student.data import sft_pairs
 from lion_core.student.train import TrainResult
-from tasks.api import endpoint_id, generator_batch, referee_batch, teacher_batch, with_retries
-from tasks.artifacts import Progress, iteration_artifacts
+from tasks.api import endpoint_id, generator_batch, referee_batch, teacher_batch
+from tasks.artifacts import iteration_artifacts
 from tasks.stages import split_task, update_pools_task
 from tasks.student import finetune_task, heldout_task, student_answers_task
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-async def fan_out(
-    call: Callable[[int, list[T]], Awaitable[list[R]]],
-    items: Sequence[T],
-    size: int,
-    description: str,
-    ledger: Ledger,
-) -> list[R]:
-    """Run `call(first_index, batch)` for every batch concurrently; results in input order.
-
-    The ledger is saved as each batch finishes, so a killed run loses at most the batches in flight.
-    """
-    progress = await Progress(f"{description} ({len(items)})", len(items)).start()
-
-    async def one(first: int) -> list[R]:
-        batch = list(items[first : first + size])
-        result = await call(first, batch)
-        ledger.save()
-        await progress.advance(len(batch))
-        return result
-
-    results = await asyncio.gather(*(one(first) for first in range(0, len(items), size)))
-    return [r for batch in results for r in batch]
-
-
-def batch_task(config: LionConfig, api: Task) -> Task:
-    """An API batch task with the run's retry policy."""
-    return with_retries(api, config.loop.task_retries, config.loop.task_retry_delay_s)
 
 
 def earlier_answers(run: RunDir, k: int) -> list[Response]:

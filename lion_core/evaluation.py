@@ -1,20 +1,90 @@
-"""Evaluation: exact match on a held-out world set (per family and level; the oracle teacher is 100%)."""
+"""Evaluation: the paper's judge protocol, and exact match on a held-out world set.
+
+Judge protocol (Lion §4, after Vicuna): a judge model scores the candidate's and the reference's
+answers 1–10 on each question, in both orders; the relative score is sum(candidate) / sum(reference)
+in percent, over the scorable questions, overall and per category. The judge's request and reply are
+the referee's (`lion_core.referee`): the reference takes the teacher's slot, the candidate the student's.
+
+World: exact match of a student on a held-out world set, per family and level; the oracle teacher
+scores 100% by construction.
+"""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lion_core import prompts
+from lion_core import prompts, referee
 from lion_core.config import StudentConfig
-from lion_core.records import RecordError, atomic_write_text
+from lion_core.llm import ChatClient
+from lion_core.records import Instruction, Judgement, RecordError, Response, atomic_write_text
 from lion_core.student.generate import answer
 from lion_core.world.families import Task
 
 WORLD_FIELDS = ("instruction", "output", "family", "difficulty")
+UNCATEGORIZED = "uncategorized"
+JUDGE_TAU = 0.0  # the hard/easy label is meaningless in evaluation; only the scores are used
+PERCENT = 100.0
+
+
+@dataclass(frozen=True)
+class RelativeScore:
+    """Candidate vs reference under a judge: 100 × sum(candidate) / sum(reference), scorable items only."""
+
+    overall: float
+    per_category: dict[str, float]
+    questions: int
+    unscorable: int
+    candidate_total: float
+    reference_total: float
+    per_category_questions: dict[str, int]
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _ratio(candidate: float, reference: float) -> float:
+    return PERCENT * candidate / reference if reference else 0.0
+
+
+def relative_score(judgements: Sequence[Judgement], categories: Mapping[str, str | None]) -> RelativeScore:
+    """The paper's relative score from two-order judgements (reference in the teacher's slot)."""
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    counts: dict[str, int] = defaultdict(int)
+    scorable = [j for j in judgements if j.student_score is not None and j.teacher_score is not None]
+    for j in scorable:
+        category = categories.get(j.id) or UNCATEGORIZED
+        sums[category][0] += j.student_score  # type: ignore[operator]
+        sums[category][1] += j.teacher_score  # type: ignore[operator]
+        counts[category] += 1
+    candidate = sum(s[0] for s in sums.values())
+    reference = sum(s[1] for s in sums.values())
+    return RelativeScore(
+        overall=_ratio(candidate, reference),
+        per_category={c: _ratio(*sums[c]) for c in sorted(sums)},
+        questions=len(judgements),
+        unscorable=len(judgements) - len(scorable),
+        candidate_total=candidate,
+        reference_total=reference,
+        per_category_questions=dict(sorted(counts.items())),
+    )
+
+
+async def judge_answers(
+    judge: ChatClient,
+    questions: Sequence[Instruction],
+    candidate: Sequence[Response],
+    reference: Sequence[Response],
+    *,
+    retries: int,
+    on_done: Callable[[int], None] | None = None,
+) -> list[Judgement]:
+    """Two-order judgements of candidate vs reference answers (the paper's GPT-4 protocol)."""
+    items = [(q.id, q.text, r.output, c.output) for q, c, r in zip(questions, candidate, reference)]
+    return await referee.judge_all(judge, items, tau=JUDGE_TAU, retries=retries, on_done=on_done)
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,7 @@ def _from_self_instruct(path: Path, line: int, row: dict[str, Any]) -> dict[str,
         "id": str(row.get("id", f"line-{line}")),
         "instruction": _require(path, line, row, "instruction", str),
         "input": first.get("input", "") if isinstance(first, dict) else "",
+        "category": row.get("motivation_app") or row.get("name"),
     }
 
 

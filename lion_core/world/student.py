@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from pydantic import BaseModel, Field
-from tokenizers import Tokenizer, decoders, models
+from tokenizers import Tokenizer, decoders, models, processors
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -38,6 +38,11 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         vocab.setdefault(ch, len(vocab))
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     backend.decoder = decoders.Fuse()
+    # like a Llama tokenizer, `tokenizer(text)` starts with BOS (vLLM and lm-eval rely on it); the
+    # training code encodes with add_special_tokens=False and adds BOS and EOS itself
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", vocab["<s>"])]
+    )
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         pad_token="<pad>",

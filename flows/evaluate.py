@@ -1,0 +1,200 @@
+"""Evaluate a candidate (a student checkpoint or any endpoint) as the paper did, as a Prefect flow.
+
+Run as:
+    lion eval configs/demo.yaml --candidate runs/demo/iter_3/student \\
+        --questions ../shared/data/vicuna_bench_questions.jsonl --world 180
+    lion eval configs/openai.yaml --candidate runs/openai/iter_3/student --harness bbh,agieval
+
+Judge protocol: the reference (the teacher endpoint) and the candidate answer every question; the
+judge scores both in both orders; relative score = sum(candidate) / sum(reference). Answers and
+judgements go through the response cache like every other paid call. Results: RUN/eval/<name>/.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from random import Random
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+from flows.fanout import batch_task, fan_out
+from lion_core.config import EndpointConfig, LionConfig
+from lion_core.eval_report import write_eval_report
+from lion_core.evaluation import read_world_set, relative_score, score_world
+from lion_core.harness import run_harness
+from lion_core.ledger import Ledger
+from lion_core.llm import ChatClient, ResponseCache, build_client
+from lion_core.loop import cache_path
+from lion_core.records import Instruction, Response, read_instructions, write_jsonl
+from lion_core.rundir import RunDir, write_json
+from lion_core.student.checkpoint import content_key, fingerprint
+from lion_core.world.families import Task, sample_tasks
+from tasks.api import endpoint_id, referee_batch, teacher_batch
+from tasks.student import student_answers_task
+
+WORLD_LEVELS = (1, 2)
+WORLD_SEED_OFFSET = 7919  # a stream of its own, apart from the seed pool's
+
+
+def default_out(config: LionConfig, candidate: str) -> Path:
+    """RUN/eval/<candidate as a file name>."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", candidate.rstrip("/")).strip("_")[-80:]
+    return config.run_dir / "eval" / name
+
+
+async def answers(
+    config: LionConfig, answerer: Path | ChatClient, items: list[Instruction], ledger: Ledger
+) -> list[Response]:
+    """A checkpoint's batched answers (one cached task), or an endpoint's (batched API tasks)."""
+    if isinstance(answerer, Path):
+        key = content_key(
+            fingerprint(answerer), [i.text for i in items], config.student.model_dump(mode="json")
+        )
+        return student_answers_task(str(answerer), items, config.student, key)
+    return await fan_out(
+        lambda first, batch: batch_task(config, teacher_batch)(answerer, endpoint_id(answerer), batch, first),
+        items,
+        config.loop.batch_size,
+        f"answers of {answerer.model_name}",
+        ledger,
+    )
+
+
+async def judge_protocol(
+    config: LionConfig,
+    candidate: Path | ChatClient,
+    clients: dict[str, ChatClient],
+    questions: Path,
+    out: Path,
+    ledger: Ledger,
+) -> dict[str, Any]:
+    """Reference and candidate answer; the judge scores both orders; relative score per category."""
+    items = read_instructions(questions)
+    judge = clients["judge"]
+    reference = await answers(config, clients["teacher"], items, ledger)
+    candidate_answers = await answers(config, candidate, items, ledger)
+    triples = [(q.id, q.text, r.output, c.output) for q, r, c in zip(items, reference, candidate_answers)]
+    judgements = await fan_out(
+        lambda first, batch: batch_task(config, referee_batch)(
+            judge, endpoint_id(judge), batch, 0.0, config.loop.referee_retries, first
+        ),
+        triples,
+        config.loop.batch_size,
+        "judge, both orders",
+        ledger,
+    )
+    write_jsonl(out / "reference.jsonl", reference)
+    write_jsonl(out / "candidate.jsonl", candidate_answers)
+    write_jsonl(out / "judgements.jsonl", judgements)
+    return relative_score(judgements, {q.id: q.category for q in items}).to_dict()
+
+
+def world_tasks(config: LionConfig, n: int) -> list[Task]:
+    """The held-out world set (its first n), else n fresh tasks uniform over families and levels."""
+    path = config.evaluation.heldout_path
+    if path is not None and Path(path).exists():
+        return read_world_set(Path(path))[:n]
+    families = config.world.families if config.world else None
+    return sample_tasks(n, Random(config.loop.seed + WORLD_SEED_OFFSET), families, WORLD_LEVELS)
+
+
+async def world_protocol(
+    config: LionConfig, candidate: Path | ChatClient, teacher: ChatClient, n: int, ledger: Ledger
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Exact match of the candidate and of the teacher (the oracle: 100%) per family and level."""
+    tasks = world_tasks(config, n)
+    items = [Instruction(id=f"world-{i:05d}", instruction=t.instruction) for i, t in enumerate(tasks)]
+    mine = await answers(config, candidate, items, ledger)
+    oracle = await answers(config, teacher, items, ledger)
+    return (
+        score_world(tasks, [a.output for a in mine]).to_dict(),
+        score_world(tasks, [a.output for a in oracle]).to_dict(),
+    )
+
+
+@task(name="lm-eval-harness", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+def harness_task(checkpoint: str, tasks: list[str], precision: str, fingerprint: str) -> dict:
+    """lm-evaluation-harness on a checkpoint (zero-shot)."""
+    return run_harness(Path(checkpoint), tasks, precision=precision)
+
+
+def resolve_candidate(
+    config: LionConfig, candidate: str, model: str | None, ledger: Ledger, cache: ResponseCache
+) -> Path | ChatClient:
+    """A local checkpoint directory, or an OpenAI-compatible endpoint URL (with `model`)."""
+    if Path(candidate).is_dir():
+        return Path(candidate)
+    if not candidate.startswith(("http://", "https://")):
+        raise ValueError(
+            f"--candidate {candidate!r} is neither a checkpoint directory nor an http(s) endpoint"
+        )
+    endpoint = EndpointConfig(
+        **{**config.teacher.model_dump(), "base_url": candidate, "model": model or "candidate"}
+    )
+    return build_client("candidate", endpoint, ledger=ledger, cache=cache, budget=config.budget)
+
+
+def publish(result: dict[str, Any], out: Path) -> None:
+    """result.json, report.md with plots, and the same as Prefect artifacts."""
+    write_json(out / "result.json", result)
+    report = write_eval_report(result, out)
+    create_markdown_artifact(
+        report.read_text(encoding="utf-8"), key="lion-eval-report", description=str(report)
+    )
+    if "judge" in result:
+        rows = [
+            {"category": c, "relative %": round(v, 1)} for c, v in result["judge"]["per_category"].items()
+        ]
+        create_table_artifact(
+            rows, key="lion-eval-relative", description=f"overall {result['judge']['overall']:.1f}%"
+        )
+
+
+@flow(name="evaluate")
+async def evaluate(
+    config: LionConfig,
+    candidate: str,
+    questions: str | None = None,
+    world: int = 0,
+    harness: str | None = None,
+    candidate_model: str | None = None,
+    out_dir: str | None = None,
+) -> dict[str, Any]:
+    """Judge protocol on `questions`, world exact match on `world` tasks, lm-eval `harness` tasks."""
+    out = Path(out_dir) if out_dir else default_out(config, candidate)
+    ledger = Ledger(RunDir(config.run_dir).ledger, scope="eval")
+    cache = ResponseCache(cache_path(config))
+    roles = {"teacher": config.teacher, **({"judge": config.evaluation.judge} if questions else {})}
+    if questions and config.evaluation.judge is None:
+        raise ValueError(
+            "evaluation.judge is not set in the config: the judge protocol needs a judge endpoint"
+        )
+    clients: dict[str, ChatClient] = {
+        role: build_client(role, endpoint, ledger=ledger, cache=cache, budget=config.budget)
+        for role, endpoint in roles.items()
+        if endpoint is not None
+    }
+    subject = resolve_candidate(config, candidate, candidate_model, ledger, cache)
+    result: dict[str, Any] = {"candidate": candidate}
+    try:
+        if questions:
+            result["judge"] = await judge_protocol(config, subject, clients, Path(questions), out, ledger)
+        if world:
+            result["world"], result["world_teacher"] = await world_protocol(
+                config, subject, clients["teacher"], world, ledger
+            )
+        if harness:
+            if not isinstance(subject, Path):
+                raise ValueError("--harness runs on a local checkpoint, not on an endpoint")
+            names = [t.strip() for t in harness.split(",") if t.strip()]
+            result["harness"] = harness_task(
+                str(subject), names, config.student.precision, fingerprint(subject)
+            )
+    finally:
+        ledger.save()
+    publish(result, out)
+    return result

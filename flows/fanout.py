@@ -1,0 +1,46 @@
+"""Fan-out of API calls as Prefect tasks: one task per batch, run concurrently, retried alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from prefect import Task
+
+from lion_core.config import LionConfig
+from lion_core.ledger import Ledger
+from tasks.api import with_retries
+from tasks.artifacts import Progress
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def fan_out(
+    call: Callable[[int, list[T]], Awaitable[list[R]]],
+    items: Sequence[T],
+    size: int,
+    description: str,
+    ledger: Ledger,
+) -> list[R]:
+    """Run `call(first_index, batch)` for every batch concurrently; results in input order.
+
+    The ledger is saved as each batch finishes, so a killed run loses at most the batches in flight.
+    """
+    progress = await Progress(f"{description} ({len(items)})", len(items)).start()
+
+    async def one(first: int) -> list[R]:
+        batch = list(items[first : first + size])
+        result = await call(first, batch)
+        ledger.save()
+        await progress.advance(len(batch))
+        return result
+
+    results = await asyncio.gather(*(one(first) for first in range(0, len(items), size)))
+    return [r for batch in results for r in batch]
+
+
+def batch_task(config: LionConfig, api: Task) -> Task:
+    """An API batch task with the run's retry policy."""
+    return with_retries(api, config.loop.task_retries, config.loop.task_retry_delay_s)
