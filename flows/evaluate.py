@@ -19,7 +19,7 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from flows.fanout import batch_task, fan_out
 from lion_core.config import EndpointConfig, LionConfig
@@ -138,6 +138,7 @@ def resolve_candidate(
     return build_client("candidate", endpoint, ledger=ledger, cache=cache, budget=config.budget)
 
 
+@task(name="eval-report", cache_policy=NO_CACHE)
 def publish(result: dict[str, Any], out: Path) -> None:
     """result.json, report.md with plots, and the same as Prefect artifacts."""
     write_json(out / "result.json", result)

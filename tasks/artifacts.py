@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import (
     acreate_progress_artifact,
     aupdate_progress_artifact,
     create_markdown_artifact,
     create_table_artifact,
 )
+from prefect.cache_policies import NO_CACHE
 
 from lion_core.report import file_links, markdown_table, table_rows, write_report
 from lion_core.rundir import RunDir
@@ -66,6 +67,7 @@ class Progress:
         self.total = max(1, total)
         self.done = 0
         self.artifact_id = None
+        self._lock = asyncio.Lock()  # updates land in order, so the last one says 100%
 
     async def start(self) -> Progress:
         self.artifact_id = await acreate_progress_artifact(0.0, description=self.description)
@@ -73,5 +75,7 @@ class Progress:
 
     async def advance(self, n: int) -> None:
         self.done += n
-        if self.artifact_id is not None:
+        if self.artifact_id is None:
+            return
+        async with self._lock:
             await aupdate_progress_artifact(self.artifact_id, min(100.0, 100.0 * self.done / self.total))
