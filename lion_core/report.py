@@ -92,32 +92,54 @@ def hardest(
     ]
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _line_plot(its: list[int], lines: dict[str, list[float]], title: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5.5 if len(lines) > 1 else 4.5, 3.2))
+    for label, values in lines.items():
+        ax.plot(its, values, marker="o", label=label)
+    ax.set_xlabel("iteration")
+    ax.set_title(title)
+    ax.set_xticks(its)
+    ax.grid(alpha=0.3)
+    if len(lines) > 1:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _save(fig, path)
+
+
 def plot(summaries: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """PNG plots: hard share and mean gap per iteration; held-out exact match if measured."""
+    """PNG plots: hard share and mean gap per iteration; held-out exact match per family and level."""
     out_dir.mkdir(parents=True, exist_ok=True)
     its = [s["iteration"] for s in summaries]
-    series = [
-        ("hard_share.png", "hard share of the Cache Pool", [s["hard_share"] for s in summaries]),
-        ("mean_gap.png", "mean gap (teacher − student score)", [s["mean_gap"] for s in summaries]),
+    paths = [
+        _line_plot(
+            its,
+            {"hard share": [s["hard_share"] for s in summaries]},
+            "hard share of the Cache Pool",
+            out_dir / "hard_share.png",
+        ),
+        _line_plot(
+            its,
+            {"mean gap": [s["mean_gap"] for s in summaries]},
+            "mean gap (teacher − student score)",
+            out_dir / "mean_gap.png",
+        ),
     ]
-    if all(s.get("heldout") for s in summaries) and summaries:
-        series.append(
-            ("heldout_em.png", "held-out exact match", [s["heldout"]["accuracy"] for s in summaries])
-        )
-    paths = []
-    for name, title, values in series:
-        fig, ax = plt.subplots(figsize=(4.5, 3))
-        ax.plot(its, values, marker="o")
-        ax.set_xlabel("iteration")
-        ax.set_title(title)
-        ax.set_xticks(its)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        tmp = out_dir / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        tmp.replace(out_dir / name)
-        paths.append(out_dir / name)
+    if summaries and all(s.get("heldout") for s in summaries):
+        for key, title, name in (
+            ("per_family", "held-out exact match per family", "heldout_family.png"),
+            ("per_level", "held-out exact match per level", "heldout_level.png"),
+        ):
+            names = sorted(summaries[-1]["heldout"][key])
+            lines = {n: [s["heldout"][key].get(n, 0.0) for s in summaries] for n in names}
+            paths.append(_line_plot(its, lines, title, out_dir / name))
     return paths
 
 
