@@ -1,0 +1,36 @@
+"""The offline world as an in-process ChatClient: the same roles as the HTTP server, without HTTP.
+
+For benchmarks that run the loop many times (benchmarks/replication.py); everything else talks to
+the server through the real `openai` client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from random import Random
+
+from lion_core.llm import Completion, Messages
+from lion_core.world.roles import RoleSettings, reply
+from lion_core.world.server import count_tokens
+
+
+class WorldChatClient:
+    """Answers like `lion world serve` (seeded per request and per repeat), in process."""
+
+    def __init__(self, role: str, settings: RoleSettings | None = None, seed: int = 0) -> None:
+        self.role = role
+        self.model_name = "world"
+        self.settings = settings or RoleSettings()
+        self.seed = seed
+        self.requests = 0
+        self._seen: Counter[str] = Counter()
+
+    async def complete(self, messages: Messages, *, variant: int = 0) -> Completion:
+        key = hashlib.sha256(json.dumps([messages, variant], sort_keys=True).encode()).hexdigest()
+        self._seen[key] += 1
+        self.requests += 1
+        _, content = reply(messages, Random(f"{self.seed}:{key}:{self._seen[key]}"), self.settings)
+        prompt = sum(count_tokens(m.get("content", "")) for m in messages)
+        return Completion(content, "stop", prompt, count_tokens(content))
