@@ -14,11 +14,10 @@ from prefect import flow
 from flows.fanout import batch_task, fan_out
 from lion_core.config import LionConfig
 from lion_core.discrimination import Split
-from lion_core.generation import GenerationRequest, GenerationResult, generate
+from lion_core.generation import GenerationRequest, GenerationResult
 from lion_core.ledger import Ledger
 from lion_core.llm import Completion, ResponseCache
-from lion_core.loop import Roles, answers_for, build_roles, cache_path, training_answers
-from lion_core.novelty import NoveltyIndex
+from lion_core.loop import Roles, answers_for, build_roles, cache_path, generate_new, training_answers
 from lion_core.pools import Pools, read_pools
 from lion_core.records import Judgement, Response, read_jsonl, write_jsonl
 from lion_core.report import hardest
@@ -111,19 +110,7 @@ async def generation(
             roles.ledger,
         )
 
-    index = NoveltyIndex(loop.rouge_threshold, texts=[i.text for i in pools.cache_pool])
-    result = await generate(
-        ask,
-        split.hard,
-        split.easy,
-        index,
-        n=loop.new_per_iteration,
-        ratio=loop.hard_easy_ratio,
-        min_words=loop.min_words,
-        rounds=loop.generation_rounds,
-        iteration=k,
-        seed=loop.seed,
-    )
+    result = await generate_new(ask, config, k, pools.cache_pool, split)
     write_jsonl(run.iteration(k).file("generated"), result.kept)
     update_pools_task(pools, result.kept, str(run.iteration(k + 1).root))
     return result

@@ -13,7 +13,7 @@ from pathlib import Path
 from lion_core import referee, teacher
 from lion_core.config import LionConfig, StudentConfig
 from lion_core.discrimination import Split, split
-from lion_core.generation import GenerationResult, asker, generate
+from lion_core.generation import Ask, GenerationResult, asker, generate
 from lion_core.ledger import Ledger
 from lion_core.llm import ChatClient, ResponseCache, build_client
 from lion_core.novelty import NoveltyIndex
@@ -138,13 +138,16 @@ def answers_for(pool: list[Instruction], known: list[Response]) -> list[Response
 
 
 async def generate_new(
-    roles: Roles, config: LionConfig, iteration: int, cache_pool: list[Instruction], judged: Split
+    ask: Ask, config: LionConfig, iteration: int, cache_pool: list[Instruction], judged: Split
 ) -> GenerationResult:
-    """N new instructions from hard and easy parents, novel against the Cache Pool."""
+    """N new instructions from hard and easy parents, novel against the Cache Pool.
+
+    `ask` sends generator requests: `asker(client)` here, batched Prefect tasks in the flow.
+    """
     loop = config.loop
     index = NoveltyIndex(loop.rouge_threshold, texts=[i.text for i in cache_pool])
     return await generate(
-        asker(roles.generator),
+        ask,
         judged.hard,
         judged.easy,
         index,
@@ -175,5 +178,5 @@ async def run_iteration(
     answers, train = await imitate(roles, config, pools, checkpoint, out_dir / "student", known)
     teacher_cache = answers_for(pools.cache_pool, [*known, *answers])
     judged = await discriminate(roles, config, pools.cache_pool, teacher_cache, Path(train.checkpoint))
-    generation = await generate_new(roles, config, iteration, pools.cache_pool, judged.split)
+    generation = await generate_new(asker(roles.generator), config, iteration, pools.cache_pool, judged.split)
     return IterationOutcome(iteration, pools, train, judged, generation, next_pools(pools, generation.kept))
