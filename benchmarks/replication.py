@@ -25,9 +25,10 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from random import Random
@@ -47,6 +48,7 @@ from lion_core.student.generate import answer
 from lion_core.student.train import finetune
 from lion_core.world.client import WorldChatClient
 from lion_core.world.families import Task, families, sample_tasks
+from lion_core.world.roles import RoleSettings
 from lion_core.world.student import TinyStudentSpec, build_tiny_student
 
 ARMS = ("lion", "imitation", "no-referee")
@@ -67,6 +69,8 @@ class Settings:
     test_per_cell: int = 20
     batch_size: int = 32
     learning_rate: float = 3e-3
+    families: tuple[str, ...] | None = None  # None: every registered family
+    max_level: int | None = None  # cap of the generator's levels (None: the families' top level, 3)
 
 
 SMOKE = Settings(initial=54, new=18, rounds=1, first_steps=8, steps=4, test_per_cell=2)
@@ -77,7 +81,7 @@ def test_set(settings: Settings) -> list[Task]:
     rng = Random(TEST_SEED)
     return [
         t
-        for f in families()
+        for f in families(settings.families)
         for level in LEVELS
         for t in sample_tasks(settings.test_per_cell, rng, [f.name], [level])
     ]
@@ -121,6 +125,7 @@ async def propose(
     checkpoint: Path,
     round_no: int,
     banned: set[str],
+    families: tuple[str, ...] | None,
 ) -> tuple[list[Instruction], dict[str, Any]]:
     """The round's new instructions for an arm, and the discrimination statistics of the Cache Pool."""
     judged = await discriminate(roles, config, pool, answers, checkpoint)
@@ -133,7 +138,7 @@ async def propose(
             Instruction(
                 id=f"r{round_no}-{k:05d}", instruction=t.instruction, origin="easy", iteration=round_no
             )
-            for k, t in enumerate(sample_tasks(3 * n, rng, None, LEVELS))
+            for k, t in enumerate(sample_tasks(3 * n, rng, families, LEVELS))
         ]
         candidates = clean(candidates, banned)
         kept = [c for c, keep in zip(candidates, index.filter([c.text for c in candidates]).kept) if keep]
@@ -171,10 +176,11 @@ def run_arm(job: tuple[str, str, int, Settings, str]) -> dict[str, Any]:
     config = run_config(settings, mode, seed)
     tests = test_set(settings)
     banned = {t.instruction.lower() for t in tests}
-    roles = Roles(*(WorldChatClient(role, seed=seed) for role in ("teacher", "referee", "generator")))
+    world = RoleSettings(max_level=settings.max_level)
+    roles = Roles(*(WorldChatClient(role, world, seed) for role in ("teacher", "referee", "generator")))
     seed_tasks = [
         t
-        for t in sample_tasks(settings.initial + len(tests), Random(seed), None, LEVELS)
+        for t in sample_tasks(settings.initial + len(tests), Random(seed), settings.families, LEVELS)
         if t.instruction.lower() not in banned
     ][: settings.initial]
     pool = [Instruction(id=f"seed-{k:05d}", instruction=t.instruction) for k, t in enumerate(seed_tasks)]
@@ -187,7 +193,9 @@ def run_arm(job: tuple[str, str, int, Settings, str]) -> dict[str, Any]:
     )
     curve, discrimination, new_levels = [accuracy(checkpoint, tests, config)["accuracy"]], [], []
     for round_no in range(1, settings.rounds + 1):
-        new, stats = asyncio.run(propose(arm, roles, config, pool, answers, checkpoint, round_no, banned))
+        new, stats = asyncio.run(
+            propose(arm, roles, config, pool, answers, checkpoint, round_no, banned, settings.families)
+        )
         discrimination.append(stats)
         new_answers = asyncio.run(teacher.answer_all(roles.teacher, new))
         pool, answers = pool + new, answers + new_answers
@@ -284,19 +292,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--processes", type=int, default=2, help="runs in parallel (one CPU thread each)")
     parser.add_argument("--smoke", action="store_true", help="a seconds-long run that checks the machinery")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where replication.json and .md go")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where <name>.json and <name>.md go")
+    parser.add_argument("--name", default="replication", help="file name of the results")
+    parser.add_argument("--arms", default=",".join(ARMS), help="a subset of " + ",".join(ARMS))
+    parser.add_argument("--families", default=None, help="an ablation: only these families (comma-separated)")
+    parser.add_argument("--max-level", type=int, default=None, help="an ablation: cap the generator's level")
     args = parser.parse_args(argv)
-    settings = SMOKE if args.smoke else Settings()
+    settings = replace(
+        SMOKE if args.smoke else Settings(),
+        families=tuple(args.families.split(",")) if args.families else None,
+        max_level=args.max_level,
+    )
+    arms = [a for a in args.arms.split(",") if a]
     modes = [m for m in args.modes.split(",") if m]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         jobs = [
-            (arm, mode, seed, settings, tmp) for mode in modes for seed in range(args.seeds) for arm in ARMS
+            (arm, mode, seed, settings, tmp) for mode in modes for seed in range(args.seeds) for arm in arms
         ]
         with get_context("spawn").Pool(args.processes) as pool:
             runs = pool.map(run_arm, jobs, chunksize=1)
     wall = time.perf_counter() - started
-    command = "make replication" if not args.smoke else "benchmarks/replication.py --smoke"
+    command = "benchmarks/replication.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = {
         "command": command,
         "wall_s": round(wall, 1),

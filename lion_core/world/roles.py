@@ -31,6 +31,7 @@ class RoleSettings:
     near_duplicate_share: float = 0.1
     malformed_share: float = 0.05
     referee_malformed_share: float = 0.0
+    max_level: int | None = None  # the generator never goes above this level (None: the family's top)
 
 
 def user_text(messages: list[dict[str, str]]) -> str:
@@ -130,6 +131,8 @@ def generator_reply(messages: list[dict[str, str]], rng: Random, settings: RoleS
         return sample_task(rng.choice(families()), rng, 1).instruction
     family, slots, _ = found
     level = family.level_of(slots) + (1 if mode == "easy" else 0)
+    if settings.max_level is not None:
+        level = min(level, settings.max_level)
     return sample_task(family, rng, level).instruction
 
 
