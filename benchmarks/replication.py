@@ -324,9 +324,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "runs": runs,
     }
     table = summarize(runs)
-    atomic_write_text(args.out / "replication.json", json.dumps(report, indent=1) + "\n")
+    atomic_write_text(args.out / f"{args.name}.json", json.dumps(report, indent=1) + "\n")
     atomic_write_text(
-        args.out / "replication.md",
+        args.out / f"{args.name}.md",
         f"Command: `{command}` — wall time {wall / 60:.1f} min on "
         f"{machine()['cpus']} CPUs, {args.seeds} seeds.\n{table}",
     )
