@@ -238,22 +238,23 @@ class OpenAIChatClient:
 
     async def _send(self, sdk: openai.AsyncOpenAI, messages: Messages) -> Completion:
         usd, tokens = self._reservation(messages)
-        self.guard.reserve(usd, tokens)
-        try:
-            assert self._slots is not None
-            async with self._slots:
+        assert self._slots is not None
+        async with self._slots:  # only requests in flight hold a reservation, not the queue
+            self.guard.reserve(usd, tokens)
+            try:
                 reply = await sdk.chat.completions.create(
                     model=self.model_name, messages=messages, **self.params
                 )
-        except openai.APIError as err:
-            raise LLMError(
-                f"{self.role} at {self.endpoint.base_url} failed after retries: {type(err).__name__}: {err}"
-            ) from None
-        finally:
-            self.guard.release(usd, tokens)
-        usage = reply.usage
-        in_tok, out_tok = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
-        self.ledger.add_usage(self.role, in_tok, out_tok, self.endpoint.cost_usd(in_tok, out_tok))
+                usage = reply.usage
+                in_tok, out_tok = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+                self.ledger.add_usage(self.role, in_tok, out_tok, self.endpoint.cost_usd(in_tok, out_tok))
+            except openai.APIError as err:
+                name = type(err).__name__
+                raise LLMError(
+                    f"{self.role} at {self.endpoint.base_url} failed after retries: {name}: {err}"
+                ) from None
+            finally:
+                self.guard.release(usd, tokens)
         choice = reply.choices[0]
         return Completion(choice.message.content or "", choice.finish_reason or "stop", in_tok, out_tok)
 

@@ -151,3 +151,14 @@ def test_rate_limiter_spaces_requests_and_tokens() -> None:
     assert delays == [0.0, 1.0, 2.0, 3.0]  # one request per second
     heavy = RateLimiter(requests_per_minute=None, tokens_per_minute=600, clock=lambda: now[0])
     assert [heavy.book(tokens=100) for _ in range(3)] == [0.0, 10.0, 20.0]  # 100 tokens = 10 s at 600/min
+
+
+def test_queued_requests_do_not_hold_budget(tmp_path: Path, world: WorldServer) -> None:
+    """Only requests in flight reserve their worst case: a long queue does not stop a run early."""
+    client = make_client(world, tmp_path, price_input_per_1k=1.0, price_output_per_1k=2.0, concurrency=2)
+    _, conversations = teacher_conversations(50)
+    worst_case_each = client._reservation(conversations[0])[0]
+    client.guard.config = BudgetConfig(max_usd=20 * worst_case_each)  # far below 50 worst cases
+    replies = asyncio.run(complete_all(client, conversations))
+    assert len(replies) == 50
+    assert client.ledger.spent()[0] <= 20 * worst_case_each
