@@ -124,7 +124,9 @@ def eval_(
     ),
     candidate: str = typer.Option(..., help="A student checkpoint directory, or an OpenAI-compatible URL."),
     candidate_model: str = typer.Option(None, help="Model name when the candidate is an endpoint."),
-    questions: Path = typer.Option(None, help="Questions (FastChat or self-instruct JSONL) for the judge."),
+    questions: Path = typer.Option(
+        None, help="Questions (FastChat or self-instruct JSONL) for the judge; default evaluation.questions."
+    ),
     world: int = typer.Option(0, help="Exact match on this many held-out world tasks (0: skip)."),
     harness: str = typer.Option(
         None, help="lm-evaluation-harness tasks, comma-separated (e.g. bbh,agieval)."
@@ -136,12 +138,14 @@ def eval_(
     from lion_core.config import ConfigError, load_config
 
     started = time.perf_counter()
-    if not (questions or world or harness):
-        console.print("[bold red]error:[/] nothing to evaluate: give --questions, --world and/or --harness")
-        raise typer.Exit(EXIT_BAD_INPUT)
     try:
         config = load_config(config_path)
         config.check_credentials()
+        questions = questions or config.evaluation.questions
+        if not (questions or world or harness):
+            raise ValueError(
+                "nothing to evaluate: give --questions (or evaluation.questions), --world, --harness"
+            )
         result = asyncio.run(
             evaluate(
                 config,
