@@ -71,6 +71,8 @@ class Judgement(_Record):
 
 
 R = TypeVar("R", bound=BaseModel)
+_UMASK = os.umask(0o022)  # read once (mkstemp makes 0600 files; written files get the usual mode)
+os.umask(_UMASK)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -86,6 +88,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

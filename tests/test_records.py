@@ -152,3 +152,12 @@ def test_failed_write_leaves_the_old_file_whole(tmp_path: Path) -> None:
         write_jsonl(path, rows())
     assert read_jsonl(path, Response) == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher.jsonl"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    write_jsonl(tmp_path / "pool.jsonl", [Instruction(id="a", instruction="b")])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "pool.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask
