@@ -22,7 +22,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from flows.fanout import batch_task, fan_out
-from lion_core.config import EndpointConfig, LionConfig
+from lion_core.config import EndpointConfig, LionConfig, load_config
 from lion_core.eval_report import write_eval_report
 from lion_core.evaluation import read_world_set, relative_score, score_world
 from lion_core.harness import run_harness
@@ -199,3 +199,17 @@ async def evaluate(
         ledger.save()
     publish(result, out)
     return result
+
+
+@flow(name="evaluate-from-file")
+async def evaluate_from_file(
+    config_path: str,
+    candidate: str,
+    questions: str | None = None,
+    world: int = 0,
+    harness: str | None = None,
+    candidate_model: str | None = None,
+) -> dict[str, Any]:
+    """The evaluate flow with its config read from a YAML file (for deployments and schedules)."""
+    config = load_config(config_path)
+    return await evaluate(config, candidate, questions, world, harness, candidate_model)
