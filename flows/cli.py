@@ -47,20 +47,25 @@ def print_table(summaries: list[dict[str, Any]], title: str) -> None:
     console.print(table)
 
 
-def run_distill(config) -> list[dict[str, Any]]:
-    """Run the distill flow on the embedded Prefect (or the server PREFECT_API_URL names)."""
-    from flows.distill import distill
+def run_flow(flow_call) -> Any:
+    """Run a flow coroutine on the embedded Prefect (or the server PREFECT_API_URL names); clean exits."""
     from lion_core.ledger import BudgetExceededError
     from lion_core.llm import LLMError
 
     try:
-        return asyncio.run(distill(config))
+        return asyncio.run(flow_call)
     except BudgetExceededError as err:
         console.print(f"[bold red]stopped before exceeding the budget:[/] {err}")
         raise typer.Exit(EXIT_BUDGET) from None
     except LLMError as err:
         console.print(f"[bold red]an endpoint kept failing:[/] {err}")
         raise typer.Exit(EXIT_FAILED) from None
+
+
+def run_distill(config) -> list[dict[str, Any]]:
+    from flows.distill import distill
+
+    return run_flow(distill(config))
 
 
 def finish(config, summaries: list[dict[str, Any]], started: float) -> None:
@@ -146,7 +151,7 @@ def eval_(
             raise ValueError(
                 "nothing to evaluate: give --questions (or evaluation.questions), --world, --harness"
             )
-        result = asyncio.run(
+        result = run_flow(
             evaluate(
                 config,
                 candidate,

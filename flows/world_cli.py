@@ -49,7 +49,11 @@ def serve(
         rate_limit_rpm=rate_limit_rpm or None,
     )
     server = WorldServer(RoleSettings(referee_bias=referee_bias, referee_noise=referee_noise), faults, seed)
-    server.start(port=port, host=host)
+    try:
+        server.start(port=port, host=host)
+    except OSError as err:
+        console.print(f"[bold red]error:[/] cannot serve on {host}:{port}: {err} (try another --port)")
+        raise typer.Exit(1) from None
     console.print(f"world server on [bold]{server.url}[/] (stats: http://{host}:{server.port}/world/stats)")
     try:
         while True:

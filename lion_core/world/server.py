@@ -240,6 +240,7 @@ class WorldServer:
     def start(self, port: int = 0, host: str = "127.0.0.1") -> WorldServer:
         """Serve from a background thread; port 0 picks a free port (see `.url`); OSError if it is taken."""
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn will
             probe.bind((host, port))  # fail here, clearly, rather than inside uvicorn's thread
         # uvicorn binds the socket itself: a socket handed in through `sockets=` answers ~40 ms slower
         config = uvicorn.Config(
