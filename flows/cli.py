@@ -11,6 +11,7 @@ Re-running `lion demo` or `lion run` on the same run directory resumes; nothing 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,9 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
+# The embedded Prefect server would try to send usage telemetry; this tool must run offline quietly.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from flows import world_cli
 
