@@ -31,7 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(world_cli.app, name="world")
 # Full width when the output is not a terminal (logs, `make demo | tee`), so the table does not fold.
-console = Console(width=None if sys.stdout.isatty() else 180)
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
