@@ -175,9 +175,3 @@ def test_cli_sample_prints_jsonl() -> None:
     assert len(rows) == 5
     assert set(rows[0]) == {"instruction", "input", "output", "family", "difficulty"}
     assert all(fam.solve(r["instruction"]) == r["output"] for r in rows)
-
-
-def test_cli_help_lists_the_commands() -> None:
-    result = CliRunner().invoke(app, ["--help"])
-    assert result.exit_code == 0
-    assert "world" in result.stdout
