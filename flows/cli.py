@@ -143,7 +143,6 @@ def eval_(
     out: Path = typer.Option(None, help="Output directory (default RUN/eval/<candidate>)."),
 ) -> None:
     """Evaluate a candidate as the paper did: judge relative score, world exact match, lm-eval."""
-    from flows.evaluate import evaluate
     from lion_core.config import ConfigError, load_config
 
     started = time.perf_counter()
@@ -155,6 +154,8 @@ def eval_(
             raise ValueError(
                 "nothing to evaluate: give --questions (or evaluation.questions), --world, --harness"
             )
+        from flows.evaluate import evaluate
+
         result = run_flow(
             evaluate(
                 config,
