@@ -177,7 +177,9 @@ class LoopConfig(_Model):
         ge=0,
         description="Generated instructions of this many words or fewer are dropped (the original: 3).",
     )
-    referee_retries: int = Field(2, ge=0, description="Re-asks of the referee after an unparseable reply.")
+    referee_retries: int = Field(
+        2, ge=0, description="Repair requests to the referee after a reply without both score lines."
+    )
     generation_rounds: int = Field(
         3, ge=1, description="Generation rounds per iteration to make up for filtered instructions."
     )

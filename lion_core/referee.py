@@ -3,7 +3,8 @@
 Each instruction is judged twice, concurrently: order 1 shows the teacher as Assistant 1 and the student
 as Assistant 2, order 2 swaps them. Each side's score is the mean over both orders, so a referee's
 position bias (a constant bonus for whoever is shown first) cancels out of the gap. A reply without
-both score lines is asked again (`variant` 1..retries, which bypasses the response cache); an order
+both score lines is followed by a repair turn that asks again for the score lines (the conversation
+grows by the bad reply and the request, and `variant` 1..retries keeps each attempt a fresh one); an order
 that never yields scores makes the item unscorable, with the reason recorded in its Judgement.
 
 Errors of the endpoint itself (`LLMError` after the client's HTTP retries, `BudgetExceededError`)
@@ -115,7 +116,7 @@ def parse_scores(reply: str) -> Scores | None:
 
 
 async def ask_scores(client: ChatClient, messages: Messages, *, retries: int) -> tuple[Scores | None, str]:
-    """Ask for one order's verdict, re-asking (variant 1..retries) while the reply has no scores.
+    """Ask for one order's verdict, asking for a repair (variant 1..retries) while the reply has no scores.
 
     Returns the parsed scores (None if no reply had them) and the last reply's text.
     """
@@ -123,7 +124,8 @@ async def ask_scores(client: ChatClient, messages: Messages, *, retries: int) ->
         raise ValueError(f"retries must be >= 0, got {retries}")
     content = ""
     for variant in range(retries + 1):
-        content = (await client.complete(messages, variant=variant)).content
+        request = prompts.referee_repair_messages(messages, content) if variant else messages
+        content = (await client.complete(request, variant=variant)).content
         scores = parse_scores(content)
         if scores is not None:
             return scores, content

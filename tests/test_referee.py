@@ -14,7 +14,7 @@ from lion_core.ledger import Ledger
 from lion_core.llm import Completion, OpenAIChatClient, ResponseCache
 from lion_core.referee import judge, judge_all, parse_scores, render, score_value
 from lion_core.world.families import Task, sample_tasks, solve
-from lion_core.world.roles import RoleSettings, referee_reply, score_answer
+from lion_core.world.roles import RoleSettings, referee_fields, referee_reply, score_answer
 from lion_core.world.server import WorldServer
 
 EXPLANATION = (
@@ -162,8 +162,9 @@ class ScriptedReferee:
         self.max_in_flight = 0
 
     async def complete(self, messages: list[dict[str, str]], *, variant: int = 0) -> Completion:
-        parsed = prompts.parse_rendered("referee", messages[-1]["content"])
+        parsed = referee_fields(messages)
         assert parsed is not None
+        assert (variant > 0) == (messages[-1]["content"] == prompts.template("referee_repair").strip())
         key = (parsed["answer_1"], variant)
         self.calls.append(key)
         self.in_flight += 1
@@ -192,6 +193,35 @@ def test_a_bad_reply_is_asked_again_with_a_new_variant_until_it_parses() -> None
     assert sorted(c for c in referee.calls if c[0] == "T") == [("T", 0), ("T", 1), ("T", 2)]
     assert referee.calls.count(("S", 0)) == 1 and ("S", 1) not in referee.calls
     assert result.label == "hard" and result.gap == 5.0
+
+
+class DeterministicReferee:
+    """A referee at temperature 0: the same request always gets the same reply, whatever the variant."""
+
+    role = "referee"
+    model_name = "deterministic"
+
+    def __init__(self) -> None:
+        self.requests: list[list[dict[str, str]]] = []
+
+    async def complete(self, messages: list[dict[str, str]], *, variant: int = 0) -> Completion:
+        self.requests.append(messages)
+        if messages[-1]["content"] != prompts.template("referee_repair").strip():
+            return Completion("Assistant 1 is clearly better than Assistant 2.", "stop", 10, 10)
+        teacher_first = referee_fields(messages)["answer_1"] == "T"  # type: ignore[index]
+        return Completion(verdict(9, 4) if teacher_first else verdict(4, 9), "stop", 10, 10)
+
+
+def test_a_deterministic_referee_is_repaired_by_a_follow_up_turn_not_asked_the_same_again() -> None:
+    referee = DeterministicReferee()
+    result = asyncio.run(judge(referee, "x1", "Do it", "T", "S", tau=1.0, retries=1))
+    assert result.label == "hard" and result.gap == 5.0
+    repairs = [r for r in referee.requests if len(r) > 2]
+    assert len(repairs) == 2  # one per order
+    for repair in repairs:
+        assert [m["role"] for m in repair] == ["system", "user", "assistant", "user"]
+        assert repair[2]["content"] == "Assistant 1 is clearly better than Assistant 2."
+        assert "Score of the Assistant 1: <score>" in repair[3]["content"]
 
 
 def test_an_order_without_scores_after_all_retries_makes_the_item_unscorable() -> None:
@@ -324,7 +354,7 @@ def test_sometimes_malformed_replies_are_mostly_recovered_by_retries(tmp_path: P
         received = server.stats.received["referee"]
     scorable = [(t, j) for t, j in zip(tasks, results, strict=True) if j.label != "unscorable"]
     assert len(scorable) >= 0.9 * len(tasks)
-    # re-asks reached the server (variant > 0 bypasses the cached bad reply)
+    # repair requests reached the server (a new conversation and variant: never the cached bad reply)
     assert received > 2 * len(tasks)
     assert client.ledger.roles["referee"].requests == received
     for task, result in scorable:

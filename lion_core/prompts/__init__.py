@@ -1,6 +1,6 @@
 """Prompt templates as package files, rendered by pure functions.
 
-Templates (this directory): teacher (+ system), referee (+ system), generate_hard, generate_easy and
+Templates (this directory): teacher (+ system), referee (+ system, + repair), generate_hard, generate_easy and
 the student formats (alpaca, compact; each with an `_input` variant). Placeholders are `{name}`; values
 are inserted verbatim (braces in an instruction are safe). `parse_rendered` inverts a rendering, which
 the offline world uses to read the role a request plays.
@@ -50,6 +50,18 @@ def referee_messages(instruction: str, answer_1: str, answer_2: str) -> Messages
     return [
         {"role": "system", "content": template("referee_system").strip()},
         {"role": "user", "content": user.rstrip()},
+    ]
+
+
+def referee_repair_messages(messages: Messages, bad_reply: str) -> Messages:
+    """The referee's conversation continued after `bad_reply` (no score lines) with a request to repair it.
+
+    A follow-up turn rather than the same request again: a referee at temperature 0 would repeat itself.
+    """
+    return [
+        *messages,
+        {"role": "assistant", "content": bad_reply},
+        {"role": "user", "content": template("referee_repair").strip()},
     ]
 
 

@@ -39,11 +39,22 @@ def user_text(messages: list[dict[str, str]]) -> str:
     return next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
 
 
+def referee_fields(messages: list[dict[str, str]]) -> dict[str, str] | None:
+    """The referee prompt's fields: from the last user message, or from the first one when the last is
+    the repair request that follows a reply without scores (`prompts.referee_repair_messages`)."""
+    users = [m.get("content", "") for m in messages if m.get("role") == "user"]
+    if not users:
+        return None
+    if users[-1] == prompts.template("referee_repair").strip():
+        return prompts.parse_rendered("referee", users[0])
+    return prompts.parse_rendered("referee", users[-1])
+
+
 def classify(messages: list[dict[str, str]]) -> str:
     """Which role a request asks for: referee, generator or teacher."""
-    text = user_text(messages)
-    if prompts.parse_rendered("referee", text) is not None:
+    if referee_fields(messages) is not None:
         return "referee"
+    text = user_text(messages)
     if any(prompts.parse_rendered(f"generate_{m}", text) is not None for m in ("hard", "easy")):
         return "generator"
     return "teacher"
@@ -79,7 +90,7 @@ def _fmt(score: float) -> str:
 
 def referee_reply(messages: list[dict[str, str]], rng: Random, settings: RoleSettings) -> str:
     """A Lion-format verdict: explanation, then the two 'Score of the Assistant k' lines."""
-    parsed = prompts.parse_rendered("referee", user_text(messages))
+    parsed = referee_fields(messages)
     assert parsed is not None, "referee_reply needs a referee prompt"
     if rng.random() < settings.referee_malformed_share:
         return "Both answers have merits. Overall I find them comparable. Score: N/A"
