@@ -44,6 +44,8 @@ def plain(config) -> float:
             run_iteration(roles, config, k, pools, checkpoint, config.run_dir / f"iter_{k}", known)
         )
         evaluate_on_world(Path(out.train.checkpoint), heldout, config.student)
+        if out.next_pools is None:  # the loop stopped (the flow stops there too)
+            break
         checkpoint, known, pools = Path(out.train.checkpoint), out.discrimination.teacher, out.next_pools
     return time.perf_counter() - started
 

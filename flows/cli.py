@@ -49,6 +49,8 @@ def print_table(summaries: list[dict[str, Any]], title: str) -> None:
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     console.print(table)
+    if summaries and summaries[-1].get("stopped"):
+        console.print(f"stopped after iteration {summaries[-1]['iteration']}: {summaries[-1]['stopped']}")
 
 
 def run_flow(flow_call) -> Any:

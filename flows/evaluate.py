@@ -31,7 +31,7 @@ from lion_core.llm import ChatClient, ResponseCache, build_client
 from lion_core.loop import cache_path
 from lion_core.records import Instruction, Response, read_instructions, write_jsonl
 from lion_core.rundir import RunDir, write_json
-from lion_core.student.checkpoint import content_key, fingerprint
+from lion_core.student.checkpoint import fingerprint
 from lion_core.world.families import Task, sample_tasks
 from tasks.api import endpoint_id, referee_batch, teacher_batch
 from tasks.student import student_answers_task
@@ -51,10 +51,7 @@ async def answers(
 ) -> list[Response]:
     """A checkpoint's batched answers (one cached task), or an endpoint's (batched API tasks)."""
     if isinstance(answerer, Path):
-        key = content_key(
-            fingerprint(answerer), [i.text for i in items], config.student.model_dump(mode="json")
-        )
-        return student_answers_task(str(answerer), items, config.student, key)
+        return student_answers_task(str(answerer), items, config.student, config.loop.seed)
     return await fan_out(
         lambda first, batch: batch_task(config, teacher_batch)(answerer, endpoint_id(answerer), batch, first),
         items,

@@ -17,12 +17,21 @@ from lion_core.discrimination import Split
 from lion_core.generation import GenerationRequest, GenerationResult
 from lion_core.ledger import Ledger
 from lion_core.llm import Completion, ResponseCache
-from lion_core.loop import Roles, answers_for, build_roles, cache_path, generate_new, training_answers
+from lion_core.loop import (
+    Roles,
+    answers_for,
+    build_roles,
+    cache_path,
+    generate_new,
+    stop_after_discrimination,
+    stop_after_generation,
+    training_answers,
+)
 from lion_core.pools import Pools, read_pools
 from lion_core.records import Judgement, Response, read_jsonl, write_jsonl
 from lion_core.report import hardest
 from lion_core.rundir import RunDir, write_json
-from lion_core.student.checkpoint import content_key, fingerprint, has_key, training_key
+from lion_core.student.checkpoint import fingerprint, has_key, training_key
 from lion_core.student.data import sft_pairs
 from lion_core.student.train import TrainResult
 from tasks.api import endpoint_id, generator_batch, referee_batch, teacher_batch
@@ -67,11 +76,7 @@ async def discrimination(
     """The student answers the Cache Pool; the referee judges both orders; the pool splits hard/easy."""
     it, referee = run.iteration(k), roles.referee
     write_jsonl(it.file("teacher"), teacher_answers)
-    student = config.student
-    key = content_key(
-        fingerprint(it.student), [i.text for i in pools.cache_pool], student.model_dump(mode="json")
-    )
-    student_out = student_answers_task(str(it.student), pools.cache_pool, student, key)
+    student_out = student_answers_task(str(it.student), pools.cache_pool, config.student, config.loop.seed)
     write_jsonl(it.file("student"), student_out)
     items = [
         (i.id, i.text, t.output, s.output) for i, t, s in zip(pools.cache_pool, teacher_answers, student_out)
@@ -112,7 +117,8 @@ async def generation(
 
     result = await generate_new(ask, config, k, pools.cache_pool, split)
     write_jsonl(run.iteration(k).file("generated"), result.kept)
-    update_pools_task(pools, result.kept, str(run.iteration(k + 1).root))
+    if result.kept:  # else the loop stops here: no empty Train Pool for an iteration k + 1
+        update_pools_task(pools, result.kept, str(run.iteration(k + 1).root))
     return result
 
 
@@ -175,8 +181,9 @@ async def iteration(config: LionConfig, k: int) -> dict[str, Any]:
         answers, train = await imitation(config, roles, run, k, pools, known)
         teacher_answers = answers_for(pools.cache_pool, known + answers)
         student_out, judgements, split = await discrimination(config, roles, run, k, pools, teacher_answers)
-        stopped = equilibrium(config, split)
+        stopped = stop_after_discrimination(config, split)
         gen = None if stopped else await generation(config, roles, run, k, pools, split)
+        stopped = stopped or stop_after_generation(gen)
     finally:
         ledger.save()
     heldout = None
@@ -201,11 +208,3 @@ async def iteration(config: LionConfig, k: int) -> dict[str, Any]:
     write_json(run.iteration(k).summary, summary)
     iteration_artifacts(str(run.root), summary, hardest(judgements, teacher_answers, student_out))
     return summary
-
-
-def equilibrium(config: LionConfig, split: Split) -> str | None:
-    """Why the loop stops here (the referee can no longer tell teacher and student apart), or None."""
-    bound = config.loop.equilibrium_hard_share
-    if bound and split.hard_share < bound:
-        return f"equilibrium: hard share {split.hard_share:.1%} < {bound:.1%}"
-    return None

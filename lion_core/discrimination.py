@@ -1,12 +1,14 @@
 """Discrimination: split the Cache Pool into hard and easy instructions by the referee's gap.
 
 gap = teacher score − student score (each the mean over the two orders); hard iff gap ≥ tau.
-Unscorable items are counted and excluded from the split.
+The means and the gap are computed exactly on the scores' decimal values (in floats, 8.2 − 7.2 falls
+just short of 1.0 and would be labelled easy). Unscorable items are counted and excluded from the split.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from itertools import pairwise
 
 import numpy as np
@@ -17,11 +19,16 @@ from lion_core.records import Instruction, Judgement, Label
 GAP_BINS = (-9.0, -3.0, -1.0, 0.0, 1.0, 3.0, 6.0, 9.0)
 
 
-def label_for(gap: float | None, tau: float) -> Label:
-    """hard iff gap ≥ tau; unscorable without a gap."""
+def exact(x: float) -> Fraction:
+    """The decimal value a score or threshold was written as (8.2 → 41/5), not its binary float."""
+    return Fraction(str(x))
+
+
+def label_for(gap: Fraction | None, tau: float) -> Label:
+    """hard iff gap ≥ tau (exactly); unscorable without a gap."""
     if gap is None:
         return "unscorable"
-    return "hard" if gap >= tau else "easy"
+    return "hard" if gap >= exact(tau) else "easy"
 
 
 def make_judgement(
@@ -37,17 +44,17 @@ def make_judgement(
         teacher = student = gap = None
         reason = reason or "a score is missing"
     else:
-        teacher = (teacher_scores[0] + teacher_scores[1]) / 2  # type: ignore[operator]
-        student = (student_scores[0] + student_scores[1]) / 2  # type: ignore[operator]
+        teacher = sum(map(exact, teacher_scores)) / 2  # type: ignore[arg-type]
+        student = sum(map(exact, student_scores)) / 2  # type: ignore[arg-type]
         gap = teacher - student
         reason = None
     return Judgement(
         id=item_id,
         teacher_scores=list(teacher_scores),
         student_scores=list(student_scores),
-        teacher_score=teacher,
-        student_score=student,
-        gap=gap,
+        teacher_score=None if teacher is None else float(teacher),
+        student_score=None if student is None else float(student),
+        gap=None if gap is None else float(gap),
         label=label_for(gap, tau),
         reason=reason,
     )

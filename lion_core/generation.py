@@ -10,6 +10,7 @@ Rounds repeat until N are kept or `generation_rounds` is spent.
 from __future__ import annotations
 
 import hashlib
+import math
 import string
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,7 +35,7 @@ class GenerationRequest:
     variant: int
 
     def messages(self) -> prompts.Messages:
-        return prompts.generator_messages(self.mode, self.parent.text)
+        return prompts.generator_messages(self.mode, self.parent.instruction)  # as the original: no input
 
 
 @dataclass
@@ -62,15 +63,17 @@ class GenerationResult:
 
 
 def variant_id(*parts: object) -> int:
-    """A stable request variant for (iteration, round, parent, k): distinct samples, replayable on resume."""
+    """A stable request variant for (seed, iteration, round, parent, k): distinct samples (also across
+    seeds sharing a response cache), replayable on resume."""
     return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:12], 16)
 
 
 def split_counts(
     n: int, ratio: float, n_hard_parents: int, n_easy_parents: int
 ) -> tuple[int, int, list[str]]:
-    """How many hard- and easy-derived requests; a side without parents is filled from the other."""
-    hard = round(n * ratio / (1.0 + ratio))
+    """How many hard- and easy-derived requests (a half goes to hard); a side without parents is filled
+    from the other."""
+    hard = math.floor(n * ratio / (1.0 + ratio) + 0.5)
     easy = n - hard
     notes = []
     if hard and not n_hard_parents:
@@ -155,7 +158,8 @@ async def generate(
         need_hard, need_easy = target_hard - kept_hard, target_easy - (len(result.kept) - kept_hard)
         if need_hard <= 0 and need_easy <= 0:
             break
-        requests = plan(hard, easy, max(need_hard, 0), max(need_easy, 0), rng, f"{iteration}:{round_no}")
+        tag = f"{seed}:{iteration}:{round_no}"
+        requests = plan(hard, easy, max(need_hard, 0), max(need_easy, 0), rng, tag)
         completions = await ask(requests)
         _keep(result, requests, completions, index, min_words, iteration)
         result.rounds = round_no + 1

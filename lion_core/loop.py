@@ -68,8 +68,9 @@ class IterationOutcome:
     pools: Pools
     train: TrainResult
     discrimination: Discrimination
-    generation: GenerationResult
-    next_pools: Pools
+    generation: GenerationResult | None  # None when the loop stopped before generation
+    next_pools: Pools | None  # None when the loop stops here
+    stopped: str | None  # why the loop stops after this iteration
 
 
 def training_answers(
@@ -96,11 +97,12 @@ def student_answers(
     student: StudentConfig,
     checkpoint: Path,
     items: list[Instruction],
+    seed: int,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[Response]:
-    """The student's batched answers to instructions."""
+    """The student's batched answers to instructions (`seed` matters when sampling)."""
     texts = student_prompts(student.prompt_template, items)
-    outputs = answer(checkpoint, texts, student, seed=0, on_batch=on_batch)
+    outputs = answer(checkpoint, texts, student, seed=seed, on_batch=on_batch)
     model = f"student:{Path(checkpoint).parent.name}"
     return [
         Response(id=i.id, instruction=i.instruction, input=i.input, output=o, model=model)
@@ -120,7 +122,7 @@ async def discriminate(
     The teacher's answers are the ones already paid for (earlier iterations and this Train Pool): the
     Cache Pool is never re-sent to the teacher.
     """
-    student_out = student_answers(config.student, checkpoint, cache_pool)
+    student_out = student_answers(config.student, checkpoint, cache_pool, config.loop.seed)
     items = [(i.id, i.text, t.output, s.output) for i, t, s in zip(cache_pool, teacher_answers, student_out)]
     judgements = await referee.judge_all(
         roles.referee, items, tau=config.loop.tau, retries=config.loop.referee_retries
@@ -140,12 +142,13 @@ def answers_for(pool: list[Instruction], known: list[Response]) -> list[Response
 async def generate_new(
     ask: Ask, config: LionConfig, iteration: int, cache_pool: list[Instruction], judged: Split
 ) -> GenerationResult:
-    """N new instructions from hard and easy parents, novel against the Cache Pool.
+    """N new instructions from hard and easy parents, novel against the Cache Pool's instructions
+    (without their inputs: a new instruction has none, and the original compares instructions alone).
 
     `ask` sends generator requests: `asker(client)` here, batched Prefect tasks in the flow.
     """
     loop = config.loop
-    index = NoveltyIndex(loop.rouge_threshold, texts=[i.text for i in cache_pool])
+    index = NoveltyIndex(loop.rouge_threshold, texts=[i.instruction for i in cache_pool])
     return await generate(
         ask,
         judged.hard,
@@ -178,5 +181,33 @@ async def run_iteration(
     answers, train = await imitate(roles, config, pools, checkpoint, out_dir / "student", known)
     teacher_cache = answers_for(pools.cache_pool, [*known, *answers])
     judged = await discriminate(roles, config, pools.cache_pool, teacher_cache, Path(train.checkpoint))
-    generation = await generate_new(asker(roles.generator), config, iteration, pools.cache_pool, judged.split)
-    return IterationOutcome(iteration, pools, train, judged, generation, next_pools(pools, generation.kept))
+    stopped = stop_after_discrimination(config, judged.split)
+    gen = (
+        None
+        if stopped
+        else await generate_new(asker(roles.generator), config, iteration, pools.cache_pool, judged.split)
+    )
+    stopped = stopped or stop_after_generation(gen)
+    after = None if stopped else next_pools(pools, gen.kept)  # type: ignore[union-attr]
+    return IterationOutcome(iteration, pools, train, judged, gen, after, stopped)
+
+
+def stop_after_discrimination(config: LionConfig, split: Split) -> str | None:
+    """Why the loop stops before generation, or None: no scorable verdict to learn from, or
+    equilibrium (the referee can no longer tell teacher and student apart)."""
+    if not split.hard and not split.easy:
+        return (
+            f"no scorable judgements: all {len(split.unscorable)} Cache Pool instructions are unscorable "
+            "(the reasons are in judgements.jsonl)"
+        )
+    bound = config.loop.equilibrium_hard_share
+    if bound and split.hard_share < bound:
+        return f"equilibrium: hard share {split.hard_share:.1%} < {bound:.1%}"
+    return None
+
+
+def stop_after_generation(generation: GenerationResult | None) -> str | None:
+    """Why the loop stops after generation, or None: no new instruction survived the filters."""
+    if generation is None or generation.kept:
+        return None
+    return f"no new instruction kept: {generation.requested} requested, none passed the filters"

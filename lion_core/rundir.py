@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lion_core.records import atomic_write_text
 
 ITERATION_FILES = (
@@ -74,9 +76,25 @@ class RunDir:
         return IterationDir(self.root / f"iter_{k}")
 
     def summaries(self) -> list[dict[str, Any]]:
-        """summary.json of every finished iteration, in order."""
-        found = sorted(self.root.glob("iter_*/summary.json"), key=lambda p: int(p.parent.name.split("_")[1]))
-        return [json.loads(p.read_text(encoding="utf-8")) for p in found]
+        """summary.json of the finished iterations of this run, in order: iter_1, iter_2, … up to the
+        first missing one, the one that stopped the loop, or the configured number of iterations (a
+        directory re-used with fewer iterations or an earlier stop keeps older files beyond these)."""
+        iterations = None
+        if self.config.exists():
+            iterations = (
+                (yaml.safe_load(self.config.read_text(encoding="utf-8")) or {})
+                .get("loop", {})
+                .get("iterations")
+            )
+        found: list[dict[str, Any]] = []
+        while iterations is None or len(found) < iterations:
+            path = self.iteration(len(found) + 1).summary
+            if not path.exists():
+                break
+            found.append(json.loads(path.read_text(encoding="utf-8")))
+            if found[-1].get("stopped"):
+                break
+        return found
 
 
 def write_json(path: Path, data: Any) -> None:

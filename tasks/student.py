@@ -13,6 +13,7 @@ from lion_core.config import StudentConfig
 from lion_core.evaluation import evaluate_on_world, read_world_set
 from lion_core.loop import student_answers
 from lion_core.records import Instruction, Response
+from lion_core.student.checkpoint import content_key, fingerprint
 from lion_core.student.launch import finetune_in_processes
 from lion_core.student.train import finetune, read_pairs
 
@@ -32,17 +33,25 @@ def finetune_task(base: str, data: str, out_dir: str, student: StudentConfig, se
     return asdict(result)
 
 
-@task(name="student-answers", cache_key_fn=_explicit_key, persist_result=True)
+def _answers_key(context, parameters: dict) -> str:
+    """(checkpoint identity, the items' ids and texts, student settings, seed): never the model itself."""
+    items = [(i.id, i.text) for i in parameters["items"]]
+    student = parameters["student"].model_dump(mode="json")
+    return content_key(fingerprint(Path(parameters["checkpoint"])), items, student, parameters["seed"])
+
+
+@task(name="student-answers", cache_key_fn=_answers_key, persist_result=True)
 def student_answers_task(
-    checkpoint: str, items: list[Instruction], student: StudentConfig, key: str
+    checkpoint: str, items: list[Instruction], student: StudentConfig, seed: int
 ) -> list[Response]:
-    """The student's batched answers to the Cache Pool; a progress artifact follows the batches."""
+    """The student's batched answers (to the Cache Pool, or evaluation questions); a progress artifact
+    follows the batches."""
     progress = create_progress_artifact(0.0, description=f"student answers ({len(items)} instructions)")
 
     def on_batch(done: int) -> None:
         update_progress_artifact(progress, 100.0 * done / max(1, len(items)))
 
-    return student_answers(student, Path(checkpoint), items, on_batch)
+    return student_answers(student, Path(checkpoint), items, seed, on_batch)
 
 
 @task(name="held-out-eval", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)

@@ -73,8 +73,8 @@ def check_invariants(run: RunDir, iterations: int, tau: float) -> None:
         )
         assert hard == {j.id for j in judgements if j.label == "hard"}
         assert all(g.origin in ("hard", "easy") and g.iteration == k for g in generated)
-        texts = [g.text for g in generated]
-        assert max(max_rouge_l(texts, [c.text for c in cache]), default=0) < 0.7
+        texts = [g.instruction for g in generated]
+        assert max(max_rouge_l(texts, [c.instruction for c in cache]), default=0) < 0.7
         assert all(max_rouge_l([t], texts[:n])[0] < 0.7 for n, t in enumerate(texts) if n)
         assert (it.student / "config.json").exists() or (it.student / "adapter_config.json").exists()
 
@@ -115,6 +115,23 @@ def test_referee_outage_is_retried_batch_by_batch(harness, tmp_path: Path) -> No
         pool = read_instructions(RunDir(config.run_dir).iteration(1).file("cache_pool"), "jsonl")
         assert sorted(j.id for j in judged) == sorted(i.id for i in pool)
         assert summaries[0]["hard"] + summaries[0]["easy"] + summaries[0]["unscorable"] == len(pool)
+
+
+def test_a_referee_without_readable_verdicts_stops_the_run_and_says_why(harness, tmp_path: Path) -> None:
+    config = small_config(tmp_path / "run", port=0)
+    with world_server(config).start() as server:
+        config = small_config(tmp_path / "run", port=server.port, referee_retries=0)
+        prepare_world_files(config)
+        server.faults.share_malformed, server.faults.roles = 1.0, ["referee"]
+        summaries = run_distill(config)
+        assert server.stats.received["generator"] == 0
+    run = RunDir(config.run_dir)
+    pool = read_instructions(run.iteration(1).file("cache_pool"), "jsonl")
+    assert [s["iteration"] for s in summaries] == [1]
+    assert summaries[0]["unscorable"] == len(pool) and summaries[0]["hard"] == summaries[0]["easy"] == 0
+    assert summaries[0]["stopped"].startswith("no scorable judgements")  # not "equilibrium"
+    assert not run.iteration(2).root.exists()  # no empty Train Pool for an iteration that cannot run
+    assert "Stopped after iteration 1: no scorable judgements" in run.report.read_text()
 
 
 def test_a_killed_run_resumes_without_paying_twice(tmp_path: Path) -> None:

@@ -9,11 +9,25 @@ from random import Random
 import pytest
 
 from lion_core.config import LionConfig, LoopConfig, StudentConfig
-from lion_core.discrimination import make_judgement, order_disagreement, split
-from lion_core.generation import asker, generate, plan, postfilter, split_counts
+from lion_core.discrimination import Split, make_judgement, order_disagreement, split
+from lion_core.generation import (
+    GenerationRequest,
+    GenerationResult,
+    asker,
+    generate,
+    plan,
+    postfilter,
+    split_counts,
+)
 from lion_core.ledger import Ledger
 from lion_core.llm import Completion, ResponseCache
-from lion_core.loop import build_roles, run_iteration
+from lion_core.loop import (
+    build_roles,
+    generate_new,
+    run_iteration,
+    stop_after_discrimination,
+    stop_after_generation,
+)
 from lion_core.novelty import NoveltyIndex, max_rouge_l
 from lion_core.pools import Pools, initial_pools, next_pools, sample
 from lion_core.records import Instruction
@@ -48,6 +62,7 @@ def test_postfilter_applies_the_original_rules(content: str, finish: str, reason
 def test_split_counts_follow_the_ratio_and_fill_a_missing_side() -> None:
     assert split_counts(10, 1.0, 5, 5)[:2] == (5, 5)
     assert split_counts(9, 2.0, 5, 5)[:2] == (6, 3)
+    assert [split_counts(n, 1.0, 5, 5)[:2] for n in (1, 3, 5)] == [(1, 0), (2, 1), (3, 2)]  # halves round up
     hard, easy, notes = split_counts(10, 1.0, 0, 4)
     assert (hard, easy) == (0, 10) and "no hard instructions" in notes[0]
     hard, easy, notes = split_counts(10, 1.0, 4, 0)
@@ -82,6 +97,33 @@ def test_discrimination_labels_and_statistics() -> None:
     assert order_disagreement([flipped, judgements[0]]) == 0.5
 
 
+@pytest.mark.parametrize(
+    ("teacher", "student", "tau"),
+    [((8.2, 8.2), (7.2, 7.2), 1.0), ((0.3, 0.3), (0.2, 0.2), 0.1), ((7.1, 8.7), (6.1, 7.7), 1.0)],
+)
+def test_a_gap_of_exactly_tau_in_decimal_scores_is_hard(
+    teacher: tuple[float, float], student: tuple[float, float], tau: float
+) -> None:
+    assert sum(teacher) / 2 - sum(student) / 2 < tau  # in floats the gap falls short of tau
+    judgement = make_judgement("x", teacher, student, tau=tau)
+    assert judgement.label == "hard" and judgement.gap == tau
+
+
+def test_the_loop_stops_without_verdicts_at_equilibrium_and_without_new_instructions() -> None:
+    config = LionConfig(loop={"equilibrium_hard_share": 0.1})
+    pool = items(20)
+    stop = stop_after_discrimination(config, Split(hard=[], easy=[], unscorable=pool))
+    assert stop is not None and stop.startswith("no scorable judgements: all 20")
+    stop = stop_after_discrimination(config, Split(hard=pool[:1], easy=pool[1:], unscorable=[]))
+    assert stop == "equilibrium: hard share 5.0% < 10.0%"
+    assert stop_after_discrimination(config, Split(hard=pool[:2], easy=pool[2:], unscorable=[])) is None
+    assert stop_after_generation(GenerationResult(kept=[], requested=8)) == (
+        "no new instruction kept: 8 requested, none passed the filters"
+    )
+    assert stop_after_generation(GenerationResult(kept=pool[:1])) is None
+    assert stop_after_generation(None) is None
+
+
 def test_pools_replace_the_train_pool_and_grow_the_cache_pool() -> None:
     pools = initial_pools(items(5))
     new = items(3, "new")
@@ -90,6 +132,26 @@ def test_pools_replace_the_train_pool_and_grow_the_cache_pool() -> None:
     assert after.cache_pool == pools.cache_pool + new
     with pytest.raises(ValueError, match="already in the Cache Pool"):
         next_pools(after, new[:1])
+
+
+def test_a_copy_of_a_cache_pool_instruction_with_an_input_is_not_novel() -> None:
+    summarize = Instruction(
+        id="s0",
+        instruction="Summarize the following paragraph in one sentence.",
+        input="The committee met on Tuesday. It discussed the budget, the new building and the hiring plan "
+        "for next year, and agreed to meet again in March after the auditors have reported.",
+    )
+    asked: list[list[dict[str, str]]] = []
+
+    async def echo(requests: list[GenerationRequest]) -> list[Completion]:
+        asked.extend(r.messages() for r in requests)
+        return [Completion(summarize.instruction, "stop", 1, 1) for _ in requests]
+
+    config = LionConfig(loop={"new_per_iteration": 2, "generation_rounds": 1})
+    judged = Split(hard=[summarize], easy=[summarize], unscorable=[])
+    result = asyncio.run(generate_new(echo, config, 1, [summarize], judged))
+    assert result.kept == [] and result.novelty_rejections == 2
+    assert all(summarize.input not in m["content"] for messages in asked for m in messages)
 
 
 def test_generation_against_the_world_filters_and_keeps_lineage(world: WorldServer, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from lion_core.records import (
     read_jsonl,
     write_jsonl,
 )
+from lion_core.rundir import RunDir, write_json
 
 SHARED_FILES = {
     "seed_tasks.jsonl": 175,
@@ -161,3 +162,12 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "pool.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_run_summaries_are_this_runs_iterations_only(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    for k, stopped in ((1, None), (2, None), (3, "equilibrium"), (4, None), (6, None)):
+        write_json(run.iteration(k).summary, {"iteration": k, "stopped": stopped})
+    assert [s["iteration"] for s in run.summaries()] == [1, 2, 3]  # iter_4 is from an older, longer run
+    (tmp_path / "config.yaml").write_text("loop:\n  iterations: 2\n")
+    assert [s["iteration"] for s in run.summaries()] == [1, 2]

@@ -86,6 +86,25 @@ def test_training_is_deterministic_with_a_seed(tiny_student_path: Path, tmp_path
     assert first.losses == second.losses
 
 
+def test_epochs_with_gradient_accumulation_see_every_batch_of_every_epoch(
+    tiny_student_path: Path, tmp_path: Path
+) -> None:
+    pairs = pairs_for(sample_tasks(10, Random(2), ["copy"], levels=(1,)))
+    settings = dict(max_steps=None, train_batch_size=1, gradient_accumulation_steps=4)
+    one, three = (
+        finetune(
+            tiny_student_path,
+            pairs,
+            tmp_path / f"e{n}",
+            tiny_config(tiny_student_path, epochs=n, **settings),
+            seed=0,
+        )
+        for n in (1, 3)
+    )
+    assert (one.steps, three.steps) == (3, 9)  # 10 batches in steps of 4, 4 and 2, per epoch
+    assert three.tokens == 3 * one.tokens
+
+
 def test_batched_and_one_at_a_time_greedy_outputs_agree(tiny_student_path: Path, tmp_path: Path) -> None:
     train = sample_tasks(400, Random(0), ["length", "copy"], levels=(1, 2))
     config = tiny_config(tiny_student_path, max_steps=80)

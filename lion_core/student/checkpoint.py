@@ -67,12 +67,17 @@ def load_for_inference(path: Path, precision: str = "fp32"):
 
 
 def fingerprint(path: Path) -> str:
-    """Identity of a checkpoint for cache keys: its recorded training key, else its files' names and sizes."""
+    """Identity of a checkpoint for cache keys: its recorded training key, else its files' names, sizes
+    and modification times (weights replaced in place count as a new checkpoint)."""
     path = Path(path)
     recorded = path / FINGERPRINT_FILE
     if recorded.exists():
         return json.loads(recorded.read_text())["key"]
-    files = sorted((p.relative_to(path).as_posix(), p.stat().st_size) for p in path.rglob("*") if p.is_file())
+    files = sorted(
+        (p.relative_to(path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in path.rglob("*")
+        if p.is_file()
+    )
     return hashlib.sha256(json.dumps([str(path.resolve()), files]).encode()).hexdigest()
 
 

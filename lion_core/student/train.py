@@ -62,10 +62,12 @@ def make_accelerator(config: StudentConfig) -> Accelerator:
 
 
 def planned_steps(config: StudentConfig, batches_per_epoch: int) -> int:
-    """Optimizer steps of a round: max_steps, else epochs over the data."""
+    """Optimizer steps of a round: max_steps, else epochs over the data. Accelerate ends an accumulation
+    at the end of each pass over the loader, so an epoch is ceil(batches / accumulation) steps."""
     if config.max_steps is not None:
         return config.max_steps
-    return max(1, math.ceil(config.epochs * batches_per_epoch / config.gradient_accumulation_steps))
+    per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation_steps)
+    return max(1, math.ceil(config.epochs * per_epoch))
 
 
 def _batches(loader: DataLoader):
