@@ -55,11 +55,15 @@ def print_table(summaries: list[dict[str, Any]], title: str) -> None:
 
 def run_flow(flow_call) -> Any:
     """Run a flow coroutine on the embedded Prefect (or the server PREFECT_API_URL names); clean exits."""
+    from lion_core.config import ConfigError
     from lion_core.ledger import BudgetExceededError
     from lion_core.llm import LLMError
 
     try:
         return asyncio.run(flow_call)
+    except ConfigError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except BudgetExceededError as err:
         console.print(f"[bold red]stopped before exceeding the budget:[/] {err}")
         raise typer.Exit(EXIT_BUDGET) from None
@@ -115,6 +119,7 @@ def run(
 ) -> None:
     """Run the distill flow with real endpoints; keys come from the environment."""
     from lion_core.config import ConfigError, load_config
+    from lion_core.rundir import RunDir, check_same_seed
 
     started = time.perf_counter()
     try:
@@ -122,6 +127,7 @@ def run(
         if run_dir is not None:
             config.run_dir = run_dir
         config.check_credentials()
+        check_same_seed(RunDir(config.run_dir), config.pools.model_dump(mode="json"))
     except ConfigError as err:
         console.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from lion_core.config import ConfigError
 from lion_core.records import atomic_write_text
 
 ITERATION_FILES = (
@@ -95,6 +96,20 @@ class RunDir:
             if found[-1].get("stopped"):
                 break
         return found
+
+
+def check_same_seed(run: RunDir, pools: dict[str, Any]) -> None:
+    """A run directory resumes the run it holds: raise ConfigError if its first pools were built from
+    other seed settings (`pools` is the new config's pools section, as JSON)."""
+    if not run.config.exists() or not (run.iteration(1).root / "cache_pool.jsonl").exists():
+        return
+    before = (yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}).get("pools") or {}
+    changed = [f"pools.{k} was {before.get(k)!r}, now {v!r}" for k, v in pools.items() if before.get(k) != v]
+    if changed:
+        raise ConfigError(
+            f"{run.config}: this run started from other seeds ({'; '.join(changed)}); "
+            "a different seed pool needs a new run directory"
+        )
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
+from lion_core.config import ConfigError
 from lion_core.records import (
     Instruction,
     Judgement,
@@ -16,7 +18,7 @@ from lion_core.records import (
     read_jsonl,
     write_jsonl,
 )
-from lion_core.rundir import RunDir, write_json
+from lion_core.rundir import RunDir, check_same_seed, write_json
 
 SHARED_FILES = {
     "seed_tasks.jsonl": 175,
@@ -171,3 +173,17 @@ def test_run_summaries_are_this_runs_iterations_only(tmp_path: Path) -> None:
     assert [s["iteration"] for s in run.summaries()] == [1, 2, 3]  # iter_4 is from an older, longer run
     (tmp_path / "config.yaml").write_text("loop:\n  iterations: 2\n")
     assert [s["iteration"] for s in run.summaries()] == [1, 2]
+
+
+def test_a_run_directory_refuses_another_seed_pool(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    pools = {"seed_path": "a.jsonl", "format": "auto", "max_seed": None}
+    check_same_seed(run, pools)  # a new directory: anything goes
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"pools": pools}))
+    (tmp_path / "iter_1").mkdir()
+    (tmp_path / "iter_1" / "cache_pool.jsonl").write_text('{"id": "a", "instruction": "x"}\n')
+    check_same_seed(run, dict(pools))  # the same seeds: it resumes
+    with pytest.raises(
+        ConfigError, match=r"config\.yaml: .* other seeds \(pools\.max_seed was None, now 10\)"
+    ):
+        check_same_seed(run, {**pools, "max_seed": 10})
