@@ -58,10 +58,11 @@ def run_flow(flow_call) -> Any:
     from lion_core.config import ConfigError
     from lion_core.ledger import BudgetExceededError
     from lion_core.llm import LLMError
+    from lion_core.records import RecordError
 
     try:
         return asyncio.run(flow_call)
-    except ConfigError as err:
+    except (ConfigError, RecordError) as err:
         console.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except BudgetExceededError as err:
@@ -119,15 +120,14 @@ def run(
 ) -> None:
     """Run the distill flow with real endpoints; keys come from the environment."""
     from lion_core.config import ConfigError, load_config
-    from lion_core.rundir import RunDir, check_same_seed
+    from lion_core.rundir import preflight
 
     started = time.perf_counter()
     try:
         config = load_config(config_path)
         if run_dir is not None:
             config.run_dir = run_dir
-        config.check_credentials()
-        check_same_seed(RunDir(config.run_dir), config.pools.model_dump(mode="json"))
+        preflight(config)
     except ConfigError as err:
         console.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -158,28 +158,21 @@ def eval_(
         config = load_config(config_path)
         config.check_credentials()
         questions = questions or config.evaluation.questions
-        if not (questions or world or harness):
-            raise ValueError(
-                "nothing to evaluate: give --questions (or evaluation.questions), --world, --harness"
-            )
-        from flows.evaluate import evaluate
+        question_file = str(questions) if questions else None
+        from flows.evaluate import check_inputs, evaluate, in_run_dir
 
-        result = run_flow(
-            evaluate(
-                config,
-                candidate,
-                str(questions) if questions else None,
-                world,
-                harness,
-                candidate_model,
-                str(out) if out else None,
-            )
+        check_inputs(config, candidate, question_file, world, harness)
+        flow_call = in_run_dir(config, evaluate)(
+            config, candidate, question_file, world, harness, candidate_model, str(out) if out else None
         )
     except (ConfigError, ValueError) as err:
         console.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    result = run_flow(flow_call)
     print_eval(result)
-    console.print(f"wall time: {time.perf_counter() - started:.0f} s")
+    console.print(f"report: {result['report']}   wall time: {time.perf_counter() - started:.0f} s")
+    if "harness_error" in result:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def print_eval(result: dict[str, Any]) -> None:
@@ -198,10 +191,13 @@ def print_eval(result: dict[str, Any]) -> None:
         console.print(
             f"world exact match: {100 * result['world']['accuracy']:.1f}% "
             f"(teacher {100 * result['world_teacher']['accuracy']:.1f}%) per level "
-            f"{ {k: round(100 * v, 1) for k, v in result['world']['per_level'].items()} }"
+            f"{ {k: round(100 * v, 1) for k, v in result['world']['per_level'].items()} } "
+            f"on {result['world']['n']} tasks from {result['world_source']}"
         )
     for task, metrics in result.get("harness", {}).items():
         console.print(f"{task}: {metrics}")
+    if "harness_error" in result:
+        console.print(f"[bold red]harness:[/] {result['harness_error']}")
 
 
 @app.command()

@@ -19,7 +19,7 @@ from lion_core.config import LionConfig, dump_config, load_config
 from lion_core.ledger import BudgetExceededError
 from lion_core.pools import initial_pools, write_pools
 from lion_core.records import read_instructions
-from lion_core.rundir import RunDir, check_same_seed
+from lion_core.rundir import RunDir, preflight
 from tasks.artifacts import run_report
 
 
@@ -38,9 +38,8 @@ def prepare_first_pools(config: LionConfig, run: RunDir) -> None:
 async def distill(config: LionConfig) -> list[dict[str, Any]]:
     """Iterations of imitation → discrimination → generation; the report after each."""
     logger = get_run_logger()
-    config.check_credentials()
+    preflight(config)
     run = RunDir(config.run_dir)
-    check_same_seed(run, config.pools.model_dump(mode="json"))
     dump_config(config, run.config)
     prepare_first_pools(config, run)
     summaries = []

@@ -17,7 +17,7 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
-from prefect import flow, task
+from prefect import Flow, flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
@@ -25,7 +25,7 @@ from flows.fanout import batch_task, fan_out
 from lion_core.config import EndpointConfig, LionConfig, load_config
 from lion_core.eval_report import write_eval_report
 from lion_core.evaluation import read_world_set, relative_score, score_world
-from lion_core.harness import run_harness
+from lion_core.harness import HarnessError, run_harness
 from lion_core.ledger import Ledger
 from lion_core.llm import ChatClient, ResponseCache, build_client
 from lion_core.loop import cache_path
@@ -93,10 +93,18 @@ async def judge_protocol(
 def world_tasks(config: LionConfig, n: int) -> list[Task]:
     """The held-out world set (its first n), else n fresh tasks uniform over families and levels."""
     path = config.evaluation.heldout_path
-    if path is not None and Path(path).exists():
+    if path is not None:
         return read_world_set(Path(path))[:n]
     families = config.world.families if config.world else None
     return sample_tasks(n, Random(config.loop.seed + WORLD_SEED_OFFSET), families, WORLD_LEVELS)
+
+
+def world_source(config: LionConfig) -> str:
+    """Where the world tasks come from, for the report (a fresh draw may overlap training data)."""
+    path = config.evaluation.heldout_path
+    if path is not None:
+        return f"held-out set {path}"
+    return "a fresh draw, not checked against training data (set evaluation.heldout_path for a held-out set)"
 
 
 async def world_protocol(
@@ -119,16 +127,38 @@ def harness_task(checkpoint: str, tasks: list[str], precision: str, fingerprint:
     return run_harness(Path(checkpoint), tasks, precision=precision)
 
 
+def check_inputs(
+    config: LionConfig, candidate: str, questions: str | None, world: int, harness: str | None
+) -> None:
+    """Raise ValueError (one line) for an evaluation that cannot run, before any work starts."""
+    if not (questions or world or harness):
+        raise ValueError(
+            "nothing to evaluate: give --questions (or evaluation.questions), --world, --harness"
+        )
+    is_checkpoint = Path(candidate).is_dir()
+    if not is_checkpoint and not candidate.startswith(("http://", "https://")):
+        raise ValueError(
+            f"--candidate {candidate!r} is neither a checkpoint directory nor an http(s) endpoint"
+        )
+    if questions and config.evaluation.judge is None:
+        raise ValueError(
+            "evaluation.judge is not set in the config: the judge protocol needs a judge endpoint"
+        )
+    heldout = config.evaluation.heldout_path
+    if world and heldout is not None and not Path(heldout).is_file():
+        raise ValueError(f"evaluation.heldout_path: {heldout}: no such file")
+    if harness and not is_checkpoint:
+        raise ValueError("--harness runs on a local checkpoint, not on an endpoint")
+    if questions:
+        read_instructions(Path(questions))  # a RecordError (a ValueError) names file, line and field
+
+
 def resolve_candidate(
     config: LionConfig, candidate: str, model: str | None, ledger: Ledger, cache: ResponseCache
 ) -> Path | ChatClient:
     """A local checkpoint directory, or an OpenAI-compatible endpoint URL (with `model`)."""
     if Path(candidate).is_dir():
         return Path(candidate)
-    if not candidate.startswith(("http://", "https://")):
-        raise ValueError(
-            f"--candidate {candidate!r} is neither a checkpoint directory nor an http(s) endpoint"
-        )
     endpoint = EndpointConfig(
         **{**config.teacher.model_dump(), "base_url": candidate, "model": model or "candidate"}
     )
@@ -163,14 +193,11 @@ async def evaluate(
     out_dir: str | None = None,
 ) -> dict[str, Any]:
     """Judge protocol on `questions`, world exact match on `world` tasks, lm-eval `harness` tasks."""
+    check_inputs(config, candidate, questions, world, harness)
     out = Path(out_dir) if out_dir else default_out(config, candidate)
     ledger = Ledger(RunDir(config.run_dir).ledger, scope="eval")
     cache = ResponseCache(cache_path(config))
     roles = {"teacher": config.teacher, **({"judge": config.evaluation.judge} if questions else {})}
-    if questions and config.evaluation.judge is None:
-        raise ValueError(
-            "evaluation.judge is not set in the config: the judge protocol needs a judge endpoint"
-        )
     clients: dict[str, ChatClient] = {
         role: build_client(role, endpoint, ledger=ledger, cache=cache, budget=config.budget)
         for role, endpoint in roles.items()
@@ -185,17 +212,26 @@ async def evaluate(
             result["world"], result["world_teacher"] = await world_protocol(
                 config, subject, clients["teacher"], world, ledger
             )
+            result["world_source"] = world_source(config)
         if harness:
-            if not isinstance(subject, Path):
-                raise ValueError("--harness runs on a local checkpoint, not on an endpoint")
+            assert isinstance(subject, Path)  # check_inputs: the harness needs a checkpoint
             names = [t.strip() for t in harness.split(",") if t.strip()]
-            result["harness"] = harness_task(
-                str(subject), names, config.student.precision, fingerprint(subject)
-            )
+            try:
+                result["harness"] = harness_task(
+                    str(subject), names, config.student.precision, fingerprint(subject)
+                )
+            except HarnessError as err:  # the other results stand; the error is reported with them
+                result["harness_error"] = str(err)
     finally:
         ledger.save()
+    result["report"] = str(out / "report.md")
     publish(result, out)
     return result
+
+
+def in_run_dir(config: LionConfig, subflow: Flow) -> Flow:
+    """The flow with its task results persisted under RUN/.prefect-results (a run's only state)."""
+    return subflow.with_options(result_storage=RunDir(config.run_dir).results.resolve())
 
 
 @flow(name="evaluate-from-file")
@@ -209,4 +245,4 @@ async def evaluate_from_file(
 ) -> dict[str, Any]:
     """The evaluate flow with its config read from a YAML file (for deployments and schedules)."""
     config = load_config(config_path)
-    return await evaluate(config, candidate, questions, world, harness, candidate_model)
+    return await in_run_dir(config, evaluate)(config, candidate, questions, world, harness, candidate_model)

@@ -63,7 +63,9 @@ def judge_section(score: dict[str, Any], out: Path) -> list[str]:
     ]
 
 
-def world_section(world: dict[str, Any], teacher: dict[str, Any] | None, out: Path) -> list[str]:
+def world_section(
+    world: dict[str, Any], teacher: dict[str, Any] | None, source: str | None, out: Path
+) -> list[str]:
     rows = [
         {
             "family@level": k,
@@ -76,8 +78,8 @@ def world_section(world: dict[str, Any], teacher: dict[str, Any] | None, out: Pa
     plot = bar_plot(per, "world exact match per family and level", "exact match %", out / "world.png", 100.0)
     teacher_line = f"; teacher (oracle) {100 * teacher['accuracy']:.1f}%" if teacher else ""
     return [
-        "## World: exact match on held-out tasks\n",
-        f"Candidate {100 * world['accuracy']:.1f}% of {world['n']}{teacher_line}.\n",
+        "## World: exact match\n",
+        f"Candidate {100 * world['accuracy']:.1f}% of {world['n']}{teacher_line}; tasks from {source}.\n",
         markdown_table(rows),
         f"![world]({plot.name})\n",
     ]
@@ -94,9 +96,11 @@ def write_eval_report(result: dict[str, Any], out: Path) -> Path:
     if "judge" in result:
         parts += judge_section(result["judge"], out)
     if "world" in result:
-        parts += world_section(result["world"], result.get("world_teacher"), out)
+        parts += world_section(result["world"], result.get("world_teacher"), result.get("world_source"), out)
     if "harness" in result:
         parts += harness_section(result["harness"])
+    if "harness_error" in result:
+        parts += ["## lm-evaluation-harness\n", f"Failed: {result['harness_error']}\n"]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(parts))
     return path

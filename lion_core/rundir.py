@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from lion_core.config import ConfigError
-from lion_core.records import atomic_write_text
+from lion_core.config import ConfigError, LionConfig
+from lion_core.records import RecordError, atomic_write_text, read_instructions
 
 ITERATION_FILES = (
     "train_pool",
@@ -110,6 +110,31 @@ def check_same_seed(run: RunDir, pools: dict[str, Any]) -> None:
             f"{run.config}: this run started from other seeds ({'; '.join(changed)}); "
             "a different seed pool needs a new run directory"
         )
+
+
+def preflight(config: LionConfig) -> None:
+    """Everything a run needs, checked before any work is done or paid for; raises ConfigError naming
+    the config field: API keys, the student checkpoint, the held-out set, the seed pool (read and
+    validated unless the run directory already holds its first pools, which must come from the same
+    seeds)."""
+    config.check_credentials()
+    model = Path(config.student.model_path)
+    if not any((model / name).is_file() for name in ("config.json", "adapter_config.json")):
+        raise ConfigError(
+            f"student.model_path: {model} is not a local checkpoint directory (no config.json or "
+            "adapter_config.json)"
+        )
+    heldout = config.evaluation.heldout_path
+    if heldout is not None and not Path(heldout).is_file():
+        raise ConfigError(f"evaluation.heldout_path: {heldout}: no such file")
+    run = RunDir(config.run_dir)
+    if (run.iteration(1).root / "cache_pool.jsonl").exists():
+        check_same_seed(run, config.pools.model_dump(mode="json"))
+        return
+    try:
+        read_instructions(config.pools.seed_path, config.pools.format)
+    except RecordError as err:
+        raise ConfigError(f"pools.seed_path: {err}") from None
 
 
 def write_json(path: Path, data: Any) -> None:

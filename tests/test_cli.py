@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from flows.cli import EXIT_BAD_INPUT, app
@@ -28,6 +29,40 @@ def test_run_with_a_bad_config_names_file_line_and_field(tmp_path: Path) -> None
     result = CliRunner().invoke(app, ["run", str(bad)])
     assert result.exit_code == EXIT_BAD_INPUT
     assert "bad.yaml:2: field 'loop.tau'" in " ".join(result.output.split())
+
+
+def local_config(tmp_path: Path, **student_and_pools: str) -> Path:
+    """configs/demo.yaml with a run directory, seed pool and student of this test's own."""
+    data = yaml.safe_load((CONFIGS / "demo.yaml").read_text())
+    data["run_dir"] = str(tmp_path / "run")
+    data["evaluation"]["heldout_path"] = None
+    data["pools"]["seed_path"] = student_and_pools.get("seed_path", str(tmp_path / "seed.jsonl"))
+    data["student"]["model_path"] = student_and_pools.get("model_path", str(tmp_path))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_run_checks_the_seed_pool_and_the_student_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")  # tmp_path stands for a checkpoint directory
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text('{"instruction": "Reverse abc"}\n{"instruction": "Sort cba"\n')
+    result = CliRunner().invoke(app, ["run", str(local_config(tmp_path))])
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert f"error: pools.seed_path: {seed}:2: invalid JSON" in " ".join(result.output.split())
+    missing = tmp_path / "no-such-model"
+    result = CliRunner().invoke(app, ["run", str(local_config(tmp_path, model_path=str(missing)))])
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert f"student.model_path: {missing} is not a local checkpoint" in " ".join(result.output.split())
+    assert len(result.output.strip().splitlines()) <= 2  # one line, however the terminal wraps it
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_of_a_candidate_that_is_neither_a_checkpoint_nor_an_endpoint(tmp_path: Path) -> None:
+    args = ["eval", str(CONFIGS / "demo.yaml"), "--candidate", str(tmp_path / "nope"), "--world", "10"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "is neither a checkpoint directory nor an http(s) endpoint" in " ".join(result.output.split())
 
 
 def test_report_of_an_empty_directory_is_an_error(tmp_path: Path) -> None:

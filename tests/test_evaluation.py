@@ -116,6 +116,8 @@ def test_lion_eval_on_the_world_with_a_tiny_student(tmp_path: Path, shared_data:
         ]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
+        assert f"report: {tmp_path / 'eval' / 'report.md'}" in " ".join(result.output.split())
+        assert any((config.run_dir / ".prefect-results").iterdir())  # task results stay in the run
         sent = server.stats.requests
         again = CliRunner().invoke(app, args)  # answers and judgements are cached: nothing re-sent
         assert again.exit_code == 0 and server.stats.requests == sent
@@ -126,9 +128,20 @@ def test_lion_eval_on_the_world_with_a_tiny_student(tmp_path: Path, shared_data:
     assert judge["per_category"]["world"] < 100  # the untrained student loses to the oracle on world tasks
     assert data["world_teacher"]["accuracy"] == 1.0  # the oracle teacher is 100% by construction
     assert data["world"]["n"] == 36
+    assert data["world_source"] == f"held-out set {config.evaluation.heldout_path}"
     for name in ("report.md", "relative.png", "world.png", "judgements.jsonl", "candidate.jsonl"):
         assert (tmp_path / "eval" / name).exists(), name
     assert "relative score" in (tmp_path / "eval" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_failing_lm_eval_task_is_one_clear_error(tmp_path: Path, tiny_student_path: Path) -> None:
+    pytest.importorskip("lm_eval", reason="the harness extra (lm-eval) is not installed")
+    from lion_core.harness import HarnessError, run_harness
+
+    with pytest.raises(HarnessError, match=r"lm-eval tasks \['no_such_task'\] failed: \w+") as caught:
+        run_harness(tiny_student_path, ["no_such_task"], include_path=tmp_path)
+    assert "\n" not in str(caught.value)
 
 
 WORLD_TASK = """task: world_length
