@@ -79,8 +79,22 @@ def run_distill(config) -> list[dict[str, Any]]:
     return run_flow(distill(config))
 
 
-def finish(config, summaries: list[dict[str, Any]], started: float) -> None:
+def api_calls(run_dir: Path) -> tuple[int, int]:
+    """(HTTP requests sent, replies served from the cache) so far, from RUN/ledger.json."""
+    from lion_core.ledger import Ledger
+    from lion_core.rundir import RunDir
+
+    roles = Ledger(RunDir(run_dir).ledger).roles.values()
+    return sum(u.requests for u in roles), sum(u.cache_hits for u in roles)
+
+
+def finish(config, summaries: list[dict[str, Any]], started: float, calls_before: tuple[int, int]) -> None:
+    """The table, then what this invocation cost: a resumed run shows that it paid nothing twice."""
     print_table(summaries, f"Lion — {config.run_dir}")
+    (sent, hits), (sent_before, hits_before) = api_calls(config.run_dir), calls_before
+    console.print(
+        f"this run: {sent - sent_before} API requests sent, {hits - hits_before} replies from the cache"
+    )
     console.print(
         f"report: {config.run_dir / 'report.md'}   wall time: {time.perf_counter() - started:.0f} s"
     )
@@ -101,6 +115,7 @@ def demo(
     started = time.perf_counter()
     config = demo_config(run_dir, iterations, seed, port)
     prepare_world_files(config)
+    calls_before = api_calls(config.run_dir)
     try:
         server = world_server(config).start(port=port)
     except OSError as err:
@@ -110,7 +125,7 @@ def demo(
         summaries = run_distill(config)
     finally:
         server.stop()
-    finish(config, summaries, started)
+    finish(config, summaries, started, calls_before)
 
 
 @app.command()
@@ -131,7 +146,8 @@ def run(
     except ConfigError as err:
         console.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    finish(config, run_distill(config), started)
+    calls_before = api_calls(config.run_dir)
+    finish(config, run_distill(config), started, calls_before)
 
 
 @app.command("eval")
@@ -201,7 +217,9 @@ def print_eval(result: dict[str, Any]) -> None:
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory.", exists=True, file_okay=False),
+) -> None:
     """Re-render RUN/report.md and its plots; print the per-iteration table."""
     from lion_core.report import write_report
     from lion_core.rundir import RunDir

@@ -70,7 +70,18 @@ def sample(
     level: list[int] = typer.Option([1, 2], help="Difficulty levels (repeatable)."),
 ) -> None:
     """Print tasks as JSONL {instruction, input, output, family, difficulty}."""
-    for task in sample_tasks(n, Random(seed), family or None, level):
+    try:
+        chosen = families(family or None)
+    except KeyError as err:
+        raise typer.BadParameter(err.args[0], param_hint="--family") from None
+    top = max(f.max_level for f in chosen)
+    if any(not 1 <= lvl <= top for lvl in level):
+        raise typer.BadParameter(f"levels {level}: these families have levels 1–{top}", param_hint="--level")
+    try:
+        tasks = sample_tasks(n, Random(seed), family or None, level)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--n") from None
+    for task in tasks:
         row = {"instruction": task.instruction, "input": "", "output": task.answer}
         print(json.dumps({**row, "family": task.family, "difficulty": task.level}))
 

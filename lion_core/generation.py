@@ -108,7 +108,7 @@ def postfilter(completion: Completion, min_words: int) -> str | None:
     if not text:
         return "empty"
     if len(text.split()) <= min_words:
-        return f"{min_words} words or fewer"
+        return f"{min_words} word{'s' if min_words != 1 else ''} or fewer"
     if text[0] in string.punctuation:
         return "starts with punctuation"
     if not text[0].isascii():

@@ -76,6 +76,13 @@ def test_unknown_field_is_rejected(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_an_unknown_section_is_named_at_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "section.yaml"
+    path.write_text("run_dir: runs/x\nlop:\n  iterations: 3\n")
+    with pytest.raises(ConfigError, match=r"section.yaml:2: field 'lop'"):
+        load_config(path)
+
+
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("loop:\n  iterations: [1,\n")

@@ -174,6 +174,9 @@ def test_a_killed_run_resumes_without_paying_twice(tmp_path: Path) -> None:
             assert all(json.loads(row) is not None for row in rows if row.strip()), file  # nothing torn
         assert not list(run.root.rglob("*.tmp"))
 
+        third = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert third.returncode == 0 and "this run: 0 API requests sent" in third.stdout  # it says so
+
 
 def test_every_deployment_entrypoint_imports_and_its_parameters_validate() -> None:
     import importlib.util
