@@ -175,7 +175,8 @@ def eval_(
         config.check_credentials()
         questions = questions or config.evaluation.questions
         question_file = str(questions) if questions else None
-        from flows.evaluate import check_inputs, evaluate, in_run_dir
+        from flows.evaluate import check_inputs, evaluate
+        from flows.fanout import in_run_dir
 
         check_inputs(config, candidate, question_file, world, harness)
         flow_call = in_run_dir(config, evaluate)(

@@ -14,6 +14,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.fanout import in_run_dir
 from flows.iteration import iteration
 from lion_core.config import LionConfig, dump_config, load_config
 from lion_core.ledger import BudgetExceededError
@@ -45,8 +46,7 @@ async def distill(config: LionConfig) -> list[dict[str, Any]]:
     summaries = []
     try:
         for k in range(1, config.loop.iterations + 1):
-            subflow = iteration.with_options(result_storage=run.results.resolve())
-            summaries.append(await subflow(config, k))
+            summaries.append(await in_run_dir(config, iteration)(config, k))
             run_report(str(run.root))
             logger.info("iteration %d: hard share %.1f%%", k, 100 * summaries[-1]["hard_share"])
             if summaries[-1]["stopped"]:

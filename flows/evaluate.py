@@ -17,11 +17,11 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
-from prefect import Flow, flow, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-from flows.fanout import batch_task, fan_out
+from flows.fanout import batch_task, fan_out, in_run_dir
 from lion_core.config import EndpointConfig, LionConfig, load_config
 from lion_core.eval_report import write_eval_report
 from lion_core.evaluation import read_world_set, relative_score, score_world
@@ -227,11 +227,6 @@ async def evaluate(
     result["report"] = str(out / "report.md")
     publish(result, out)
     return result
-
-
-def in_run_dir(config: LionConfig, subflow: Flow) -> Flow:
-    """The flow with its task results persisted under RUN/.prefect-results (a run's only state)."""
-    return subflow.with_options(result_storage=RunDir(config.run_dir).results.resolve())
 
 
 @flow(name="evaluate-from-file")

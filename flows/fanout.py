@@ -1,4 +1,5 @@
-"""Fan-out of API calls as Prefect tasks: one task per batch, run concurrently, retried alone."""
+"""Fan-out of API calls as Prefect tasks: one task per batch, run concurrently, retried alone; and
+where the flows keep their task results."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from prefect import Task
+from prefect import Flow, Task
 
 from lion_core.config import LionConfig
 from lion_core.ledger import Ledger
+from lion_core.rundir import RunDir
 from tasks.api import with_retries
 from tasks.artifacts import Progress
 
@@ -44,3 +46,8 @@ async def fan_out(
 def batch_task(config: LionConfig, api: Task) -> Task:
     """An API batch task with the run's retry policy."""
     return with_retries(api, config.loop.task_retries, config.loop.task_retry_delay_s)
+
+
+def in_run_dir(config: LionConfig, subflow: Flow) -> Flow:
+    """The flow with its task results persisted under RUN/.prefect-results (a run's only state)."""
+    return subflow.with_options(result_storage=RunDir(config.run_dir).results.resolve())

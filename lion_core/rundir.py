@@ -76,17 +76,17 @@ class RunDir:
     def iteration(self, k: int) -> IterationDir:
         return IterationDir(self.root / f"iter_{k}")
 
+    def recorded_config(self) -> dict[str, Any]:
+        """RUN/config.yaml as written by the last run ({} before the first)."""
+        if not self.config.exists():
+            return {}
+        return yaml.safe_load(self.config.read_text(encoding="utf-8")) or {}
+
     def summaries(self) -> list[dict[str, Any]]:
         """summary.json of the finished iterations of this run, in order: iter_1, iter_2, … up to the
         first missing one, the one that stopped the loop, or the configured number of iterations (a
         directory re-used with fewer iterations or an earlier stop keeps older files beyond these)."""
-        iterations = None
-        if self.config.exists():
-            iterations = (
-                (yaml.safe_load(self.config.read_text(encoding="utf-8")) or {})
-                .get("loop", {})
-                .get("iterations")
-            )
+        iterations = self.recorded_config().get("loop", {}).get("iterations")
         found: list[dict[str, Any]] = []
         while iterations is None or len(found) < iterations:
             path = self.iteration(len(found) + 1).summary
@@ -101,9 +101,9 @@ class RunDir:
 def check_same_seed(run: RunDir, pools: dict[str, Any]) -> None:
     """A run directory resumes the run it holds: raise ConfigError if its first pools were built from
     other seed settings (`pools` is the new config's pools section, as JSON)."""
-    if not run.config.exists() or not (run.iteration(1).root / "cache_pool.jsonl").exists():
+    before = run.recorded_config().get("pools")
+    if before is None or not (run.iteration(1).root / "cache_pool.jsonl").exists():
         return
-    before = (yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}).get("pools") or {}
     changed = [f"pools.{k} was {before.get(k)!r}, now {v!r}" for k, v in pools.items() if before.get(k) != v]
     if changed:
         raise ConfigError(
