@@ -34,6 +34,7 @@ from lion_core.rundir import RunDir, write_json
 from lion_core.student.checkpoint import fingerprint, has_key, training_key
 from lion_core.student.data import sft_pairs
 from lion_core.student.train import TrainResult
+from lion_core.teacher import cut_answers_note
 from tasks.api import endpoint_id, generator_batch, referee_batch, teacher_batch
 from tasks.artifacts import iteration_artifacts
 from tasks.stages import split_task, update_pools_task
@@ -127,6 +128,7 @@ def summarize(
     pools: Pools,
     split: Split,
     gen: GenerationResult | None,
+    notes: list[str],
     train: TrainResult,
     usage: dict,
     heldout: dict | None,
@@ -153,7 +155,7 @@ def summarize(
                 "postfilter_rejections": dict(gen.postfilter_rejections),
             }
         ),
-        "notes": [] if gen is None else gen.notes,
+        "notes": notes,
         "train": {
             "steps": train.steps,
             "examples": train.examples,
@@ -199,6 +201,7 @@ async def iteration(config: LionConfig, k: int) -> dict[str, Any]:
         pools,
         split,
         gen,
+        cut_answers_note(answers, config.teacher.max_tokens) + (gen.notes if gen else []),
         train,
         ledger.scope_usage(f"iter_{k}"),
         heldout,

@@ -55,6 +55,9 @@ class Response(_Record):
     input: str = ""
     output: str
     model: str
+    finish_reason: str = Field(
+        "stop", description="Why the answer ended: stop, or length (cut by max_tokens)."
+    )
 
 
 class Judgement(_Record):

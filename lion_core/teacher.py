@@ -22,6 +22,16 @@ async def answer_all(
             input=item.input,
             output=r.content.strip(),
             model=client.model_name,
+            finish_reason=r.finish_reason,
         )
         for item, r in zip(items, replies)
     ]
+
+
+def cut_answers_note(answers: Sequence[Response], max_tokens: int) -> list[str]:
+    """A note when answers were cut by the length limit (they are trained on as they are, as in the
+    original; a user raises max_tokens, or filters them, knowing how many there are)."""
+    cut = sum(a.finish_reason == "length" for a in answers)
+    if not cut:
+        return []
+    return [f"{cut} of {len(answers)} teacher answers were cut at teacher.max_tokens={max_tokens}"]

@@ -8,6 +8,7 @@ from random import Random
 
 import pytest
 
+from lion_core import teacher
 from lion_core.config import LionConfig, LoopConfig, StudentConfig
 from lion_core.discrimination import Split, make_judgement, order_disagreement, split
 from lion_core.generation import (
@@ -31,6 +32,7 @@ from lion_core.loop import (
 from lion_core.novelty import NoveltyIndex, max_rouge_l
 from lion_core.pools import Pools, initial_pools, next_pools, sample
 from lion_core.records import Instruction
+from lion_core.teacher import cut_answers_note
 from lion_core.world.families import identify, sample_tasks
 from lion_core.world.server import WorldServer
 
@@ -152,6 +154,16 @@ def test_a_copy_of_a_cache_pool_instruction_with_an_input_is_not_novel() -> None
     result = asyncio.run(generate_new(echo, config, 1, [summarize], judged))
     assert result.kept == [] and result.novelty_rejections == 2
     assert all(summarize.input not in m["content"] for messages in asked for m in messages)
+
+
+def test_teacher_answers_cut_by_the_length_limit_are_counted(world: WorldServer, tmp_path: Path) -> None:
+    config = LionConfig(teacher={"base_url": world.url, "max_tokens": 2})
+    roles = build_roles(config, Ledger(), ResponseCache(tmp_path / "c.sqlite"))
+    pool = [Instruction(id="a", instruction="Tell me a story"), Instruction(id="b", instruction="3 plus 1?")]
+    answers = asyncio.run(teacher.answer_all(roles.teacher, pool))
+    assert [a.finish_reason for a in answers] == ["length", "stop"]
+    assert cut_answers_note(answers, 2) == ["1 of 2 teacher answers were cut at teacher.max_tokens=2"]
+    assert cut_answers_note(answers[1:], 2) == []
 
 
 def test_generation_against_the_world_filters_and_keeps_lineage(world: WorldServer, tmp_path: Path) -> None:
