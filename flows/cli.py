@@ -130,7 +130,7 @@ def demo(
 
 @app.command()
 def run(
-    config_path: Path = typer.Argument(..., help="YAML config (see configs/)."),
+    config_path: Path = typer.Argument(..., metavar="CONFIG", help="YAML config (see configs/)."),
     run_dir: Path = typer.Option(None, help="Override the config's run directory."),
 ) -> None:
     """Run the distill flow with real endpoints; keys come from the environment."""
@@ -153,7 +153,7 @@ def run(
 @app.command("eval")
 def eval_(
     config_path: Path = typer.Argument(
-        ..., help="YAML config: teacher (reference), judge, student settings."
+        ..., metavar="CONFIG", help="YAML config: teacher (reference), judge, student settings."
     ),
     candidate: str = typer.Option(..., help="A student checkpoint directory, or an OpenAI-compatible URL."),
     candidate_model: str = typer.Option(None, help="Model name when the candidate is an endpoint."),
@@ -219,7 +219,7 @@ def print_eval(result: dict[str, Any]) -> None:
 
 @app.command()
 def report(
-    run_dir: Path = typer.Argument(..., help="A run directory.", exists=True, file_okay=False),
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run directory.", exists=True, file_okay=False),
 ) -> None:
     """Re-render RUN/report.md and its plots; print the per-iteration table."""
     from lion_core.report import write_report
