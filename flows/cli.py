@@ -168,6 +168,7 @@ def eval_(
 ) -> None:
     """Evaluate a candidate as the paper did: judge relative score, world exact match, lm-eval."""
     from lion_core.config import ConfigError, load_config
+    from lion_core.evaluation import check_inputs
 
     started = time.perf_counter()
     try:
@@ -175,10 +176,10 @@ def eval_(
         config.check_credentials()
         questions = questions or config.evaluation.questions
         question_file = str(questions) if questions else None
-        from flows.evaluate import check_inputs, evaluate
+        check_inputs(config, candidate, question_file, world, harness)
+        from flows.evaluate import evaluate  # Prefect's flow modules only once the input is known good
         from flows.fanout import in_run_dir
 
-        check_inputs(config, candidate, question_file, world, harness)
         flow_call = in_run_dir(config, evaluate)(
             config, candidate, question_file, world, harness, candidate_model, str(out) if out else None
         )

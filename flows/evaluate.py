@@ -24,7 +24,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from flows.fanout import batch_task, fan_out, in_run_dir
 from lion_core.config import EndpointConfig, LionConfig, load_config
 from lion_core.eval_report import write_eval_report
-from lion_core.evaluation import read_world_set, relative_score, score_world
+from lion_core.evaluation import check_inputs, read_world_set, relative_score, score_world
 from lion_core.harness import HarnessError, run_harness
 from lion_core.ledger import Ledger
 from lion_core.llm import ChatClient, ResponseCache, build_client
@@ -125,32 +125,6 @@ async def world_protocol(
 def harness_task(checkpoint: str, tasks: list[str], precision: str, fingerprint: str) -> dict:
     """lm-evaluation-harness on a checkpoint (zero-shot)."""
     return run_harness(Path(checkpoint), tasks, precision=precision)
-
-
-def check_inputs(
-    config: LionConfig, candidate: str, questions: str | None, world: int, harness: str | None
-) -> None:
-    """Raise ValueError (one line) for an evaluation that cannot run, before any work starts."""
-    if not (questions or world or harness):
-        raise ValueError(
-            "nothing to evaluate: give --questions (or evaluation.questions), --world, --harness"
-        )
-    is_checkpoint = Path(candidate).is_dir()
-    if not is_checkpoint and not candidate.startswith(("http://", "https://")):
-        raise ValueError(
-            f"--candidate {candidate!r} is neither a checkpoint directory nor an http(s) endpoint"
-        )
-    if questions and config.evaluation.judge is None:
-        raise ValueError(
-            "evaluation.judge is not set in the config: the judge protocol needs a judge endpoint"
-        )
-    heldout = config.evaluation.heldout_path
-    if world and heldout is not None and not Path(heldout).is_file():
-        raise ValueError(f"evaluation.heldout_path: {heldout}: no such file")
-    if harness and not is_checkpoint:
-        raise ValueError("--harness runs on a local checkpoint, not on an endpoint")
-    if questions:
-        read_instructions(Path(questions))  # a RecordError (a ValueError) names file, line and field
 
 
 def resolve_candidate(

@@ -18,9 +18,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lion_core import prompts, referee
-from lion_core.config import StudentConfig
+from lion_core.config import LionConfig, StudentConfig
 from lion_core.llm import ChatClient
-from lion_core.records import Instruction, Judgement, RecordError, Response, atomic_write_text
+from lion_core.records import (
+    Instruction,
+    Judgement,
+    RecordError,
+    Response,
+    atomic_write_text,
+    read_instructions,
+)
 from lion_core.student.generate import answer
 from lion_core.world.families import Task
 
@@ -159,3 +166,29 @@ def evaluate_on_world(checkpoint: Path, tasks: Sequence[Task], config: StudentCo
     """A student checkpoint's exact match on a world set (batched inference, greedy per config)."""
     texts = [prompts.student_prompt(config.prompt_template, t.instruction) for t in tasks]
     return score_world(tasks, answer(checkpoint, texts, config))
+
+
+def check_inputs(
+    config: LionConfig, candidate: str, questions: str | None, world: int, harness: str | None
+) -> None:
+    """Raise ValueError (one line) for an evaluation that cannot run, before any work starts."""
+    if not (questions or world or harness):
+        raise ValueError(
+            "nothing to evaluate: give --questions (or evaluation.questions), --world, --harness"
+        )
+    is_checkpoint = Path(candidate).is_dir()
+    if not is_checkpoint and not candidate.startswith(("http://", "https://")):
+        raise ValueError(
+            f"--candidate {candidate!r} is neither a checkpoint directory nor an http(s) endpoint"
+        )
+    if questions and config.evaluation.judge is None:
+        raise ValueError(
+            "evaluation.judge is not set in the config: the judge protocol needs a judge endpoint"
+        )
+    heldout = config.evaluation.heldout_path
+    if world and heldout is not None and not Path(heldout).is_file():
+        raise ValueError(f"evaluation.heldout_path: {heldout}: no such file")
+    if harness and not is_checkpoint:
+        raise ValueError("--harness runs on a local checkpoint, not on an endpoint")
+    if questions:
+        read_instructions(Path(questions))  # a RecordError (a ValueError) names file, line and field
