@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,23 @@ def test_a_referee_without_readable_verdicts_stops_the_run_and_says_why(harness,
     assert summaries[0]["stopped"].startswith("no scorable judgements")  # not "equilibrium"
     assert not run.iteration(2).root.exists()  # no empty Train Pool for an iteration that cannot run
     assert "Stopped after iteration 1: no scorable judgements" in run.report.read_text()
+
+
+def test_a_generator_whose_every_reply_is_filtered_stops_the_run_and_says_why(
+    harness, tmp_path: Path
+) -> None:
+    config = small_config(tmp_path / "run", port=0)
+    with world_server(config).start() as server:
+        config = small_config(tmp_path / "run", port=server.port, min_words=3)  # as the original
+        prepare_world_files(config)
+        server.roles = replace(server.roles, malformed_share=1.0)  # every new instruction is unusable
+        summaries = run_distill(config)
+    run = RunDir(config.run_dir)
+    assert [s["iteration"] for s in summaries] == [1]
+    assert summaries[0]["generated"] == 0 and summaries[0]["requested"] > 0
+    assert summaries[0]["stopped"].startswith("no new instruction kept")
+    assert run.iteration(1).file("generated").read_text() == ""
+    assert not run.iteration(2).root.exists()  # no empty Train Pool for an iteration that cannot learn
 
 
 def test_a_killed_run_resumes_without_paying_twice(tmp_path: Path) -> None:
