@@ -227,11 +227,12 @@ def report(
     from lion_core.rundir import RunDir
 
     run = RunDir(run_dir)
-    if not run.summaries():
+    summaries = run.summaries()
+    if not summaries:
         console.print(f"[bold red]error:[/] {run_dir}: no finished iteration (iter_K/summary.json)")
         raise typer.Exit(EXIT_BAD_INPUT)
     path = write_report(run)
-    print_table(run.summaries(), f"Lion — {run_dir}")
+    print_table(summaries, f"Lion — {run_dir}")
     console.print(f"report: {path}")
 
 
