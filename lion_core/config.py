@@ -9,15 +9,41 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
+from lion_core import data as packaged_data
 from lion_core.records import atomic_write_text
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
+
+
+def _packaged(value: Any) -> Any:
+    """A value "package:NAME" -> the path of the installed file lion_core/data/NAME, as a string (JSON-mode
+    validation of a Path accepts strings only); any other value unchanged."""
+    resolved = packaged_data.resolve(value)
+    return str(resolved) if resolved is not value else value
+
+
+# A file path that may name a file shipped in lion_core/data as "package:NAME" (resolved to the installed
+# file; written back as "package:NAME", so a run's config.yaml does not depend on where the package is).
+DataPath = Annotated[
+    Path,
+    BeforeValidator(_packaged),
+    PlainSerializer(packaged_data.package_name, when_used="json"),
+]
 
 
 class ConfigError(ValueError):
@@ -146,7 +172,10 @@ class StudentConfig(_Model):
 class PoolsConfig(_Model):
     """Where the initial Train Pool (= initial Cache Pool) comes from."""
 
-    seed_path: Path = Field(Path("seed.jsonl"), description="Instruction file: Alpaca JSON, JSONL, FastChat.")
+    seed_path: DataPath = Field(
+        Path("seed.jsonl"),
+        description="Instruction file: Alpaca JSON, JSONL, FastChat; package:NAME for a packaged set.",
+    )
     format: Literal["auto", "alpaca", "jsonl", "self_instruct", "fastchat"] = Field(
         "auto", description="File format; auto decides from the extension and the first record."
     )
@@ -232,7 +261,11 @@ class EvalConfig(_Model):
     judge: EndpointConfig | None = Field(
         None, description="Judge endpoint; None: evaluation by judge is off."
     )
-    questions: Path | None = Field(None, description="Question file (FastChat or self-instruct format).")
+    questions: DataPath | None = Field(
+        None,
+        description="Question file (FastChat or self-instruct format); package:vicuna_bench_questions.jsonl "
+        "is the paper's Vicuna-80.",
+    )
     heldout_path: Path | None = Field(
         None,
         description="World held-out set (JSONL as `lion world sample` prints): each student is scored on it.",
