@@ -4,13 +4,13 @@ ROUGE-L novelty filtering (keep a candidate iff its F1 against every pool text a
 before it is < 0.7): rouge-score as the original Lion/self-instruct scripts use it, against
 `lion_core.novelty.NoveltyIndex`, side by side in one run, on the same candidates.
 
-Pools: the 587 real texts of /work/shared/data (self-instruct seed tasks, user-oriented instructions, Vicuna
-and MT-Bench first turns; `.text` = instruction + input) extended to 10K and 70K texts by seeded
-recombination: the head of one real text (cut in its middle third) joined to the tail of another (cut in
-its middle third), then a fifth of the words replaced by words drawn from the real texts. The 10K pool is
-the first 10K texts of the 70K pool. Candidates: the same generator with another seed, except that every
-fourth candidate (index 1, 5, 9, …) is an edit (1 to len/3 word swaps, drops or insertions) of a 10K-pool
-text, so that both decisions occur among the first few candidates.
+Pools: the 587 real texts of the public sets packaged in lion_core/data (self-instruct seed tasks,
+user-oriented instructions, Vicuna and MT-Bench first turns; `.text` = instruction + input) extended to 10K
+and 70K texts by seeded recombination: the head of one real text (cut in its middle third) joined to the
+tail of another (cut in its middle third), then a fifth of the words replaced by words drawn from the real
+texts. The 10K pool is the first 10K texts of the 70K pool. Candidates: the same generator with another
+seed, except that every fourth candidate (index 1, 5, 9, …) is an edit (1 to len/3 word swaps, drops or
+insertions) of a 10K-pool text, so that both decisions occur among the first few candidates.
 
 Rows: (a) `scorer.score(candidate, p)` for every pool text p (self-instruct's loop, without its process
 pool); (b) `rouge_scorer._score_lcs` on pool token lists tokenized once beforehand (Lion's loop, without
@@ -44,10 +44,10 @@ sys.path.insert(0, str(REPO))
 from rouge_score import rouge_scorer  # noqa: E402
 from rouge_score.tokenize import tokenize  # noqa: E402
 
+from lion_core import data  # noqa: E402
 from lion_core.novelty import NoveltyIndex  # noqa: E402
 from lion_core.records import atomic_write_text, read_instructions  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data"
 FILES = (
     "seed_tasks.jsonl",
     "user_oriented_instructions.jsonl",
@@ -95,7 +95,7 @@ def edit(rng: random.Random, text: str, vocabulary: list[str]) -> str:
 
 def build_data(pool_size: int, n_candidates: int, near_pool: int) -> tuple[list[str], list[str]]:
     """(pool of pool_size texts, candidates) as described in the module docstring."""
-    real = [record.text for name in FILES for record in read_instructions(DATA / name)]
+    real = [record.text for name in FILES for record in read_instructions(data.path(name))]
     split = [t.split() for t in real if t.split()]
     vocabulary = [w for words in split for w in words]
     rng = random.Random(POOL_SEED)
