@@ -14,18 +14,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
+from lion_core import data as packaged_data
 from lion_core.world.server import WorldServer
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture
-def shared_data() -> Path:
-    """../shared/data beside the checkout; tests that need it skip where it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"public instruction data not found at {SHARED_DATA} (clone with ../shared beside it)")
-    return SHARED_DATA
+def public_data() -> Path:
+    """The folder of the public instruction sets shipped in the package (lion_core/data): always there."""
+    return packaged_data.path("vicuna_bench_questions.jsonl").parent
+
+
+@pytest.fixture
+def shared_data(public_data: Path) -> Path:
+    """The old name of `public_data` (tests/test_evaluation.py still asks for it); the packaged sets."""
+    return public_data
 
 
 @pytest.fixture

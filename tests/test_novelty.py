@@ -13,11 +13,10 @@ import pytest
 from rouge_score import rouge_scorer
 from rouge_score.tokenize import tokenize
 
-from lion_core import novelty
+from lion_core import data, novelty
 from lion_core.novelty import NoveltyIndex, NoveltyResult, max_rouge_l
 from lion_core.records import read_instructions
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FILES = (
     "seed_tasks.jsonl",
     "user_oriented_instructions.jsonl",
@@ -89,15 +88,13 @@ def _perturb(text: str, rng: random.Random, words_pool: list[str]) -> str:
 
 
 def _all_texts() -> list[str]:
-    """Every record's text from the four public files (FastChat: the first turn)."""
-    return [record.text for name in FILES for record in read_instructions(SHARED_DATA / name)]
+    """Every record's text from the four public sets in lion_core/data (FastChat: the first turn)."""
+    return [record.text for name in FILES for record in read_instructions(data.path(name))]
 
 
 @pytest.fixture(scope="module")
 def sample() -> list[str]:
     """Real instructions, perturbed copies (several per base text) and odd texts, shuffled."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"public instruction data not found at {SHARED_DATA} (clone with ../shared beside it)")
     rng = random.Random(SEED)
     texts = [t for t in _all_texts() if len(tokenize(t, None)) <= MAX_TOKENS]
     base = rng.sample(texts, N_BASE)

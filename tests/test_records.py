@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lion_core.config import ConfigError
+from lion_core import data
+from lion_core.config import ConfigError, config_from_dict, dump_config, load_config
 from lion_core.records import (
     Instruction,
     Judgement,
@@ -20,7 +21,7 @@ from lion_core.records import (
 )
 from lion_core.rundir import RunDir, check_same_seed, write_json
 
-SHARED_FILES = {
+PUBLIC_FILES = {
     "seed_tasks.jsonl": 175,
     "user_oriented_instructions.jsonl": 252,
     "vicuna_bench_questions.jsonl": 80,
@@ -28,27 +29,102 @@ SHARED_FILES = {
 }
 
 
-@pytest.mark.parametrize(("name", "rows"), SHARED_FILES.items())
-def test_reads_every_public_instruction_file(shared_data: Path, name: str, rows: int) -> None:
-    records = read_instructions(shared_data / name)
+@pytest.mark.parametrize(("name", "rows"), PUBLIC_FILES.items())
+def test_reads_every_public_instruction_file(public_data: Path, name: str, rows: int) -> None:
+    records = read_instructions(public_data / name)
     assert len(records) == rows
     assert len({r.id for r in records}) == rows
     assert all(r.instruction.strip() for r in records)
 
 
-def test_fastchat_keeps_category_and_first_turn(shared_data: Path) -> None:
-    questions = read_instructions(shared_data / "vicuna_bench_questions.jsonl")
-    first = json.loads((shared_data / "vicuna_bench_questions.jsonl").read_text().splitlines()[0])
+def test_fastchat_keeps_category_and_first_turn(public_data: Path) -> None:
+    questions = read_instructions(public_data / "vicuna_bench_questions.jsonl")
+    first = json.loads((public_data / "vicuna_bench_questions.jsonl").read_text().splitlines()[0])
     assert questions[0].id == str(first["question_id"])
     assert questions[0].instruction == first["turns"][0]
     assert questions[0].category == first["category"]
 
 
-def test_self_instruct_takes_first_instance_input(shared_data: Path) -> None:
-    records = read_instructions(shared_data / "seed_tasks.jsonl")
-    raw = [json.loads(line) for line in (shared_data / "seed_tasks.jsonl").read_text().splitlines()]
+def test_self_instruct_takes_first_instance_input(public_data: Path) -> None:
+    records = read_instructions(public_data / "seed_tasks.jsonl")
+    raw = [json.loads(line) for line in (public_data / "seed_tasks.jsonl").read_text().splitlines()]
     with_input = next(i for i, r in enumerate(raw) if r["instances"][0]["input"])
     assert records[with_input].input == raw[with_input]["instances"][0]["input"]
+
+
+# ----------------------------------------------------------------------------- the packaged public sets
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_the_public_sets_ship_in_the_package_with_their_licence() -> None:
+    assert data.names() == sorted([*PUBLIC_FILES, "judge_prompts.jsonl"])
+    readme = (data.path("seed_tasks.jsonl").parent / "README.md").read_text(encoding="utf-8")
+    assert "Apache License, Version 2.0" in readme
+    for name in data.names():
+        assert f"`{name}`" in readme  # each file has its row: source, rows, licence
+    with pytest.raises(
+        ValueError, match=r"no packaged data file 'vicuna80\.jsonl' \(packaged: .*vicuna_bench"
+    ):
+        data.path("vicuna80.jsonl")
+
+
+def test_a_config_names_packaged_files_by_package_name(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "pools:\n  seed_path: package:seed_tasks.jsonl\n  format: self_instruct\n"
+        "evaluation:\n  questions: package:vicuna_bench_questions.jsonl\n"
+    )
+    config = load_config(path)
+    assert config.pools.seed_path == data.path("seed_tasks.jsonl")
+    assert len(read_instructions(config.pools.seed_path, config.pools.format)) == 175
+    assert config.evaluation.questions is not None
+    assert len(read_instructions(config.evaluation.questions)) == 80
+    # a saved config keeps the name, not this machine's install path, and loads back to the same files
+    dump_config(config, tmp_path / "saved.yaml")
+    saved = yaml.safe_load((tmp_path / "saved.yaml").read_text())
+    assert saved["pools"]["seed_path"] == "package:seed_tasks.jsonl"
+    assert saved["evaluation"]["questions"] == "package:vicuna_bench_questions.jsonl"
+    assert load_config(tmp_path / "saved.yaml") == config
+    # so does the JSON a flow parameter or a training subprocess receives
+    assert type(config).model_validate_json(config.model_dump_json()) == config
+
+
+def test_other_paths_are_left_as_written(tmp_path: Path) -> None:
+    config = config_from_dict({"pools": {"seed_path": "data/package:x.jsonl"}})
+    assert config.pools.seed_path == Path("data/package:x.jsonl")
+    assert config.model_dump(mode="json")["pools"]["seed_path"] == "data/package:x.jsonl"
+    assert config_from_dict({}).evaluation.questions is None
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field"),
+    [
+        ("loop:\n  iterations: 2\npools:\n  seed_path: package:seeds.jsonl\n", 4, "pools.seed_path"),
+        ("evaluation:\n  questions: package:vicuna80.jsonl\n", 2, "evaluation.questions"),
+    ],
+)
+def test_an_unknown_package_name_is_one_line_naming_the_field(
+    tmp_path: Path, text: str, line: int, field: str
+) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}:{line}: field '{field}': ")
+    assert "no packaged data file" in message and "vicuna_bench_questions.jsonl" in message
+
+
+def test_the_example_configs_read_packaged_data() -> None:
+    """configs/ point at files inside the package, not at anything beside the repository."""
+    questions = load_config(CONFIGS / "openai.yaml").evaluation.questions
+    assert questions == data.path("vicuna_bench_questions.jsonl")
+    assert len(read_instructions(questions)) == 80
+    pools = load_config(CONFIGS / "local-vllm.yaml").pools
+    assert pools.seed_path == data.path("seed_tasks.jsonl")
+    assert len(read_instructions(pools.seed_path, pools.format)) == 175
 
 
 def test_reads_alpaca_json(tmp_path: Path) -> None:
