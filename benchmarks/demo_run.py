@@ -1,8 +1,9 @@
 """Run as: .venv/bin/python benchmarks/demo_run.py [--iterations 3]
 
-The demo (configs/demo.yaml, 3 iterations) against one offline world server: (a) as plain Python
-(lion_core.loop, no Prefect) and (b) as the Prefect `distill` flow on the embedded server (its start-up
-included), alternately, twice each (this machine's timings vary by up to 1.5x; the fastest counts);
+The demo (configs/demo.yaml, 3 iterations) against one offline world server: (a) the loop body
+(lion_core.loop.run_loop/run_iteration) with direct calls, no Prefect, and (b) the same body as the
+Prefect `distill` flow with its effects as tasks, on the embedded server (its start-up included),
+alternately, twice each (this machine's timings vary by up to 1.5x; the fastest counts);
 then (c) the last flow again on its run directory.
 Reports Prefect's share of the demo's wall time, 1 − (a)/(b) — with the embedded server's start-up
 measured apart by an empty flow in a fresh process — and the paid calls: teacher requests of the full
@@ -27,26 +28,20 @@ from flows.distill import distill
 from lion_core.evaluation import evaluate_on_world, read_world_set
 from lion_core.ledger import Ledger
 from lion_core.llm import ResponseCache
-from lion_core.loop import build_roles, run_iteration
-from lion_core.pools import initial_pools
-from lion_core.records import read_instructions
+from lion_core.loop import build_roles
+from lion_core.loop import distill as distill_plain
+from lion_core.rundir import RunDir, response_cache
 
 
 def plain(config) -> float:
-    """The same loop without Prefect: three iterations and the held-out evaluation of each."""
+    """The same loop body without Prefect: the iterations, the held-out evaluation and the report."""
     started = time.perf_counter()
-    roles = build_roles(config, Ledger(), ResponseCache(config.run_dir / "responses.sqlite"))
-    pools = initial_pools(read_instructions(config.pools.seed_path))
-    heldout = read_world_set(config.evaluation.heldout_path)
-    checkpoint, known = config.student.model_path, []
-    for k in range(1, config.loop.iterations + 1):
-        out = asyncio.run(
-            run_iteration(roles, config, k, pools, checkpoint, config.run_dir / f"iter_{k}", known)
-        )
-        evaluate_on_world(Path(out.train.checkpoint), heldout, config.student)
-        if out.next_pools is None:  # the loop stopped (the flow stops there too)
-            break
-        checkpoint, known, pools = Path(out.train.checkpoint), out.discrimination.teacher, out.next_pools
+    run = RunDir(config.run_dir)
+    roles = build_roles(config, Ledger(run.ledger), ResponseCache(response_cache(config)))
+    tasks = read_world_set(config.evaluation.heldout_path)
+    asyncio.run(
+        distill_plain(config, roles, lambda ckpt: evaluate_on_world(ckpt, tasks, config.student).to_dict())
+    )
     return time.perf_counter() - started
 
 

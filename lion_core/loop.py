@@ -1,27 +1,69 @@
-"""The Lion loop as plain Python (no Prefect): imitation → discrimination → generation → pools.
+"""The one body of the Lion method: imitation → discrimination → generation → pools, over iterations.
 
-For scripts, benchmarks and tests. The Prefect flows (flows/iteration.py) run the same stages as
-cached, retried tasks; each stage here is one function of lion_core calls.
+Every stage receives its effects — teacher answers, fine-tune, student answers, referee judgements,
+generator requests, named pure steps — as injected callables (`Effects`). The Prefect flow passes
+batched, cached, retried tasks (flows/iteration.py); plain Python passes direct calls
+(`direct_effects`); tests and benchmarks run this same body. Each iteration writes its files into
+RUN/iter_K (lion_core.rundir) and its statistics into RUN/iter_K/summary.json.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lion_core import referee, teacher
-from lion_core.config import LionConfig, StudentConfig
-from lion_core.discrimination import Split, split
+from lion_core.config import LionConfig, StudentConfig, dump_config
+from lion_core.discrimination import Split
 from lion_core.generation import Ask, GenerationResult, asker, generate
 from lion_core.ledger import Ledger
 from lion_core.llm import ChatClient, ResponseCache, build_client
 from lion_core.novelty import NoveltyIndex
-from lion_core.pools import Pools, next_pools
-from lion_core.records import Instruction, Judgement, Response
+from lion_core.pools import Pools, initial_pools, next_pools, read_pools, write_pools
+from lion_core.records import Instruction, Judgement, Response, read_instructions, read_jsonl, write_jsonl
+from lion_core.report import write_report
+from lion_core.rundir import RunDir, preflight, write_json
+from lion_core.selection import selection
+from lion_core.student.checkpoint import training_key
 from lion_core.student.data import sft_pairs, student_prompts
 from lion_core.student.generate import answer
-from lion_core.student.train import TrainResult, finetune
+from lion_core.student.launch import run_finetune
+from lion_core.student.train import TrainResult
+from lion_core.teacher import cut_answers_note
+
+JudgeItem = tuple[str, str, str, str]  # (id, instruction text, teacher answer, student answer)
+
+
+@dataclass(frozen=True)
+class FinetuneJob:
+    """One imitation fine-tune: continue `base` on the pairs in `data`, save into `out` under `key`."""
+
+    base: Path
+    data: Path
+    out: Path
+    key: str
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What the method does to the world, injected: the flow passes Prefect tasks, plain Python calls.
+
+    `step(name, fn, *args)` runs a pure step (selection, pool update) — a named task in the flow.
+    `heldout(checkpoint)` scores a student on a held-out set (None: no held-out evaluation).
+    `usage()` is the API usage of the current iteration, for its summary.
+    """
+
+    teacher: Callable[[list[Instruction]], Awaitable[list[Response]]]
+    finetune: Callable[[FinetuneJob], TrainResult]
+    student: Callable[[Path, list[Instruction]], list[Response]]
+    judge: Callable[[list[JudgeItem]], Awaitable[list[Judgement]]]
+    generator: Ask
+    step: Callable[..., Any]
+    heldout: Callable[[Path], dict[str, Any]] | None = None
+    usage: Callable[[], dict[str, Any]] = dict
 
 
 @dataclass(frozen=True)
@@ -44,53 +86,9 @@ def build_roles(config: LionConfig, ledger: Ledger, cache: ResponseCache) -> Rol
     return Roles(**clients, ledger=ledger)
 
 
-def cache_path(config: LionConfig) -> Path:
-    """The response cache file: shared cache_dir, else inside the run directory."""
-    return (config.cache_dir or config.run_dir) / "responses.sqlite"
-
-
-@dataclass
-class Discrimination:
-    """The judged Cache Pool."""
-
-    teacher: list[Response]
-    student: list[Response]
-    judgements: list[Judgement]
-    split: Split
-
-
-@dataclass
-class IterationOutcome:
-    """Everything one iteration produced (`discrimination.teacher`: the teacher's answers to the whole
-    Cache Pool)."""
-
-    iteration: int
-    pools: Pools
-    train: TrainResult
-    discrimination: Discrimination
-    generation: GenerationResult | None  # None when the loop stopped before generation
-    next_pools: Pools | None  # None when the loop stops here
-    stopped: str | None  # why the loop stops after this iteration
-
-
-def training_answers(
-    config: LionConfig, pools: Pools, new: list[Response], known: list[Response]
-) -> list[Response]:
-    """The round's data: the Train Pool's answers (the paper), or the whole Cache Pool's (everything
-    taught so far: guards against forgetting)."""
-    if config.student.train_data == "cumulative":
-        return answers_for(pools.cache_pool, [*known, *new])
-    return new
-
-
-async def imitate(
-    roles: Roles, config: LionConfig, pools: Pools, checkpoint: Path, out_dir: Path, known: list[Response]
-) -> tuple[list[Response], TrainResult]:
-    """The teacher answers the Train Pool; the student is fine-tuned, continuing from `checkpoint`."""
-    answers = await teacher.answer_all(roles.teacher, pools.train_pool)
-    pairs = sft_pairs(config.student.prompt_template, training_answers(config, pools, answers, known))
-    result = finetune(checkpoint, pairs, out_dir, config.student, seed=config.loop.seed)
-    return answers, result
+def run_step(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """A pure step called directly (the flow runs it as the task `name`)."""
+    return fn(*args)
 
 
 def student_answers(
@@ -110,24 +108,39 @@ def student_answers(
     ]
 
 
-async def discriminate(
-    roles: Roles,
-    config: LionConfig,
-    cache_pool: list[Instruction],
-    teacher_answers: list[Response],
-    checkpoint: Path,
-) -> Discrimination:
-    """The student answers the Cache Pool; the referee judges both orders; hard iff gap ≥ tau.
+def direct_effects(
+    config: LionConfig, roles: Roles, heldout: Callable[[Path], dict[str, Any]] | None = None
+) -> Effects:
+    """The effects as direct calls through the role clients (no Prefect)."""
+    loop = config.loop
 
-    The teacher's answers are the ones already paid for (earlier iterations and this Train Pool): the
-    Cache Pool is never re-sent to the teacher.
-    """
-    student_out = student_answers(config.student, checkpoint, cache_pool, config.loop.seed)
-    items = [(i.id, i.text, t.output, s.output) for i, t, s in zip(cache_pool, teacher_answers, student_out)]
-    judgements = await referee.judge_all(
-        roles.referee, items, tau=config.loop.tau, retries=config.loop.referee_retries
+    async def judge(items: list[JudgeItem]) -> list[Judgement]:
+        return await referee.judge_all(roles.referee, items, tau=loop.tau, retries=loop.referee_retries)
+
+    def usage() -> dict[str, Any]:
+        ledger = roles.ledger
+        return ledger.scope_usage(ledger.scope) if ledger is not None and ledger.scope else {}
+
+    return Effects(
+        teacher=lambda items: teacher.answer_all(roles.teacher, items),
+        finetune=lambda job: run_finetune(job.base, job.data, job.out, config.student, loop.seed, job.key),
+        student=lambda checkpoint, items: student_answers(config.student, checkpoint, items, loop.seed),
+        judge=judge,
+        generator=asker(roles.generator),
+        step=run_step,
+        heldout=heldout,
+        usage=usage,
     )
-    return Discrimination(teacher_answers, student_out, judgements, split(cache_pool, judgements))
+
+
+def training_answers(
+    config: LionConfig, pools: Pools, new: list[Response], known: list[Response]
+) -> list[Response]:
+    """The round's data: the Train Pool's answers (the paper), or the whole Cache Pool's (everything
+    taught so far: guards against forgetting)."""
+    if config.student.train_data == "cumulative":
+        return answers_for(pools.cache_pool, [*known, *new])
+    return new
 
 
 def answers_for(pool: list[Instruction], known: list[Response]) -> list[Response]:
@@ -139,57 +152,116 @@ def answers_for(pool: list[Instruction], known: list[Response]) -> list[Response
     return [by_id[i.id] for i in pool]
 
 
-async def generate_new(
-    ask: Ask, config: LionConfig, iteration: int, cache_pool: list[Instruction], judged: Split
-) -> GenerationResult:
-    """N new instructions from hard and easy parents, novel against the Cache Pool's instructions
-    (without their inputs: a new instruction has none, and the original compares instructions alone).
+def base_checkpoint(config: LionConfig, run: RunDir, k: int) -> Path:
+    """What iteration k fine-tunes: the configured student first, then the previous iteration's."""
+    return Path(config.student.model_path) if k == 1 else run.iteration(k - 1).student
 
-    `ask` sends generator requests: `asker(client)` here, batched Prefect tasks in the flow.
-    """
+
+def earlier_answers(run: RunDir, k: int) -> list[Response]:
+    """The teacher's answers paid for in earlier iterations (they cover the previous Cache Pool)."""
+    return read_jsonl(run.iteration(k - 1).file("teacher"), Response) if k > 1 else []
+
+
+@dataclass
+class Discrimination:
+    """The judged Cache Pool."""
+
+    teacher: list[Response]
+    student: list[Response]
+    judgements: list[Judgement]
+    split: Split
+
+
+@dataclass
+class IterationOutcome:
+    """Everything one iteration produced (`discrimination.teacher`: the teacher's answers to the whole
+    Cache Pool; `summary`: what RUN/iter_K/summary.json holds)."""
+
+    iteration: int
+    pools: Pools
+    train: TrainResult
+    discrimination: Discrimination
+    generation: GenerationResult | None  # None when the loop stopped before generation
+    next_pools: Pools | None  # None when the loop stops here
+    stopped: str | None  # why the loop stops after this iteration
+    summary: dict[str, Any]
+
+
+async def imitation(
+    fx: Effects, config: LionConfig, run: RunDir, k: int, pools: Pools, known: list[Response]
+) -> tuple[list[Response], TrainResult]:
+    """The teacher answers the Train Pool; the student is fine-tuned on the round's data, keyed by
+    (base checkpoint, data hash, hyper-parameters, seed)."""
+    answers = await fx.teacher(pools.train_pool)
+    folder = run.iteration(k)
+    pairs = sft_pairs(config.student.prompt_template, training_answers(config, pools, answers, known))
+    write_jsonl(folder.sft, [{"prompt": p.prompt, "response": p.response} for p in pairs])
+    base = base_checkpoint(config, run, k)
+    key = training_key(base, folder.sft, config.student, config.loop.seed)
+    return answers, fx.finetune(FinetuneJob(base, folder.sft, folder.student, key))
+
+
+async def discrimination(
+    fx: Effects, config: LionConfig, run: RunDir, k: int, pools: Pools, teacher_answers: list[Response]
+) -> Discrimination:
+    """The student answers the Cache Pool; the referee judges both orders; the selection step splits
+    the pool into hard and easy. The teacher's answers are the ones already paid for (earlier iterations
+    and this Train Pool): the Cache Pool is never re-sent to the teacher."""
+    folder = run.iteration(k)
+    write_jsonl(folder.file("teacher"), teacher_answers)
+    student_out = fx.student(folder.student, pools.cache_pool)
+    write_jsonl(folder.file("student"), student_out)
+    items = [
+        (i.id, i.text, t.output, s.output) for i, t, s in zip(pools.cache_pool, teacher_answers, student_out)
+    ]
+    judgements = await fx.judge(items)
+    select = selection(config.loop.selection, config.loop.seed)
+    split = fx.step("discrimination", select, pools.cache_pool, judgements)
+    write_jsonl(folder.file("judgements"), judgements)
+    write_jsonl(folder.file("hard"), split.hard)
+    write_jsonl(folder.file("easy"), split.easy)
+    return Discrimination(teacher_answers, student_out, judgements, split)
+
+
+async def generation(
+    fx: Effects, config: LionConfig, run: RunDir, k: int, pools: Pools, split: Split
+) -> tuple[GenerationResult, Pools | None]:
+    """N new instructions from hard and easy parents, novel against the Cache Pool's instructions
+    (without their inputs: a new instruction has none, and the original compares instructions alone);
+    the next iteration's pools, written when any is kept (else None: the loop stops here, with no empty
+    Train Pool for an iteration k + 1)."""
+    result = await new_instructions(fx.generator, config, k, pools.cache_pool, split)
+    write_jsonl(run.iteration(k).file("generated"), result.kept)
+    if not result.kept:
+        return result, None
+    return result, fx.step("update-pools", update_pools, pools, result.kept, run, k + 1)
+
+
+async def new_instructions(
+    ask: Ask, config: LionConfig, k: int, cache_pool: list[Instruction], split: Split
+) -> GenerationResult:
+    """Generation's filters and rounds around the generator requests `ask` sends."""
     loop = config.loop
     index = NoveltyIndex(loop.rouge_threshold, texts=[i.instruction for i in cache_pool])
     return await generate(
         ask,
-        judged.hard,
-        judged.easy,
+        split.hard,
+        split.easy,
         index,
         n=loop.new_per_iteration,
         ratio=loop.hard_easy_ratio,
         min_words=loop.min_words,
         rounds=loop.generation_rounds,
-        iteration=iteration,
+        iteration=k,
         seed=loop.seed,
     )
 
 
-async def run_iteration(
-    roles: Roles,
-    config: LionConfig,
-    iteration: int,
-    pools: Pools,
-    checkpoint: Path,
-    out_dir: Path,
-    known: list[Response] | None = None,
-) -> IterationOutcome:
-    """One adversarial iteration; the new checkpoint is saved under `out_dir / 'student'`.
-
-    `known`: the teacher's answers of earlier iterations (they cover the Cache Pool minus the Train
-    Pool); the outcome's `discrimination.teacher` is the next iteration's `known`.
-    """
-    known = known or []
-    answers, train = await imitate(roles, config, pools, checkpoint, out_dir / "student", known)
-    teacher_cache = answers_for(pools.cache_pool, [*known, *answers])
-    judged = await discriminate(roles, config, pools.cache_pool, teacher_cache, Path(train.checkpoint))
-    stopped = stop_after_discrimination(config, judged.split)
-    gen = (
-        None
-        if stopped
-        else await generate_new(asker(roles.generator), config, iteration, pools.cache_pool, judged.split)
-    )
-    stopped = stopped or stop_after_generation(gen)
-    after = None if stopped else next_pools(pools, gen.kept)  # type: ignore[union-attr]
-    return IterationOutcome(iteration, pools, train, judged, gen, after, stopped)
+def update_pools(pools: Pools, generated: list[Instruction], run: RunDir, k: int) -> Pools:
+    """Train Pool ← generated; Cache Pool ← Cache Pool + generated; written as iteration k's pools."""
+    updated = next_pools(pools, generated)
+    write_pools(run.iteration(k), updated)
+    return updated
 
 
 def stop_after_discrimination(config: LionConfig, split: Split) -> str | None:
@@ -211,3 +283,120 @@ def stop_after_generation(generation: GenerationResult | None) -> str | None:
     if generation is None or generation.kept:
         return None
     return f"no new instruction kept: {generation.requested} requested, none passed the filters"
+
+
+async def run_iteration(fx: Effects, config: LionConfig, run: RunDir, k: int) -> IterationOutcome:
+    """Iteration k from its pools in RUN/iter_K: imitation → discrimination → generation; writes
+    RUN/iter_K (files, checkpoint, summary.json) and, unless the loop stops, RUN/iter_{K+1}'s pools."""
+    started = time.perf_counter()
+    pools, known = read_pools(run.iteration(k)), earlier_answers(run, k)
+    answers, train = await imitation(fx, config, run, k, pools, known)
+    judged = await discrimination(
+        fx, config, run, k, pools, answers_for(pools.cache_pool, [*known, *answers])
+    )
+    stopped = stop_after_discrimination(config, judged.split)
+    gen, after = (None, None) if stopped else await generation(fx, config, run, k, pools, judged.split)
+    stopped = stopped or stop_after_generation(gen)
+    heldout = fx.heldout(run.iteration(k).student) if fx.heldout else None
+    notes = cut_answers_note(answers, config.teacher.max_tokens) + (gen.notes if gen else [])
+    summary = summarize(k, pools, judged.split, gen, notes, train, fx.usage(), heldout, stopped)
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    write_json(run.iteration(k).summary, summary)
+    return IterationOutcome(k, pools, train, judged, gen, after, stopped, summary)
+
+
+def prepare_first_pools(config: LionConfig, run: RunDir) -> None:
+    """RUN/iter_1 pools from the seed file (once; a resumed run keeps them)."""
+    first = run.iteration(1)
+    if first.file("cache_pool").exists():
+        return
+    seed = read_instructions(config.pools.seed_path, config.pools.format)
+    if config.pools.max_seed is not None:
+        seed = seed[: config.pools.max_seed]
+    write_pools(first, initial_pools(seed))
+
+
+async def run_loop(
+    config: LionConfig,
+    iterate: Callable[[int], Awaitable[dict[str, Any]]],
+    after: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Iterations 1..N through `iterate(k)` (which returns the iteration's summary), stopping early
+    when one says why it stops; `after(summary)` runs after each (reports, logs)."""
+    prepare_first_pools(config, RunDir(config.run_dir))
+    summaries: list[dict[str, Any]] = []
+    for k in range(1, config.loop.iterations + 1):
+        summaries.append(await iterate(k))
+        if after is not None:
+            after(summaries[-1])
+        if summaries[-1]["stopped"]:
+            break
+    return summaries
+
+
+async def distill(
+    config: LionConfig, roles: Roles, heldout: Callable[[Path], dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The whole run as plain Python (no Prefect) through the role clients: the pre-flight checks, the
+    recorded config, the iterations, the report after each. The ledger, if any, is scoped per iteration
+    and saved after each."""
+    preflight(config)
+    run, ledger = RunDir(config.run_dir), roles.ledger
+    dump_config(config, run.config)
+    fx = direct_effects(config, roles, heldout)
+
+    async def iterate(k: int) -> dict[str, Any]:
+        if ledger is not None:
+            ledger.scope = f"iter_{k}"
+        try:
+            return (await run_iteration(fx, config, run, k)).summary
+        finally:
+            if ledger is not None:
+                ledger.save()
+
+    return await run_loop(config, iterate, lambda summary: write_report(run))
+
+
+def summarize(
+    k: int,
+    pools: Pools,
+    split: Split,
+    gen: GenerationResult | None,
+    notes: list[str],
+    train: TrainResult,
+    usage: dict,
+    heldout: dict | None,
+    stopped: str | None,
+) -> dict[str, Any]:
+    """The iteration's statistics (RUN/iter_K/summary.json; the report is rendered from these)."""
+    return {
+        "iteration": k,
+        "train_pool": len(pools.train_pool),
+        "cache_pool": len(pools.cache_pool),
+        **{
+            key: split.stats[key]
+            for key in ("hard", "easy", "unscorable", "mean_gap", "order_disagreement", "gap_histogram")
+        },
+        "hard_share": split.hard_share,
+        **(
+            {}
+            if gen is None
+            else {
+                "generated": len(gen.kept),
+                "requested": gen.requested,
+                "novelty_rejections": gen.novelty_rejections,
+                "postfilter_rejections": dict(gen.postfilter_rejections),
+            }
+        ),
+        "notes": notes,
+        "train": {
+            "steps": train.steps,
+            "examples": train.examples,
+            "seconds": round(train.seconds, 2),
+            "loss_first": train.losses[0] if train.losses else None,
+            "loss_last": train.losses[-1] if train.losses else None,
+        },
+        "usage": usage,
+        "heldout": heldout,
+        "stopped": stopped,
+    }

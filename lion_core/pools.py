@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from random import Random
 from typing import TypeVar
 
 from lion_core.records import Instruction, read_instructions, write_jsonl
+from lion_core.rundir import IterationDir
 
 T = TypeVar("T")
 
@@ -51,14 +51,14 @@ def sample(items: Sequence[T], n: int, rng: Random) -> list[T]:
     return out
 
 
-def write_pools(directory: Path, pools: Pools) -> None:
+def write_pools(folder: IterationDir, pools: Pools) -> None:
     """iter_K/train_pool.jsonl and iter_K/cache_pool.jsonl, each written atomically."""
-    write_jsonl(directory / "train_pool.jsonl", pools.train_pool)
-    write_jsonl(directory / "cache_pool.jsonl", pools.cache_pool)
+    write_jsonl(folder.file("train_pool"), pools.train_pool)
+    write_jsonl(folder.file("cache_pool"), pools.cache_pool)
 
 
-def read_pools(directory: Path) -> Pools:
+def read_pools(folder: IterationDir) -> Pools:
     return Pools(
-        read_instructions(directory / "train_pool.jsonl", "jsonl"),
-        read_instructions(directory / "cache_pool.jsonl", "jsonl"),
+        read_instructions(folder.file("train_pool"), "jsonl"),
+        read_instructions(folder.file("cache_pool"), "jsonl"),
     )

@@ -1,8 +1,11 @@
-"""The run directory contract: every file a run writes, by name. Nothing else is state.
+"""The run directory contract: every path a run writes, by name. Nothing else is state, and no other
+module spells a file name of the run directory.
 
-RUN/config.yaml, RUN/ledger.json, RUN/report.md, RUN/responses.sqlite (the response cache),
-RUN/iter_K/{train_pool,cache_pool,teacher,student,judgements,hard,easy,generated}.jsonl,
-RUN/iter_K/student/ (checkpoint), RUN/iter_K/summary.json (the iteration's statistics).
+RUN/config.yaml, RUN/ledger.json, RUN/report.md, RUN/plots/, RUN/responses.sqlite (the response cache),
+RUN/eval/<candidate>/, RUN/.prefect-results/,
+RUN/iter_K/{train_pool,cache_pool,teacher,student,judgements,hard,easy,generated,sft}.jsonl,
+RUN/iter_K/student/ (checkpoint), RUN/iter_K/summary.json (the iteration's statistics);
+what `lion demo` brings itself: RUN/tiny-student/, RUN/seed.jsonl, RUN/heldout.jsonl.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import yaml
 from lion_core.config import ConfigError, LionConfig
 from lion_core.records import RecordError, atomic_write_text, read_instructions
 
+RESPONSES_FILE = "responses.sqlite"
 ITERATION_FILES = (
     "train_pool",
     "cache_pool",
@@ -26,6 +30,7 @@ ITERATION_FILES = (
     "hard",
     "easy",
     "generated",
+    "sft",
 )
 
 
@@ -49,6 +54,11 @@ class IterationDir:
     def summary(self) -> Path:
         return self.root / "summary.json"
 
+    @property
+    def sft(self) -> Path:
+        """The round's {prompt, response} training pairs."""
+        return self.file("sft")
+
 
 @dataclass(frozen=True)
 class RunDir:
@@ -67,6 +77,32 @@ class RunDir:
     @property
     def report(self) -> Path:
         return self.root / "report.md"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def responses(self) -> Path:
+        """The response cache when the config sets no shared cache_dir (see `response_cache`)."""
+        return self.root / RESPONSES_FILE
+
+    def eval(self, candidate: str) -> Path:
+        """Where `lion eval` writes the results of one candidate."""
+        return self.root / "eval" / candidate
+
+    @property
+    def demo_student(self) -> Path:
+        """The tiny student `lion demo` builds."""
+        return self.root / "tiny-student"
+
+    @property
+    def demo_seed(self) -> Path:
+        return self.root / "seed.jsonl"
+
+    @property
+    def demo_heldout(self) -> Path:
+        return self.root / "heldout.jsonl"
 
     @property
     def results(self) -> Path:
@@ -98,11 +134,16 @@ class RunDir:
         return found
 
 
+def response_cache(config: LionConfig) -> Path:
+    """The response cache file: the shared cache_dir's, else the run directory's."""
+    return (config.cache_dir / RESPONSES_FILE) if config.cache_dir else RunDir(config.run_dir).responses
+
+
 def check_same_seed(run: RunDir, pools: dict[str, Any]) -> None:
     """A run directory resumes the run it holds: raise ConfigError if its first pools were built from
     other seed settings (`pools` is the new config's pools section, as JSON)."""
     before = run.recorded_config().get("pools")
-    if before is None or not (run.iteration(1).root / "cache_pool.jsonl").exists():
+    if before is None or not run.iteration(1).file("cache_pool").exists():
         return
     changed = [f"pools.{k} was {before.get(k)!r}, now {v!r}" for k, v in pools.items() if before.get(k) != v]
     if changed:
@@ -128,7 +169,7 @@ def preflight(config: LionConfig) -> None:
     if heldout is not None and not Path(heldout).is_file():
         raise ConfigError(f"evaluation.heldout_path: {heldout}: no such file")
     run = RunDir(config.run_dir)
-    if (run.iteration(1).root / "cache_pool.jsonl").exists():
+    if run.iteration(1).file("cache_pool").exists():
         check_same_seed(run, config.pools.model_dump(mode="json"))
         return
     try:

@@ -9,13 +9,13 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from lion_core.config import StudentConfig
+from lion_core.config import LionConfig, StudentConfig
 from lion_core.evaluation import evaluate_on_world, read_world_set
-from lion_core.loop import student_answers
+from lion_core.loop import FinetuneJob, student_answers
 from lion_core.records import Instruction, Response
-from lion_core.student.checkpoint import content_key, fingerprint
-from lion_core.student.launch import finetune_in_processes
-from lion_core.student.train import finetune, read_pairs
+from lion_core.student.checkpoint import content_key, fingerprint, has_key
+from lion_core.student.launch import run_finetune
+from lion_core.student.train import TrainResult
 
 
 def _explicit_key(context, parameters: dict) -> str:
@@ -26,11 +26,16 @@ def _explicit_key(context, parameters: dict) -> str:
 @task(name="fine-tune", cache_key_fn=_explicit_key, persist_result=True)
 def finetune_task(base: str, data: str, out_dir: str, student: StudentConfig, seed: int, key: str) -> dict:
     """Imitation: fine-tune `base` on the round's {prompt, response} file; keyed by (base, data, hparams)."""
-    if student.num_processes > 1:
-        result = finetune_in_processes(Path(base), Path(data), Path(out_dir), student, seed, key)
-    else:
-        result = finetune(Path(base), read_pairs(Path(data)), Path(out_dir), student, seed=seed, key=key)
-    return asdict(result)
+    return asdict(run_finetune(Path(base), Path(data), Path(out_dir), student, seed, key))
+
+
+def finetune_step(config: LionConfig, job: FinetuneJob) -> TrainResult:
+    """The fine-tune task for a job; a cached result whose checkpoint was removed trains again."""
+    args = (str(job.base), str(job.data), str(job.out), config.student, config.loop.seed, job.key)
+    result = finetune_task(*args)
+    if not has_key(job.out, job.key):
+        result = finetune_task.with_options(refresh_cache=True)(*args)
+    return TrainResult(**result)
 
 
 def _answers_key(context, parameters: dict) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from random import Random
 
@@ -24,14 +25,16 @@ from lion_core.ledger import Ledger
 from lion_core.llm import Completion, ResponseCache
 from lion_core.loop import (
     build_roles,
-    generate_new,
+    direct_effects,
+    new_instructions,
     run_iteration,
     stop_after_discrimination,
     stop_after_generation,
 )
 from lion_core.novelty import NoveltyIndex, max_rouge_l
-from lion_core.pools import Pools, initial_pools, next_pools, sample
+from lion_core.pools import Pools, initial_pools, next_pools, read_pools, sample, write_pools
 from lion_core.records import Instruction
+from lion_core.rundir import ITERATION_FILES, RunDir
 from lion_core.teacher import cut_answers_note
 from lion_core.world.families import identify, sample_tasks
 from lion_core.world.server import WorldServer
@@ -151,7 +154,7 @@ def test_a_copy_of_a_cache_pool_instruction_with_an_input_is_not_novel() -> None
 
     config = LionConfig(loop={"new_per_iteration": 2, "generation_rounds": 1})
     judged = Split(hard=[summarize], easy=[summarize], unscorable=[])
-    result = asyncio.run(generate_new(echo, config, 1, [summarize], judged))
+    result = asyncio.run(new_instructions(echo, config, 1, [summarize], judged))
     assert result.kept == [] and result.novelty_rejections == 2
     assert all(summarize.input not in m["content"] for messages in asked for m in messages)
 
@@ -223,9 +226,12 @@ def test_one_iteration_as_plain_python_keeps_the_pool_invariants(
         ),
         loop=LoopConfig(new_per_iteration=30, min_words=1, seed=0),
     )
-    roles = build_roles(config, Ledger(tmp_path / "ledger.json"), ResponseCache(tmp_path / "c.sqlite"))
+    ledger = Ledger(tmp_path / "ledger.json", scope="iter_1")
+    roles = build_roles(config, ledger, ResponseCache(tmp_path / "c.sqlite"))
+    run = RunDir(tmp_path)
     pools = initial_pools(items(60))
-    outcome = asyncio.run(run_iteration(roles, config, 1, pools, tiny_student_path, tmp_path / "iter_1"))
+    write_pools(run.iteration(1), pools)
+    outcome = asyncio.run(run_iteration(direct_effects(config, roles), config, run, 1))
     judged = outcome.discrimination
     assert len(judged.judgements) == len(pools.cache_pool) == len(judged.teacher) == len(judged.student)
     for j in judged.judgements:
@@ -233,7 +239,14 @@ def test_one_iteration_as_plain_python_keeps_the_pool_invariants(
     assert outcome.next_pools == Pools(outcome.generation.kept, pools.cache_pool + outcome.generation.kept)
     assert 0 < len(outcome.generation.kept) <= 30
     assert all(i.iteration == 1 and i.origin in ("hard", "easy") for i in outcome.generation.kept)
-    assert (tmp_path / "iter_1" / "student" / "config.json").exists()
+    assert (run.iteration(1).student / "config.json").exists()
+    assert read_pools(run.iteration(2)) == outcome.next_pools
+    for name in ITERATION_FILES:  # the plain loop writes the run directory the flow writes
+        assert run.iteration(1).file(name).exists(), name
+    summary = json.loads(run.iteration(1).summary.read_text())
+    assert (
+        summary["generated"] == len(outcome.generation.kept) and summary["usage"]["referee"]["requests"] > 0
+    )
     referee = roles.referee.ledger.roles["referee"]
     # two orders per item; identical answers make both orders one request, served once
     assert referee.requests + referee.cache_hits >= 2 * len(pools.cache_pool)

@@ -1,4 +1,5 @@
-"""Fine-tuning in a separate process group: `accelerate launch` for multi-GPU (FSDP/DeepSpeed configs)."""
+"""Running imitation's fine-tune: in process, or in a separate process group under `accelerate launch`
+(multi-GPU, FSDP/DeepSpeed configs)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from lion_core.config import StudentConfig
 from lion_core.records import atomic_write_text
-from lion_core.student.train import TrainResult
+from lion_core.student.checkpoint import has_key
+from lion_core.student.train import LOG_FILE, TrainResult, finetune, read_pairs
 
 
 def launch_command(
@@ -57,3 +59,15 @@ def finetune_in_processes(
     if run.returncode != 0:
         raise RuntimeError(f"accelerate launch failed ({run.returncode}): {run.stderr[-2000:]}")
     return TrainResult(**json.loads(run.stdout.strip().splitlines()[-1]))
+
+
+def run_finetune(
+    base: Path, data: Path, out: Path, config: StudentConfig, seed: int, key: str
+) -> TrainResult:
+    """Imitation's fine-tune: in this process, or under `accelerate launch` when `num_processes` > 1;
+    a checkpoint already trained under `key` is reused as it is."""
+    if has_key(out, key):
+        return TrainResult(**json.loads((out / LOG_FILE).read_text(encoding="utf-8")))
+    if config.num_processes > 1:
+        return finetune_in_processes(base, data, out, config, seed, key)
+    return finetune(base, read_pairs(data), out, config, seed=seed, key=key)
