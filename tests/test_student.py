@@ -11,10 +11,18 @@ from pathlib import Path
 from random import Random
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from lion_core import prompts
 from lion_core.config import LoraSettings, StudentConfig
-from lion_core.student.checkpoint import FINGERPRINT_FILE, is_adapter, load_for_inference, load_tokenizer
+from lion_core.student.checkpoint import (
+    FINGERPRINT_FILE,
+    base_of,
+    is_adapter,
+    load_for_inference,
+    load_tokenizer,
+)
 from lion_core.student.data import IGNORE_INDEX, SFTPair, build_example
 from lion_core.student.generate import answer, generate
 from lion_core.student.train import LOG_FILE, finetune
@@ -130,7 +138,18 @@ def test_lora_saves_an_adapter_merges_on_request_and_continues(
     # the next iteration continues the same adapter rather than stacking a new one
     second = finetune(tmp_path / "it1", pairs, tmp_path / "it2", config, seed=0)
     assert is_adapter(tmp_path / "it2") and second.steps == 4
-    assert answer(tmp_path / "it2", ["Q: Length of abc?\nA: "], config)[0] is not None
+    assert base_of(tmp_path / "it2") == base_of(tmp_path / "it1") == tiny_student_path
+    first_weights, second_weights = (
+        load_file(tmp_path / it / "adapter_model.safetensors") for it in ("it1", "it2")
+    )
+    assert first_weights.keys() == second_weights.keys()  # the same adapter, no second one on top
+    assert any(not torch.equal(first_weights[k], second_weights[k]) for k in first_weights)  # trained on
+    # the adapter and the merged weights saved beside it are the same model: they answer alike
+    tasks = sample_tasks(8, Random(3), ["length"], levels=(1,))
+    probes = [prompts.student_prompt(STYLE, t.instruction) for t in tasks]
+    answers = answer(tmp_path / "it2", probes, config)
+    assert len(answers) == len(probes) and any(answers)
+    assert answer(tmp_path / "it2" / "merged", probes, config) == answers
 
 
 @pytest.mark.slow
