@@ -141,8 +141,20 @@ def test_world_referee_replies_parse_to_the_scores_it_gave() -> None:
             assert parse_scores(reply) == pytest.approx(expected)
 
 
-def test_render_is_the_referee_prompt() -> None:
-    assert render("Add 2 and 3", "5", "6") == prompts.referee_messages("Add 2 and 3", "5", "6")
+def test_render_puts_each_answer_in_its_slot_and_asks_for_what_the_parser_reads() -> None:
+    """One order's request shows answer_1 as Assistant 1 and answer_2 as Assistant 2, and a reply that
+    fills in the score lines the prompt asks for is read by parse_scores as (Assistant 1, Assistant 2)."""
+    user = render("Add 2 and 3", "It is five.", "It is six.")[-1]["content"]
+    assert "Add 2 and 3" in user
+    assert user.index("It is five.") < user.index("It is six.")
+    swapped = render("Add 2 and 3", "It is six.", "It is five.")[-1]["content"]
+    assert swapped.index("It is six.") < swapped.index("It is five.")
+    contract = [line for line in user.splitlines() if "<score>" in line]
+    assert len(contract) == 2
+    reply = "Assistant 1 adds correctly.\n" + "\n".join(
+        line.replace("<score>", score) for line, score in zip(contract, ("8", "3"))
+    )
+    assert parse_scores(reply) == (8.0, 3.0)
 
 
 # ----------------------------------------------------------------------------- a fake referee
