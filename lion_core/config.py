@@ -108,6 +108,43 @@ class EndpointConfig(_Model):
         return (input_tokens * self.price_input_per_1k + output_tokens * self.price_output_per_1k) / 1000.0
 
 
+class TeacherEndpoint(EndpointConfig):
+    """The Teacher's endpoint; decoding defaults as in the original `chatgpt_inference.py`."""
+
+    temperature: float = Field(
+        0.7, ge=0.0, le=2.0, description="Sampling temperature (the original teacher: 0.7)."
+    )
+    max_tokens: int = Field(
+        1024, ge=1, description="Maximum tokens in one answer (the original teacher: 1024)."
+    )
+
+
+class RefereeEndpoint(EndpointConfig):
+    """The Referee's endpoint; decoding defaults as in the original `chatgpt_referee.py`."""
+
+    temperature: float = Field(
+        0.2, ge=0.0, le=2.0, description="Sampling temperature (the original referee: 0.2)."
+    )
+    max_tokens: int = Field(
+        512, ge=1, description="Maximum tokens in one verdict (the original referee: 512)."
+    )
+
+
+class GeneratorEndpoint(EndpointConfig):
+    """The Generator's endpoint; decoding defaults as in the original `generate_*_instruction.py`."""
+
+    temperature: float = Field(
+        1.0, ge=0.0, le=2.0, description="Sampling temperature (the original generator: 1.0)."
+    )
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass (the original: 1.0).")
+    max_tokens: int = Field(
+        512,
+        ge=1,
+        description="Maximum tokens of a new instruction when loop.generator_max_tokens_per_word is null "
+        "(by default each request's limit is that many tokens per word of its parent, as the original).",
+    )
+
+
 class LoraSettings(_Model):
     """LoRA adapter hyper-parameters (peft.LoraConfig)."""
 
@@ -118,6 +155,12 @@ class LoraSettings(_Model):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         description="Module names that receive adapters.",
     )
+    learning_rate: float = Field(
+        2e-4,
+        gt=0,
+        description="Peak learning rate of a LoRA fine-tune when student.learning_rate is not given "
+        "(adapters need a higher rate than full fine-tuning; 2e-4 is the usual LoRA/QLoRA rate).",
+    )
 
 
 class StudentConfig(_Model):
@@ -126,18 +169,26 @@ class StudentConfig(_Model):
     model_path: Path = Field(
         Path("student"), description="Local Hugging Face checkpoint (from_pretrained path)."
     )
-    finetune: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full fine-tuning.")
+    finetune: Literal["lora", "full"] = Field(
+        "full", description="Full fine-tuning (the original train.py) or LoRA adapters."
+    )
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings (finetune: lora).")
     merge_adapter: bool = Field(False, description="Also save merged weights next to the LoRA adapter.")
     train_data: Literal["train_pool", "cumulative"] = Field(
         "train_pool",
         description="Data of each round: the new Train Pool only (the paper) or everything taught so far.",
     )
-    prompt_template: Literal["alpaca", "compact"] = Field(
-        "alpaca",
-        description="Student prompt format: Alpaca '### Instruction' or a compact one for tiny models.",
+    prompt_template: Literal["lion", "alpaca", "compact"] = Field(
+        "lion",
+        description="Student prompt format: lion ('### Instruction/### Response', no preamble: the "
+        "original train.py and lion_inference.py), alpaca (with Alpaca's preamble) or compact (tiny models).",
     )
-    learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate.")
+    learning_rate: float = Field(
+        2e-5,
+        gt=0,
+        description="Peak learning rate (the original full fine-tune: 2e-5). When not given and finetune "
+        "is lora, it is lora.learning_rate instead.",
+    )
     epochs: float = Field(
         3.0, gt=0, description="Epochs over the round's data (ignored when max_steps is set)."
     )
@@ -154,9 +205,15 @@ class StudentConfig(_Model):
         32, ge=1, description="Micro-batches per optimizer step (effective batch = this × batch × devices)."
     )
     infer_batch_size: int = Field(32, ge=1, description="Prompts per batch in student generation.")
-    max_new_tokens: int = Field(512, ge=1, description="Maximum new tokens of a student answer.")
-    do_sample: bool = Field(False, description="Sample student answers (False: greedy).")
-    temperature: float = Field(0.7, gt=0, description="Sampling temperature when do_sample is true.")
+    max_new_tokens: int = Field(
+        1024, ge=1, description="Maximum new tokens of a student answer (the original: 1024)."
+    )
+    do_sample: bool = Field(
+        True, description="Sample student answers (the original lion_inference.py); false: greedy."
+    )
+    temperature: float = Field(
+        0.7, gt=0, description="Sampling temperature when do_sample is true (the original: 0.7)."
+    )
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Training/inference precision.")
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="Student inference engine; vllm needs the vllm extra and a GPU."
@@ -167,6 +224,21 @@ class StudentConfig(_Model):
     accelerate_config: Path | None = Field(
         None, description="accelerate config file for multi-GPU training (see deployments/accelerate)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _learning_rate_of_the_mode(cls, data: Any) -> Any:
+        """A LoRA fine-tune without an explicit learning_rate trains at lora.learning_rate."""
+        if isinstance(data, dict) and data.get("finetune") == "lora" and "learning_rate" not in data:
+            lora = data.get("lora")
+            if isinstance(lora, LoraSettings):
+                rate = lora.learning_rate
+            elif isinstance(lora, dict) and "learning_rate" in lora:
+                rate = lora["learning_rate"]
+            else:
+                rate = LoraSettings.model_fields["learning_rate"].default
+            data = {**data, "learning_rate": rate}
+        return data
 
 
 class PoolsConfig(_Model):
@@ -201,16 +273,46 @@ class LoopConfig(_Model):
         le=1,
         description="Stop early when the hard share of the Cache Pool falls below (0: never).",
     )
+    send_inputs: bool = Field(
+        True,
+        description="Show an instruction's input to the teacher, the student (answering) and the referee. "
+        "false: the instruction alone, as the original scripts (which train on instruction + input).",
+    )
     min_words: int = Field(
         3,
         ge=0,
         description="Generated instructions of this many words or fewer are dropped (the original: 3).",
     )
+    generator_blacklist: list[str] = Field(
+        default_factory=lambda: ["instruction"],
+        description="A generated reply containing any of these strings (case-insensitive) is dropped "
+        "(the original: 'instruction').",
+    )
+    generator_max_tokens_per_word: float | None = Field(
+        4.0,
+        gt=0,
+        description="Each generator request may produce this many tokens per word of its parent "
+        "instruction; replies cut there are dropped (the original: 4). null: generator.max_tokens.",
+    )
+    parent_sampling: Literal["uniform", "cover"] = Field(
+        "uniform",
+        description="How parents are drawn for generation requests: uniform (independent draws, as the "
+        "original's random.sample per request) or cover (every parent once before any is used again).",
+    )
     referee_retries: int = Field(
         2, ge=0, description="Repair requests to the referee after a reply without both score lines."
     )
-    generation_rounds: int = Field(
-        3, ge=1, description="Generation rounds per iteration to make up for filtered instructions."
+    generation_rounds: int | None = Field(
+        None,
+        ge=1,
+        description="At most this many generation rounds per iteration; null: until N are kept "
+        "(the original), bounded by generation_patience.",
+    )
+    generation_patience: int | None = Field(
+        3,
+        ge=1,
+        description="Stop generating after this many consecutive rounds that keep nothing new "
+        "(a safety bound; null: never, as the original, which loops until N are kept).",
     )
     batch_size: int = Field(64, ge=1, description="Instructions per fan-out batch task (retried as a unit).")
     task_retries: int = Field(
@@ -281,11 +383,9 @@ class LionConfig(_Model):
     cache_dir: Path | None = Field(
         None, description="Shared response cache directory (paid once across runs); None: inside run_dir."
     )
-    teacher: EndpointConfig = Field(default_factory=EndpointConfig, description="The Teacher role.")
-    referee: EndpointConfig = Field(default_factory=EndpointConfig, description="The Referee role.")
-    generator: EndpointConfig = Field(
-        default_factory=lambda: EndpointConfig(temperature=1.0), description="The Generator role."
-    )
+    teacher: TeacherEndpoint = Field(default_factory=TeacherEndpoint, description="The Teacher role.")
+    referee: RefereeEndpoint = Field(default_factory=RefereeEndpoint, description="The Referee role.")
+    generator: GeneratorEndpoint = Field(default_factory=GeneratorEndpoint, description="The Generator role.")
     student: StudentConfig = Field(default_factory=StudentConfig, description="The student model.")
     pools: PoolsConfig = Field(default_factory=PoolsConfig, description="Initial pools.")
     loop: LoopConfig = Field(default_factory=LoopConfig, description="The adversarial loop.")

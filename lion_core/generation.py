@@ -1,10 +1,12 @@
 """Generation: N new instructions per iteration, hard:easy = r, each from one sampled parent.
 
 A hard parent asks the generator for a new instruction of the same domain and task type; an easy
-parent for a rarer one of the same domain. Replies pass the original post-filters (cut by the length
-limit, too few words, starting with punctuation or a non-ASCII character) plus one for echoed prompt
-markers, then the novelty filter (ROUGE-L F1 < threshold against the Cache Pool and every kept one).
-Rounds repeat until N are kept or `generation_rounds` is spent.
+parent for a rarer one of the same domain. As in the original scripts, each request may produce
+`max_tokens_per_word` tokens per word of its parent, and replies pass the original post-filters (a
+blacklisted string such as "instruction", cut by the length limit, too few words, starting with
+punctuation or a non-ASCII character), then the novelty filter (ROUGE-L F1 < threshold against the
+Cache Pool and every kept one). Rounds repeat until N are kept (the original loops until then), up to
+`rounds` rounds, stopping early after `patience` consecutive rounds that keep nothing.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ from dataclasses import dataclass, field
 from random import Random
 
 from lion_core import prompts
+from lion_core.config import LoopConfig
 from lion_core.llm import ChatClient, Completion, complete_all
 from lion_core.novelty import NoveltyIndex
 from lion_core.pools import sample
 from lion_core.records import Instruction
 
-MARKERS = ("#given instruction#", "#created instruction#", "given instruction", "created instruction")
+_LOOP = LoopConfig.model_fields
+DEFAULT_BLACKLIST: tuple[str, ...] = tuple(_LOOP["generator_blacklist"].default_factory())  # type: ignore[misc]
+DEFAULT_MAX_TOKENS_PER_WORD: float | None = _LOOP["generator_max_tokens_per_word"].default
+DEFAULT_PATIENCE: int | None = _LOOP["generation_patience"].default
+DEFAULT_PARENT_SAMPLING: str = _LOOP["parent_sampling"].default
 
 
 @dataclass(frozen=True)
@@ -33,9 +40,18 @@ class GenerationRequest:
     mode: prompts.Mode
     parent: Instruction
     variant: int
+    max_tokens: int | None = None  # this request's token limit; None: the endpoint's max_tokens
 
     def messages(self) -> prompts.Messages:
         return prompts.generator_messages(self.mode, self.parent.instruction)  # as the original: no input
+
+
+def max_tokens_for(parent: Instruction, per_word: float | None) -> int | None:
+    """The original's limit: `per_word` tokens per (whitespace) word of the parent instruction, at
+    least 1; None when per_word is None (the endpoint's max_tokens applies)."""
+    if per_word is None:
+        return None
+    return max(1, int(len(parent.instruction.split()) * per_word))
 
 
 @dataclass
@@ -85,24 +101,53 @@ def split_counts(
     return hard, easy, notes
 
 
+def draw_parents(parents: Sequence[Instruction], n: int, rng: Random, how: str) -> list[Instruction]:
+    """n parents: independent uniform draws (the original: `random.sample(pool, 1)` per request), or
+    `cover`: every parent once before any is used again."""
+    if how == "cover":
+        return sample(parents, n, rng)
+    if how != "uniform":
+        raise ValueError(f"unknown parent sampling {how!r} (uniform or cover)")
+    return [rng.choice(parents) for _ in range(n)] if parents else []
+
+
 def plan(
-    hard: Sequence[Instruction], easy: Sequence[Instruction], n_hard: int, n_easy: int, rng: Random, tag: str
+    hard: Sequence[Instruction],
+    easy: Sequence[Instruction],
+    n_hard: int,
+    n_easy: int,
+    rng: Random,
+    tag: str,
+    *,
+    max_tokens_per_word: float | None = DEFAULT_MAX_TOKENS_PER_WORD,
+    parent_sampling: str = DEFAULT_PARENT_SAMPLING,
 ) -> list[GenerationRequest]:
     """Requests with seeded parents; each (tag, parent, k) is a distinct variant."""
     requests = []
     for mode, parents, n in (("hard", hard, n_hard), ("easy", easy, n_easy)):
         seen: Counter[str] = Counter()
-        for parent in sample(parents, n, rng):
+        for parent in draw_parents(parents, n, rng, parent_sampling):
             seen[parent.id] += 1
             requests.append(
-                GenerationRequest(mode, parent, variant_id(tag, mode, parent.id, seen[parent.id]))
+                GenerationRequest(
+                    mode,
+                    parent,
+                    variant_id(tag, mode, parent.id, seen[parent.id]),
+                    max_tokens_for(parent, max_tokens_per_word),
+                )
             )
     return requests
 
 
-def postfilter(completion: Completion, min_words: int) -> str | None:
-    """Why a generator reply is unusable, or None if it passes."""
+def postfilter(
+    completion: Completion, min_words: int, blacklist: Sequence[str] = DEFAULT_BLACKLIST
+) -> str | None:
+    """Why a generator reply is unusable, or None if it passes (the original's filters, in its order)."""
     text = completion.content.strip()
+    lowered = text.lower()
+    hit = next((word for word in blacklist if word.lower() in lowered), None)
+    if hit is not None:
+        return f"contains {hit!r}"
     if completion.finish_reason == "length":
         return "cut by the length limit"
     if not text:
@@ -113,21 +158,27 @@ def postfilter(completion: Completion, min_words: int) -> str | None:
         return "starts with punctuation"
     if not text[0].isascii():
         return "starts with a non-ASCII character"
-    if any(marker in text.lower() for marker in MARKERS):
-        return "echoes the prompt's markers"
     return None
 
 
 Ask = Callable[[list[GenerationRequest]], Awaitable[list[Completion]]]
 
 
+async def send(client: ChatClient, requests: Sequence[GenerationRequest]) -> list[Completion]:
+    """The generator's replies to requests, concurrently, each with its own variant and token limit."""
+    return await complete_all(
+        client,
+        [r.messages() for r in requests],
+        variants=[r.variant for r in requests],
+        max_tokens=[r.max_tokens for r in requests],
+    )
+
+
 def asker(client: ChatClient) -> Ask:
     """Send requests concurrently through one client (the flow swaps in batched Prefect tasks)."""
 
     async def ask(requests: list[GenerationRequest]) -> list[Completion]:
-        return await complete_all(
-            client, [r.messages() for r in requests], variants=[r.variant for r in requests]
-        )
+        return await send(client, requests)
 
     return ask
 
@@ -141,11 +192,20 @@ async def generate(
     n: int,
     ratio: float,
     min_words: int,
-    rounds: int,
+    rounds: int | None = None,
     iteration: int,
     seed: int,
+    patience: int | None = DEFAULT_PATIENCE,
+    blacklist: Sequence[str] = DEFAULT_BLACKLIST,
+    max_tokens_per_word: float | None = DEFAULT_MAX_TOKENS_PER_WORD,
+    parent_sampling: str = DEFAULT_PARENT_SAMPLING,
 ) -> GenerationResult:
-    """Generate until n new instructions are kept (or rounds run out); the index grows with them."""
+    """Generate until n new instructions are kept; the index grows with them.
+
+    Stops early after `rounds` rounds (None: no limit) or after `patience` consecutive rounds that keep
+    nothing (None: never — the original's endless loop; with neither bound a generator that can never
+    pass the filters loops forever, as the original did).
+    """
     result = GenerationResult()
     if not hard and not easy:
         result.notes.append("no scorable instructions: nothing to generate from")
@@ -153,19 +213,64 @@ async def generate(
     rng = Random(f"{seed}:{iteration}")
     target_hard, target_easy, notes = split_counts(n, ratio, len(hard), len(easy))
     result.notes += notes
-    for round_no in range(rounds):
+    fruitless = 0
+    round_no = 0
+    while rounds is None or round_no < rounds:
         kept_hard = sum(i.origin == "hard" for i in result.kept)
         need_hard, need_easy = target_hard - kept_hard, target_easy - (len(result.kept) - kept_hard)
         if need_hard <= 0 and need_easy <= 0:
             break
+        if patience is not None and fruitless >= patience:
+            result.notes.append(f"stopped after {patience} rounds in a row kept nothing")
+            break
         tag = f"{seed}:{iteration}:{round_no}"
-        requests = plan(hard, easy, max(need_hard, 0), max(need_easy, 0), rng, tag)
+        requests = plan(
+            hard,
+            easy,
+            max(need_hard, 0),
+            max(need_easy, 0),
+            rng,
+            tag,
+            max_tokens_per_word=max_tokens_per_word,
+            parent_sampling=parent_sampling,
+        )
         completions = await ask(requests)
-        _keep(result, requests, completions, index, min_words, iteration)
-        result.rounds = round_no + 1
+        before = len(result.kept)
+        _keep(result, requests, completions, index, min_words, iteration, blacklist)
+        fruitless = 0 if len(result.kept) > before else fruitless + 1
+        round_no += 1
+        result.rounds = round_no
     if len(result.kept) < n:
         result.notes.append(f"kept {len(result.kept)} of {n} after {result.rounds} rounds")
     return result
+
+
+async def generate_with(
+    ask: Ask,
+    hard: Sequence[Instruction],
+    easy: Sequence[Instruction],
+    index: NoveltyIndex,
+    loop: LoopConfig,
+    *,
+    iteration: int,
+) -> GenerationResult:
+    """`generate` with every generation setting taken from the loop config."""
+    return await generate(
+        ask,
+        hard,
+        easy,
+        index,
+        n=loop.new_per_iteration,
+        ratio=loop.hard_easy_ratio,
+        min_words=loop.min_words,
+        rounds=loop.generation_rounds,
+        iteration=iteration,
+        seed=loop.seed,
+        patience=loop.generation_patience,
+        blacklist=loop.generator_blacklist,
+        max_tokens_per_word=loop.generator_max_tokens_per_word,
+        parent_sampling=loop.parent_sampling,
+    )
 
 
 def _keep(
@@ -175,12 +280,13 @@ def _keep(
     index: NoveltyIndex,
     min_words: int,
     iteration: int,
+    blacklist: Sequence[str] = DEFAULT_BLACKLIST,
 ) -> None:
     """Post-filter, then novelty-filter one round's replies; kept ones join result and index."""
     result.requested += len(requests)
     passing = []
     for request, completion in zip(requests, completions):
-        reason = postfilter(completion, min_words)
+        reason = postfilter(completion, min_words, blacklist)
         if reason is None:
             passing.append((request, completion.content.strip()))
         else:

@@ -58,7 +58,9 @@ class ChatClient(Protocol):
     role: str
     model_name: str
 
-    async def complete(self, messages: Messages, *, variant: int = 0) -> Completion: ...
+    async def complete(
+        self, messages: Messages, *, variant: int = 0, max_tokens: int | None = None
+    ) -> Completion: ...
 
 
 def cache_key(base_url: str, model: str, messages: Messages, params: dict[str, object]) -> str:
@@ -174,8 +176,13 @@ class OpenAIChatClient:
         e = self.endpoint
         return {"temperature": e.temperature, "top_p": e.top_p, "max_tokens": e.max_tokens}
 
-    def key(self, messages: Messages, variant: int = 0) -> str:
-        params = dict(self.params, variant=variant) if variant else self.params
+    def request_params(self, max_tokens: int | None = None) -> dict[str, object]:
+        """The decoding parameters of one request: `max_tokens` overrides the endpoint's limit."""
+        return self.params if max_tokens is None else {**self.params, "max_tokens": max_tokens}
+
+    def key(self, messages: Messages, variant: int = 0, max_tokens: int | None = None) -> str:
+        params = self.request_params(max_tokens)
+        params = dict(params, variant=variant) if variant else params
         return cache_key(self.endpoint.base_url, self.model_name, messages, params)
 
     def _bind(self) -> openai.AsyncOpenAI:
@@ -199,22 +206,29 @@ class OpenAIChatClient:
     async def _on_http_request(self, request: object) -> None:
         """Every HTTP request, retries included: rate-limit it, then count it."""
         body = getattr(request, "content", b"") or b""
-        await self.limiter.acquire(math.ceil(len(body) / self.chars_per_token) + self.endpoint.max_tokens)
+        try:
+            out = int(json.loads(body).get("max_tokens") or self.endpoint.max_tokens)
+        except (ValueError, AttributeError, TypeError):
+            out = self.endpoint.max_tokens
+        await self.limiter.acquire(math.ceil(len(body) / self.chars_per_token) + out)
         self.ledger.add_request(self.role)
 
-    def _reservation(self, messages: Messages) -> tuple[float, int]:
+    def _reservation(self, messages: Messages, max_tokens: int | None = None) -> tuple[float, int]:
         chars = sum(len(m.get("content", "")) for m in messages)
         prompt = math.ceil(chars / self.chars_per_token) + MESSAGE_OVERHEAD_TOKENS * (len(messages) + 1)
-        out = self.endpoint.max_tokens
+        out = self.endpoint.max_tokens if max_tokens is None else max_tokens
         return self.endpoint.cost_usd(prompt, out), prompt + out
 
-    async def complete(self, messages: Messages, *, variant: int = 0) -> Completion:
+    async def complete(
+        self, messages: Messages, *, variant: int = 0, max_tokens: int | None = None
+    ) -> Completion:
         """The reply to `messages`, from the cache if it was ever paid for.
 
-        `variant` > 0 asks anew for an otherwise identical request (a retry, the k-th sample).
+        `variant` > 0 asks anew for an otherwise identical request (a retry, the k-th sample);
+        `max_tokens` overrides the endpoint's limit for this request (part of the cache key).
         """
         sdk = self._bind()
-        key = self.key(messages, variant)
+        key = self.key(messages, variant, max_tokens)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self.ledger.add_cache_hit(self.role)
             return hit
@@ -224,7 +238,7 @@ class OpenAIChatClient:
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            completion = await self._send(sdk, messages)
+            completion = await self._send(sdk, messages, max_tokens)
             if self.cache is not None:
                 self.cache.put(key, completion)
             future.set_result(completion)
@@ -236,14 +250,16 @@ class OpenAIChatClient:
         finally:
             self._inflight.pop(key, None)
 
-    async def _send(self, sdk: openai.AsyncOpenAI, messages: Messages) -> Completion:
-        usd, tokens = self._reservation(messages)
+    async def _send(
+        self, sdk: openai.AsyncOpenAI, messages: Messages, max_tokens: int | None = None
+    ) -> Completion:
+        usd, tokens = self._reservation(messages, max_tokens)
         assert self._slots is not None
         async with self._slots:  # only requests in flight hold a reservation, not the queue
             self.guard.reserve(usd, tokens)
             try:
                 reply = await sdk.chat.completions.create(
-                    model=self.model_name, messages=messages, **self.params
+                    model=self.model_name, messages=messages, **self.request_params(max_tokens)
                 )
                 usage = reply.usage
                 in_tok, out_tok = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
@@ -264,21 +280,32 @@ async def complete_all(
     conversations: Sequence[Messages],
     *,
     variants: Sequence[int] | None = None,
+    max_tokens: Sequence[int | None] | None = None,
     on_done: Callable[[int], None] | None = None,
 ) -> list[Completion]:
-    """Replies to many conversations concurrently (the client bounds concurrency), in input order."""
+    """Replies to many conversations concurrently (the client bounds concurrency), in input order.
+
+    `max_tokens`: a per-conversation limit (None entries, or no list: the endpoint's own).
+    """
     done = 0
 
-    async def one(messages: Messages, variant: int) -> Completion:
+    async def one(messages: Messages, variant: int, limit: int | None) -> Completion:
         nonlocal done
-        result = await client.complete(messages, variant=variant)
+        result = (
+            await client.complete(messages, variant=variant)
+            if limit is None
+            else await client.complete(messages, variant=variant, max_tokens=limit)
+        )
         done += 1
         if on_done is not None:
             on_done(done)
         return result
 
     variants = variants if variants is not None else [0] * len(conversations)
-    return list(await asyncio.gather(*(one(m, v) for m, v in zip(conversations, variants))))
+    limits = max_tokens if max_tokens is not None else [None] * len(conversations)
+    return list(
+        await asyncio.gather(*(one(m, v, t) for m, v, t in zip(conversations, variants, limits, strict=True)))
+    )
 
 
 def build_client(

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from lion_core import prompts
 from lion_core.discrimination import make_judgement
 from lion_core.llm import ChatClient
-from lion_core.records import Judgement
+from lion_core.records import Instruction, Judgement
 
 Messages = list[dict[str, str]]
 Scores = tuple[float, float]
@@ -55,6 +55,12 @@ _SCORE_VALUE = re.compile(
 # What after a number makes the value ambiguous: a range ("7-8", "7 – 8", "7 to 8", "7 or 8") or a
 # decimal comma ("7,5").
 _AMBIGUOUS_REST = re.compile(r"[ \t*_]*(?:(?:-|–|—|to\b|or\b)[ \t]*\d|,\d)", re.IGNORECASE)
+
+
+def judged_text(item: Instruction, *, send_inputs: bool = True) -> str:
+    """What the referee sees as the [Instruction]: the instruction and its input (config
+    `loop.send_inputs`), or the instruction alone, as the original `chatgpt_referee.py`."""
+    return item.text if send_inputs else item.instruction
 
 
 def render(instruction: str, answer_1: str, answer_2: str) -> Messages:

@@ -10,10 +10,21 @@ from lion_core.records import Instruction, Response
 
 
 async def answer_all(
-    client: ChatClient, items: Sequence[Instruction], on_done: Callable[[int], None] | None = None
+    client: ChatClient,
+    items: Sequence[Instruction],
+    on_done: Callable[[int], None] | None = None,
+    *,
+    send_inputs: bool = True,
 ) -> list[Response]:
-    """The teacher's response to every instruction, in input order."""
-    conversations = [prompts.teacher_messages(item.instruction, item.input) for item in items]
+    """The teacher's response to every instruction, in input order.
+
+    `send_inputs` (config `loop.send_inputs`): the request shows the instruction's input; False sends
+    the instruction alone, as the original `chatgpt_inference.py` (the Response still records the input,
+    which training uses, as the original `train.py` does).
+    """
+    conversations = [
+        prompts.teacher_messages(item.instruction, item.input if send_inputs else "") for item in items
+    ]
     replies = await complete_all(client, conversations, on_done=on_done)
     return [
         Response(

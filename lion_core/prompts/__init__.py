@@ -1,9 +1,10 @@
 """Prompt templates as package files, rendered by pure functions.
 
-Templates (this directory): teacher (+ system), referee (+ system, + repair), generate_hard, generate_easy and
-the student formats (alpaca, compact; each with an `_input` variant). Placeholders are `{name}`; values
-are inserted verbatim (braces in an instruction are safe). `parse_rendered` inverts a rendering, which
-the offline world uses to read the role a request plays.
+Templates (this directory): teacher (+ system), referee (+ system, + repair), generate_hard, generate_easy
+(+ generator_system) and the student formats (lion — the original's, alpaca, compact; each with an
+`_input` variant). They follow the original scripts' contracts in our own words. Placeholders are
+`{name}`; values are inserted verbatim (braces in an instruction are safe). `parse_rendered` inverts a
+rendering, which the offline world uses to read the role a request plays.
 """
 
 from __future__ import annotations
@@ -66,8 +67,14 @@ def referee_repair_messages(messages: Messages, bad_reply: str) -> Messages:
 
 
 def generator_messages(mode: Mode, given: str) -> Messages:
-    """The Instruction Creator's request for a hard (same task type) or easy (rarer) new instruction."""
-    return [{"role": "user", "content": render(f"generate_{mode}", instruction=given).rstrip()}]
+    """The Instruction Creator's request for a hard (same task type) or easy (rarer) new instruction.
+
+    As the original: a generic system prompt, and the given instruction alone (never its input).
+    """
+    return [
+        {"role": "system", "content": template("generator_system").strip()},
+        {"role": "user", "content": render(f"generate_{mode}", instruction=given).rstrip()},
+    ]
 
 
 def student_prompt(style: str, instruction: str, input: str = "") -> str:

@@ -31,9 +31,15 @@ def sft_pairs(style: str, answers: Sequence[Response]) -> list[SFTPair]:
     return [SFTPair(prompts.student_prompt(style, r.instruction, r.input), r.output) for r in answers]
 
 
-def student_prompts(style: str, items: Sequence[Instruction]) -> list[str]:
-    """The student's prompts for instructions (same format as in training)."""
-    return [prompts.student_prompt(style, item.instruction, item.input) for item in items]
+def student_prompts(style: str, items: Sequence[Instruction], *, send_inputs: bool = True) -> list[str]:
+    """The student's prompts for instructions (same format as in training).
+
+    `send_inputs` (config `loop.send_inputs`) False: the instruction alone, as the original
+    `lion_inference.py` (training prompts keep the input, as the original `train.py`).
+    """
+    return [
+        prompts.student_prompt(style, item.instruction, item.input if send_inputs else "") for item in items
+    ]
 
 
 def prompt_ids(tokenizer, prompt: str) -> list[int]:

@@ -13,7 +13,7 @@ from random import Random
 
 from lion_core.llm import Completion, Messages
 from lion_core.world.roles import RoleSettings, reply
-from lion_core.world.server import count_tokens
+from lion_core.world.server import count_tokens, truncate_tokens
 
 
 class WorldChatClient:
@@ -27,10 +27,15 @@ class WorldChatClient:
         self.requests = 0
         self._seen: Counter[str] = Counter()
 
-    async def complete(self, messages: Messages, *, variant: int = 0) -> Completion:
+    async def complete(
+        self, messages: Messages, *, variant: int = 0, max_tokens: int | None = None
+    ) -> Completion:
         key = hashlib.sha256(json.dumps([messages, variant], sort_keys=True).encode()).hexdigest()
         self._seen[key] += 1
         self.requests += 1
         _, content = reply(messages, Random(f"{self.seed}:{key}:{self._seen[key]}"), self.settings)
         prompt = sum(count_tokens(m.get("content", "")) for m in messages)
-        return Completion(content, "stop", prompt, count_tokens(content))
+        finish = "stop"
+        if max_tokens is not None and count_tokens(content) > max_tokens:  # as the server does
+            content, finish = truncate_tokens(content, max_tokens), "length"
+        return Completion(content, finish, prompt, count_tokens(content))
