@@ -322,6 +322,11 @@ class LoopConfig(_Model):
         2.0, ge=0, description="First delay before a batch retry; doubles with each retry (with jitter)."
     )
     seed: int = Field(42, description="Seed of sampling, training and generation.")
+    selection: Literal["paper", "random"] = Field(
+        "paper",
+        description="Which Cache Pool items count as hard (lion_core.selection): 'paper' (gap ≥ tau, "
+        "the default) or 'random' (the referee's hard count, items drawn at random: a control).",
+    )
 
 
 class BudgetConfig(_Model):
