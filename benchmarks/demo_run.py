@@ -25,12 +25,12 @@ from common import markdown, save
 
 from flows.demo import demo_config, prepare_world_files, world_server
 from flows.distill import distill
-from lion_core.evaluation import evaluate_on_world, read_world_set
 from lion_core.ledger import Ledger
 from lion_core.llm import ResponseCache
 from lion_core.loop import build_roles
 from lion_core.loop import distill as distill_plain
 from lion_core.rundir import RunDir, response_cache
+from lion_core.world.evaluation import evaluate_on_world, read_world_set
 
 
 def plain(config) -> float:

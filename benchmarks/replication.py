@@ -1,17 +1,19 @@
 """Run as: make replication   (or .venv/bin/python benchmarks/replication.py [--seeds 3] [--smoke])
 
 The miniature replication of Lion's claim on the offline world: at an equal budget, does the
-adversarial loop make a better student than one-way imitation? Three arms share everything but how
-the new instructions of each round are chosen:
+adversarial loop make a better student than one-way imitation? Every arm runs the method's one body,
+lion_core.loop (the code `lion run` runs), and they differ only in the two steps the loop injects —
+which Cache Pool items are hard (the selection) and what answers a generator request:
 
-- lion:       the referee splits the Cache Pool into hard and easy (gap ≥ tau); the generator makes new
-              instructions from hard parents (same family and level) and easy ones (same family, harder);
-- imitation:  new instructions drawn uniformly from the seed distribution (families × base/harder level),
-              the Alpaca/Vicuna-style one-way baseline;
-- no-referee: the same generator, fed with parents sampled from the Cache Pool without discrimination
-              (half hard prompts, half easy prompts), isolating what the referee adds.
+- lion:       selection `paper` (gap ≥ tau); the generator makes new instructions from hard parents
+              (same family and level) and easy ones (same family, harder);
+- imitation:  selection `random` and, instead of the generator, a draw from the seed distribution
+              (families × base/harder level): the Alpaca/Vicuna-style one-way baseline;
+- no-referee: the same generator, with hard and easy labels drawn at random in the referee's
+              proportions (selection `random`), isolating what the referee's choice adds.
 
-Equal budget: the same initial pool (per seed), the same number of new teacher-answered instructions
+Equal budget: the same initial pool and round-0 student (trained once per seed, shared by the arms),
+the same number of new teacher-answered instructions
 per round, the same optimizer steps per round, the same seeds. Every new instruction passes the same
 filters (post-filters, ROUGE-L < 0.7 novelty, and exact decontamination against the test set).
 Held-out test: a fixed set, uniform over families and over the base (1) and harder (2) level, the
@@ -23,11 +25,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import json
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -36,17 +41,18 @@ from typing import Any
 
 from common import RESULTS, machine
 
-from lion_core import teacher
 from lion_core.config import LionConfig, LoopConfig, StudentConfig
-from lion_core.evaluation import score_world
-from lion_core.generation import asker, generate
-from lion_core.loop import Roles, discriminate
-from lion_core.novelty import NoveltyIndex
-from lion_core.records import Instruction, Response, atomic_write_text
-from lion_core.student.data import sft_pairs, student_prompts
+from lion_core.generation import Ask, GenerationRequest, asker
+from lion_core.llm import Completion
+from lion_core.loop import FinetuneJob, Roles, direct_effects, run_iteration, run_loop
+from lion_core.records import Instruction, atomic_write_text, read_jsonl, write_jsonl
+from lion_core.rundir import RunDir
+from lion_core.student.data import student_prompts
 from lion_core.student.generate import answer
-from lion_core.student.train import finetune
+from lion_core.student.launch import run_finetune
+from lion_core.student.train import TrainResult
 from lion_core.world.client import WorldChatClient
+from lion_core.world.evaluation import score_world
 from lion_core.world.families import Task, families, sample_tasks
 from lion_core.world.roles import RoleSettings
 from lion_core.world.student import TinyStudentSpec, build_tiny_student
@@ -76,6 +82,14 @@ class Settings:
 SMOKE = Settings(initial=54, new=18, rounds=1, first_steps=8, steps=4, test_per_cell=2)
 
 
+def accuracy(checkpoint: Path, tests: list[Task], config: LionConfig) -> dict[str, Any]:
+    """Exact match of a checkpoint on the test set, overall, per family and per level."""
+    texts = student_prompts(
+        "compact", [Instruction(id=str(i), instruction=t.instruction) for i, t in enumerate(tests)]
+    )
+    return score_world(tests, answer(checkpoint, texts, config.student)).to_dict()
+
+
 def test_set(settings: Settings) -> list[Task]:
     """The fixed held-out set: test_per_cell tasks for every family × level."""
     rng = Random(TEST_SEED)
@@ -87,8 +101,11 @@ def test_set(settings: Settings) -> list[Task]:
     ]
 
 
-def run_config(settings: Settings, mode: str, seed: int) -> LionConfig:
+def run_config(settings: Settings, arm: str, mode: str, seed: int, root: Path, base: Path) -> LionConfig:
+    """One arm's run of the loop: iteration 1 trains round 0 on the seed pool, each later iteration one
+    round on new data; the last iteration's student is the one that counts."""
     student = StudentConfig(
+        model_path=base,
         finetune="full",
         train_data=mode,
         prompt_template="compact",
@@ -99,128 +116,119 @@ def run_config(settings: Settings, mode: str, seed: int) -> LionConfig:
         max_length=96,
         infer_batch_size=256,
         max_new_tokens=24,
+        do_sample=False,
     )
-    loop = LoopConfig(new_per_iteration=settings.new, min_words=1, seed=seed, generation_rounds=6)
-    return LionConfig(student=student, loop=loop)
-
-
-def accuracy(checkpoint: Path, tests: list[Task], config: LionConfig) -> dict[str, Any]:
-    texts = student_prompts(
-        "compact", [Instruction(id=str(i), instruction=t.instruction) for i, t in enumerate(tests)]
+    loop = LoopConfig(
+        iterations=settings.rounds + 1,
+        new_per_iteration=settings.new,
+        min_words=1,
+        seed=seed,
+        generation_rounds=6,
+        selection="paper" if arm == "lion" else "random",
     )
-    return score_world(tests, answer(checkpoint, texts, config.student)).to_dict()
+    return LionConfig(
+        run_dir=root / f"{arm}-{mode}-{seed}",
+        student=student,
+        loop=loop,
+        pools={"seed_path": root / f"seed-{seed}.jsonl"},
+    )
 
 
-def clean(items: list[Instruction], banned: set[str]) -> list[Instruction]:
-    """Exact decontamination: drop new instructions that are test items."""
-    return [i for i in items if i.instruction.lower() not in banned]
+def decontaminated(ask: Ask, banned: set[str]) -> Ask:
+    """The generator's replies, with any that is a test item refused (it fails the post-filters)."""
+
+    async def refuse_test_items(requests: list[GenerationRequest]) -> list[Completion]:
+        replies = await ask(requests)
+        return [Completion("", "stop", 0, 0) if r.content.strip().lower() in banned else r for r in replies]
+
+    return refuse_test_items
 
 
-async def propose(
-    arm: str,
-    roles: Roles,
-    config: LionConfig,
-    pool: list[Instruction],
-    answers: list[Response],
-    checkpoint: Path,
-    round_no: int,
-    banned: set[str],
-    families: tuple[str, ...] | None,
-) -> tuple[list[Instruction], dict[str, Any]]:
-    """The round's new instructions for an arm, and the discrimination statistics of the Cache Pool."""
-    judged = await discriminate(roles, config, pool, answers, checkpoint)
-    stats = {"hard_share": judged.split.hard_share, "mean_gap": judged.split.stats["mean_gap"]}
-    index = NoveltyIndex(config.loop.rouge_threshold, texts=[i.text for i in pool])
-    rng = Random(f"{config.loop.seed}:{arm}:{round_no}")
-    n = config.loop.new_per_iteration
-    if arm == "imitation":
-        candidates = [
-            Instruction(
-                id=f"r{round_no}-{k:05d}", instruction=t.instruction, origin="easy", iteration=round_no
+def oracle_sampler(seed: int, names: tuple[str, ...] | None) -> Ask:
+    """The imitation arm's 'generator': a fresh task of the seed distribution for each request (the
+    parent is ignored), drawn from the request's variant, so the same request draws the same task."""
+
+    async def draw(requests: list[GenerationRequest]) -> list[Completion]:
+        tasks = [sample_tasks(1, Random(f"{seed}:{r.variant}"), names, LEVELS)[0] for r in requests]
+        return [Completion(t.instruction, "stop", 0, 0) for t in tasks]
+
+    return draw
+
+
+def shared_finetune(store: Path, config: LionConfig) -> Callable[[FinetuneJob], TrainResult]:
+    """Fine-tunes kept by training key in a store the arms share: round 0 (the same seed pool, base and
+    settings in every arm of a seed) trains once, and the other arms copy it."""
+
+    def finetune(job: FinetuneJob) -> TrainResult:
+        trained = store / job.key
+        with open(store / f"{job.key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the first arm trains; the others wait, then reuse
+            result = run_finetune(job.base, job.data, trained, config.student, config.loop.seed, job.key)
+        if not job.out.exists():
+            shutil.copytree(trained, job.out)
+        return replace(result, checkpoint=str(job.out))
+
+    return finetune
+
+
+def prepare_seed(settings: Settings, seed: int, banned: set[str], root: Path) -> Path:
+    """The seed's pool (disjoint from the test set) and base checkpoint, made once for all its arms."""
+    with open(root / f"seed-{seed}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        pool, base = root / f"seed-{seed}.jsonl", root / f"base-{seed}"
+        if not pool.exists():
+            drawn = sample_tasks(settings.initial + len(banned), Random(seed), settings.families, LEVELS)
+            tasks = [t for t in drawn if t.instruction.lower() not in banned][: settings.initial]
+            write_jsonl(
+                pool,
+                [Instruction(id=f"seed-{k:05d}", instruction=t.instruction) for k, t in enumerate(tasks)],
             )
-            for k, t in enumerate(sample_tasks(3 * n, rng, families, LEVELS))
-        ]
-        candidates = clean(candidates, banned)
-        kept = [c for c, keep in zip(candidates, index.filter([c.text for c in candidates]).kept) if keep]
-        return kept[:n], stats
-    if arm == "lion":
-        hard, easy = judged.split.hard, judged.split.easy
-    else:  # no-referee: the same generator on parents chosen without the referee
-        parents = list(pool)
-        rng.shuffle(parents)
-        hard, easy = parents[: len(parents) // 2], parents[len(parents) // 2 :]
-    loop = config.loop
-    result = await generate(
-        asker(roles.generator),
-        hard,
-        easy,
-        index,
-        n=n,
-        ratio=loop.hard_easy_ratio,
-        min_words=loop.min_words,
-        rounds=loop.generation_rounds,
-        iteration=round_no,
-        seed=loop.seed,
-    )
-    return clean(result.kept, banned), stats
+        if not base.exists():
+            build_tiny_student(base, TinyStudentSpec(seed=seed))
+    return base
 
 
 def run_arm(job: tuple[str, str, int, Settings, str]) -> dict[str, Any]:
-    """One arm × training mode × seed: initial training, then `rounds` of propose → teach → train."""
+    """One arm × training mode × seed through the Lion loop body (lion_core.loop), with the arm's
+    selection and generator; round 0 is shared by the arms of a seed."""
     import torch
 
     torch.set_num_threads(1)
     arm, mode, seed, settings, workdir = job
     started = time.perf_counter()
-    work = Path(workdir) / f"{arm}-{mode}-{seed}"
-    config = run_config(settings, mode, seed)
-    tests = test_set(settings)
+    root, tests = Path(workdir), test_set(settings)
     banned = {t.instruction.lower() for t in tests}
+    config = run_config(settings, arm, mode, seed, root, prepare_seed(settings, seed, banned, root))
+    later = config.model_copy(
+        update={"student": config.student.model_copy(update={"max_steps": settings.steps})}
+    )
     world = RoleSettings(max_level=settings.max_level)
     roles = Roles(*(WorldChatClient(role, world, seed) for role in ("teacher", "referee", "generator")))
-    seed_tasks = [
-        t
-        for t in sample_tasks(settings.initial + len(tests), Random(seed), settings.families, LEVELS)
-        if t.instruction.lower() not in banned
-    ][: settings.initial]
-    pool = [Instruction(id=f"seed-{k:05d}", instruction=t.instruction) for k, t in enumerate(seed_tasks)]
-    answers = asyncio.run(teacher.answer_all(roles.teacher, pool))
-    checkpoint = build_tiny_student(work / "base", TinyStudentSpec(seed=seed))
-    checkpoint = Path(
-        finetune(
-            checkpoint, sft_pairs("compact", answers), work / "round0", config.student, seed=seed
-        ).checkpoint
-    )
-    curve, discrimination, new_levels = [accuracy(checkpoint, tests, config)["accuracy"]], [], []
-    for round_no in range(1, settings.rounds + 1):
-        new, stats = asyncio.run(
-            propose(arm, roles, config, pool, answers, checkpoint, round_no, banned, settings.families)
+    ask = oracle_sampler(seed, settings.families) if arm == "imitation" else asker(roles.generator)
+    run = RunDir(config.run_dir)
+
+    async def iterate(k: int) -> dict[str, Any]:
+        round_config = config if k == 1 else later
+        fx = replace(
+            direct_effects(round_config, roles, heldout=lambda ckpt: accuracy(ckpt, tests, config)),
+            generator=decontaminated(ask, banned),
+            finetune=shared_finetune(root, round_config),
         )
-        discrimination.append(stats)
-        new_answers = asyncio.run(teacher.answer_all(roles.teacher, new))
-        pool, answers = pool + new, answers + new_answers
-        data = answers if mode == "cumulative" else new_answers
-        student = config.student.model_copy(update={"max_steps": settings.steps})
-        checkpoint = Path(
-            finetune(
-                checkpoint,
-                sft_pairs("compact", data),
-                work / f"round{round_no}",
-                student,
-                seed=seed + round_no,
-            ).checkpoint
-        )
-        new_levels.append(_level_counts(new))
-        curve.append(accuracy(checkpoint, tests, config)["accuracy"])
-    final = accuracy(checkpoint, tests, config)
+        return (await run_iteration(fx, round_config, run, k)).summary
+
+    summaries = asyncio.run(run_loop(config, iterate))
+    rounds = summaries[:-1]  # the last iteration's discrimination and generation feed no student
     return {
         "arm": arm,
         "mode": mode,
         "seed": seed,
-        "final": final,
-        "curve": curve,
-        "discrimination": discrimination,
-        "new_levels": new_levels,
+        "final": summaries[-1]["heldout"],
+        "curve": [s["heldout"]["accuracy"] for s in summaries],
+        "discrimination": [{"hard_share": s["hard_share"], "mean_gap": s["mean_gap"]} for s in rounds],
+        "new_levels": [
+            _level_counts(read_jsonl(run.iteration(k).file("generated"), Instruction))
+            for k in range(1, len(rounds) + 1)
+        ],
         "seconds": round(time.perf_counter() - started, 1),
     }
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from random import Random
 
 from lion_core.config import LionConfig, load_config
-from lion_core.evaluation import write_world_set
+from lion_core.world.evaluation import write_world_set
 from lion_core.records import Instruction, write_jsonl
 from lion_core.world.families import sample_tasks
 from lion_core.world.roles import RoleSettings

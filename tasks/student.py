@@ -10,12 +10,12 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from lion_core.config import LionConfig, StudentConfig
-from lion_core.evaluation import evaluate_on_world, read_world_set
 from lion_core.loop import FinetuneJob, student_answers
 from lion_core.records import Instruction, Response
 from lion_core.student.checkpoint import content_key, fingerprint, has_key
 from lion_core.student.launch import run_finetune
 from lion_core.student.train import TrainResult
+from lion_core.world.evaluation import evaluate_on_world, read_world_set
 
 
 def _explicit_key(context, parameters: dict) -> str:

@@ -18,7 +18,7 @@ from flows.demo import demo_config, prepare_world_files, world_server
 from lion_core.config import LionConfig, dump_config
 from lion_core.novelty import max_rouge_l
 from lion_core.records import Judgement, Response, read_instructions, read_jsonl
-from lion_core.rundir import ITERATION_FILES, RunDir
+from lion_core.rundir import ITERATION_FILES, RunDir, response_cache
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -101,6 +101,41 @@ def test_distill_runs_keeps_the_invariants_and_a_rerun_pays_nothing(harness, tmp
         assert server.stats.requests == sent  # nothing re-sent: every task and reply is cached
         assert [s["hard"] for s in again] == [s["hard"] for s in summaries]
 
+    plain = plain_run(small_config(tmp_path / "plain", port=0))
+    assert without_timings(plain) == without_timings(summaries)  # one body: the same numbers
+    for k in (1, 2):  # ... and the same files, byte for byte
+        for name in ("train_pool", "cache_pool", "teacher", "judgements", "hard", "easy", "generated", "sft"):
+            flow_file, plain_file = (
+                run.iteration(k).file(name),
+                RunDir(tmp_path / "plain").iteration(k).file(name),
+            )
+            assert plain_file.read_bytes() == flow_file.read_bytes(), (k, name)
+
+
+def plain_run(config: LionConfig) -> list[dict]:
+    """The same run as plain Python (lion_core.loop.distill, no Prefect) against a fresh world."""
+    import asyncio
+
+    from lion_core.ledger import Ledger
+    from lion_core.llm import ResponseCache
+    from lion_core.loop import build_roles, distill
+    from lion_core.world.evaluation import evaluate_on_world, read_world_set
+
+    with world_server(config).start() as server:
+        config = small_config(config.run_dir, port=server.port)
+        prepare_world_files(config)
+        run = RunDir(config.run_dir)
+        roles = build_roles(config, Ledger(run.ledger), ResponseCache(response_cache(config)))
+        tasks = read_world_set(config.evaluation.heldout_path)
+        return asyncio.run(
+            distill(config, roles, lambda ckpt: evaluate_on_world(ckpt, tasks, config.student).to_dict())
+        )
+
+
+def without_timings(summaries: list[dict]) -> list[dict]:
+    """Summaries without wall-clock fields (the only ones two identical runs may differ in)."""
+    return [{**s, "seconds": None, "train": {**s["train"], "seconds": None}} for s in summaries]
+
 
 def test_referee_outage_is_retried_batch_by_batch(harness, tmp_path: Path) -> None:
     config = small_config(tmp_path / "run", port=0, iterations=1)
@@ -160,7 +195,7 @@ def test_a_killed_run_resumes_without_paying_twice(tmp_path: Path) -> None:
         prepare_world_files(config)
         path = tmp_path / "config.yaml"
         dump_config(config, path)
-        command = [sys.executable, "-m", "flows.cli", "run", str(path)]
+        command = [sys.executable, "-m", "lion_cli", "run", str(path)]
         env = {**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING"}
         first = subprocess.Popen(
             command,

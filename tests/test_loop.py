@@ -35,6 +35,7 @@ from lion_core.novelty import NoveltyIndex, max_rouge_l
 from lion_core.pools import Pools, initial_pools, next_pools, read_pools, sample, write_pools
 from lion_core.records import Instruction
 from lion_core.rundir import ITERATION_FILES, RunDir
+from lion_core.selection import selection
 from lion_core.teacher import cut_answers_note
 from lion_core.world.families import identify, sample_tasks
 from lion_core.world.server import WorldServer
@@ -251,3 +252,24 @@ def test_one_iteration_as_plain_python_keeps_the_pool_invariants(
     # two orders per item; identical answers make both orders one request, served once
     assert referee.requests + referee.cache_hits >= 2 * len(pools.cache_pool)
     assert world.stats.received["referee"] == referee.requests
+
+
+def test_selection_is_a_named_step_paper_by_default_and_random_keeps_the_referees_count() -> None:
+    pool = items(40)
+    judgements = [
+        make_judgement(item.id, (9, 9), (1, 1) if n % 4 == 0 else (9, 9), tau=1.0)
+        for n, item in enumerate(pool)
+    ]
+    judgements[1] = make_judgement(pool[1].id, (9, None), (1, None), tau=1.0, reason="order 2: no scores")
+    assert LionConfig().loop.selection == "paper"
+    paper = selection("paper", 0)(pool, judgements)
+    assert [i.id for i in paper.hard] == [i.id for n, i in enumerate(pool) if n % 4 == 0]
+    drawn = selection("random", 0)(pool, judgements)
+    assert len(drawn.hard) == len(paper.hard) and len(drawn.easy) == len(paper.easy)
+    assert drawn.unscorable == paper.unscorable == [pool[1]]
+    assert {i.id for i in drawn.hard} != {i.id for i in paper.hard}
+    assert selection("random", 0)(pool, judgements) == drawn  # seeded: a resumed run draws the same
+    with pytest.raises(KeyError, match="unknown selection 'best'"):
+        selection("best", 0)
+    with pytest.raises(ValueError, match="selection"):
+        LionConfig(loop={"selection": "best"})
