@@ -43,7 +43,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 @contextmanager
 def world_process(port: int, *options: str) -> Iterator[str]:
     """`lion world serve` in its own process (as a real provider would be); yields its base URL."""
-    command = [sys.executable, "-m", "flows.cli", "world", "serve", "--port", str(port), *options]
+    command = [sys.executable, "-m", "lion_cli", "world", "serve", "--port", str(port), *options]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

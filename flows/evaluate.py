@@ -24,16 +24,23 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from flows.fanout import batch_task, fan_out, in_run_dir
 from lion_core.config import EndpointConfig, LionConfig, load_config
 from lion_core.eval_report import write_eval_report
-from lion_core.evaluation import check_inputs, read_world_set, relative_score, score_world
+from lion_core.evaluation import (
+    DEFAULT_PROTOCOL,
+    REVIEW_TEMPERATURE,
+    ReviewItem,
+    check_inputs,
+    relative_score,
+    review_all,
+)
 from lion_core.harness import HarnessError, run_harness
 from lion_core.ledger import Ledger
 from lion_core.llm import ChatClient, ResponseCache, build_client
-from lion_core.loop import cache_path
-from lion_core.records import Instruction, Response, read_instructions, write_jsonl
-from lion_core.rundir import RunDir, write_json
+from lion_core.records import Instruction, Judgement, Response, read_instructions, write_jsonl
+from lion_core.rundir import RunDir, response_cache, write_json
 from lion_core.student.checkpoint import fingerprint
+from lion_core.world.evaluation import read_world_set, score_world
 from lion_core.world.families import Task, sample_tasks
-from tasks.api import endpoint_id, referee_batch, teacher_batch
+from tasks.api import api_task, endpoint_id, referee_batch, teacher_batch
 from tasks.student import student_answers_task
 
 WORLD_LEVELS = (1, 2)
@@ -61,21 +68,36 @@ async def answers(
     )
 
 
-async def judge_protocol(
+@api_task(name="review-batch", task_run_name="review-batch-{first}")
+async def review_batch(
+    client: ChatClient, endpoint: str, items: list[ReviewItem], first: int
+) -> list[Judgement]:
+    """FastChat-style two-order reviews of one batch of (id, question, category, reference, candidate)."""
+    return await review_all(client, items)
+
+
+async def judgements_of(
     config: LionConfig,
-    candidate: Path | ChatClient,
-    clients: dict[str, ChatClient],
-    questions: Path,
-    out: Path,
+    protocol: str,
+    judge: ChatClient,
+    items: list[Instruction],
+    reference: list[Response],
+    candidate: list[Response],
     ledger: Ledger,
-) -> dict[str, Any]:
-    """Reference and candidate answer; the judge scores both orders; relative score per category."""
-    items = read_instructions(questions)
-    judge = clients["judge"]
-    reference = await answers(config, clients["teacher"], items, ledger)
-    candidate_answers = await answers(config, candidate, items, ledger)
-    triples = [(q.id, q.text, r.output, c.output) for q, r, c in zip(items, reference, candidate_answers)]
-    judgements = await fan_out(
+) -> list[Judgement]:
+    """Both orders judged per question: FastChat's review prompts (vicuna) or the referee's (lion)."""
+    rows = list(zip(items, reference, candidate))
+    if protocol == "vicuna":
+        reviews = [(q.id, q.text, q.category, r.output, c.output) for q, r, c in rows]
+        return await fan_out(
+            lambda first, batch: batch_task(config, review_batch)(judge, endpoint_id(judge), batch, first),
+            reviews,
+            config.loop.batch_size,
+            "judge (FastChat review), both orders",
+            ledger,
+        )
+    triples = [(q.id, q.text, r.output, c.output) for q, r, c in rows]
+    return await fan_out(
         lambda first, batch: batch_task(config, referee_batch)(
             judge, endpoint_id(judge), batch, 0.0, config.loop.referee_retries, first
         ),
@@ -84,10 +106,31 @@ async def judge_protocol(
         "judge, both orders",
         ledger,
     )
+
+
+async def judge_protocol(
+    config: LionConfig,
+    candidate: Path | ChatClient,
+    clients: dict[str, ChatClient],
+    questions: Path,
+    out: Path,
+    ledger: Ledger,
+    protocol: str = DEFAULT_PROTOCOL,
+) -> dict[str, Any]:
+    """Reference and candidate answer; the judge scores both orders; relative score per category."""
+    items = read_instructions(questions)
+    reference = await answers(config, clients["teacher"], items, ledger)
+    candidate_answers = await answers(config, candidate, items, ledger)
+    judgements = await judgements_of(
+        config, protocol, clients["judge"], items, reference, candidate_answers, ledger
+    )
     write_jsonl(out / "reference.jsonl", reference)
     write_jsonl(out / "candidate.jsonl", candidate_answers)
     write_jsonl(out / "judgements.jsonl", judgements)
-    return relative_score(judgements, {q.id: q.category for q in items}).to_dict()
+    return {
+        **relative_score(judgements, {q.id: q.category for q in items}).to_dict(),
+        "protocol": protocol,
+    }
 
 
 def world_tasks(config: LionConfig, n: int) -> list[Task]:
@@ -119,6 +162,14 @@ async def world_protocol(
         score_world(tasks, [a.output for a in mine]).to_dict(),
         score_world(tasks, [a.output for a in oracle]).to_dict(),
     )
+
+
+def judge_endpoint(config: LionConfig, protocol: str) -> EndpointConfig | None:
+    """The judge's endpoint; the vicuna protocol judges at FastChat's temperature whatever the config says."""
+    judge = config.evaluation.judge
+    if judge is None or protocol != "vicuna":
+        return judge
+    return judge.model_copy(update={"temperature": REVIEW_TEMPERATURE})
 
 
 @task(name="lm-eval-harness", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
@@ -165,13 +216,15 @@ async def evaluate(
     harness: str | None = None,
     candidate_model: str | None = None,
     out_dir: str | None = None,
+    protocol: str = DEFAULT_PROTOCOL,
 ) -> dict[str, Any]:
-    """Judge protocol on `questions`, world exact match on `world` tasks, lm-eval `harness` tasks."""
-    check_inputs(config, candidate, questions, world, harness)
+    """Judge protocol (`lion` or `vicuna`) on `questions`, world exact match on `world` tasks, lm-eval
+    `harness` tasks."""
+    check_inputs(config, candidate, questions, world, harness, protocol)
     out = Path(out_dir) if out_dir else default_out(config, candidate)
     ledger = Ledger(RunDir(config.run_dir).ledger, scope="eval")
-    cache = ResponseCache(cache_path(config))
-    roles = {"teacher": config.teacher, **({"judge": config.evaluation.judge} if questions else {})}
+    cache = ResponseCache(response_cache(config))
+    roles = {"teacher": config.teacher, **({"judge": judge_endpoint(config, protocol)} if questions else {})}
     clients: dict[str, ChatClient] = {
         role: build_client(role, endpoint, ledger=ledger, cache=cache, budget=config.budget)
         for role, endpoint in roles.items()
@@ -181,7 +234,9 @@ async def evaluate(
     result: dict[str, Any] = {"candidate": candidate}
     try:
         if questions:
-            result["judge"] = await judge_protocol(config, subject, clients, Path(questions), out, ledger)
+            result["judge"] = await judge_protocol(
+                config, subject, clients, Path(questions), out, ledger, protocol
+            )
         if world:
             result["world"], result["world_teacher"] = await world_protocol(
                 config, subject, clients["teacher"], world, ledger
@@ -211,7 +266,10 @@ async def evaluate_from_file(
     world: int = 0,
     harness: str | None = None,
     candidate_model: str | None = None,
+    protocol: str = DEFAULT_PROTOCOL,
 ) -> dict[str, Any]:
     """The evaluate flow with its config read from a YAML file (for deployments and schedules)."""
     config = load_config(config_path)
-    return await in_run_dir(config, evaluate)(config, candidate, questions, world, harness, candidate_model)
+    return await in_run_dir(config, evaluate)(
+        config, candidate, questions, world, harness, candidate_model, protocol=protocol
+    )

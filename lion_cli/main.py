@@ -4,6 +4,7 @@ Run as:
     lion demo --iterations 3            # the whole loop on the offline world, embedded Prefect
     lion run configs/openai.yaml        # real endpoints (keys from the environment)
     lion report runs/demo               # re-render a run's report and table
+    lion eval configs/demo.yaml --candidate runs/demo/iter_3/student --protocol vicuna --questions Q
     lion world serve --port 8765        # the offline world's OpenAI-compatible server
 Re-running `lion demo` or `lion run` on the same run directory resumes; nothing is paid twice.
 """
@@ -24,7 +25,7 @@ from rich.table import Table
 # The embedded Prefect server would try to send usage telemetry; this tool must run offline quietly.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from flows import world_cli
+from lion_cli import world as world_cli
 
 app = typer.Typer(
     help="Lion adversarial distillation on Prefect.", no_args_is_help=True, add_completion=False
@@ -165,8 +166,13 @@ def eval_(
         None, help="lm-evaluation-harness tasks, comma-separated (e.g. bbh,agieval)."
     ),
     out: Path = typer.Option(None, help="Output directory (default RUN/eval/<candidate>)."),
+    protocol: str = typer.Option(
+        "lion",
+        help="Judge protocol: 'vicuna' = the paper's (FastChat's GPT-4 review: per-category prompts, "
+        "T 0.2, 'score1 score2' first line); 'lion' = the referee's prompt. Both judge both orders.",
+    ),
 ) -> None:
-    """Evaluate a candidate as the paper did: judge relative score, world exact match, lm-eval."""
+    """Evaluate a candidate: judge relative score (lion or vicuna protocol), world exact match, lm-eval."""
     from lion_core.config import ConfigError, load_config
     from lion_core.evaluation import check_inputs
 
@@ -176,12 +182,19 @@ def eval_(
         config.check_credentials()
         questions = questions or config.evaluation.questions
         question_file = str(questions) if questions else None
-        check_inputs(config, candidate, question_file, world, harness)
+        check_inputs(config, candidate, question_file, world, harness, protocol)
         from flows.evaluate import evaluate  # Prefect's flow modules only once the input is known good
         from flows.fanout import in_run_dir
 
         flow_call = in_run_dir(config, evaluate)(
-            config, candidate, question_file, world, harness, candidate_model, str(out) if out else None
+            config,
+            candidate,
+            question_file,
+            world,
+            harness,
+            candidate_model,
+            str(out) if out else None,
+            protocol=protocol,
         )
     except (ConfigError, ValueError) as err:
         console.print(f"[bold red]error:[/] {err}")
@@ -197,7 +210,8 @@ def print_eval(result: dict[str, Any]) -> None:
     """Headline figures of an evaluation."""
     if "judge" in result:
         judge = result["judge"]
-        table = Table(title=f"relative score of {result['candidate']} (candidate / reference, both orders)")
+        title = f"relative score of {result['candidate']} (candidate / reference, both orders)"
+        table = Table(title=f"{title}, protocol {judge.get('protocol', 'lion')}")
         table.add_column("category")
         table.add_column("relative %", justify="right")
         for category, value in judge["per_category"].items():

@@ -16,10 +16,8 @@ from random import Random
 import typer
 from rich.console import Console
 
-from lion_core.world.families import families, sample_tasks
-from lion_core.world.roles import RoleSettings
-from lion_core.world.server import Faults, WorldServer
-from lion_core.world.student import TinyStudentSpec, build_tiny_student
+# Nothing of the world is imported here: `lion --help` must not load the server (FastAPI, uvicorn) or
+# the tiny student (torch, transformers). Each command imports what it uses.
 
 app = typer.Typer(help="The offline world: an OpenAI-compatible server, task families, a tiny student.")
 console = Console(stderr=True)
@@ -40,6 +38,9 @@ def serve(
     seed: int = typer.Option(0, help="Seed of faults and generated instructions."),
 ) -> None:
     """Serve /v1/chat/completions and /v1/models until interrupted."""
+    from lion_core.world.roles import RoleSettings
+    from lion_core.world.server import Faults, WorldServer
+
     faults = Faults(
         latency_ms=latency_ms,
         share_429=fault_429,
@@ -70,6 +71,8 @@ def sample(
     level: list[int] = typer.Option([1, 2], help="Difficulty levels (repeatable)."),
 ) -> None:
     """Print tasks as JSONL {instruction, input, output, family, difficulty}."""
+    from lion_core.world.families import families, sample_tasks
+
     try:
         chosen = families(family or None)
     except KeyError as err:
@@ -89,6 +92,8 @@ def sample(
 @app.command("families")
 def list_families() -> None:
     """List the registered task families with an example each."""
+    from lion_core.world.families import families
+
     rng = Random(0)
     for fam in families():
         console.print(f"[bold]{fam.name}[/] levels 1–{fam.max_level}: {fam.render(fam.make(rng, 1))!r}")
@@ -100,5 +105,7 @@ def student(
     seed: int = typer.Option(0, help="Initialisation seed."),
 ) -> None:
     """Build the tiny Llama student and its character tokenizer (save_pretrained)."""
+    from lion_core.world.student import TinyStudentSpec, build_tiny_student  # torch, transformers
+
     path = build_tiny_student(out, TinyStudentSpec(seed=seed))
     console.print(f"tiny student saved to {path}")

@@ -36,7 +36,14 @@ def bar_plot(
     return path
 
 
+PROTOCOL_NAMES = {
+    "vicuna": "vicuna, FastChat's GPT-4 review as in the paper",
+    "lion": "lion, the referee's prompt",
+}
+
+
 def judge_section(score: dict[str, Any], out: Path) -> list[str]:
+    protocol = PROTOCOL_NAMES.get(score.get("protocol", "lion"), score.get("protocol"))
     rows = [
         {"category": c, "questions": score["per_category_questions"][c], "relative score %": f"{v:.1f}"}
         for c, v in score["per_category"].items()
@@ -56,7 +63,7 @@ def judge_section(score: dict[str, Any], out: Path) -> list[str]:
         reference=100.0,
     )
     return [
-        "## Judge: relative score (candidate / reference, both orders)\n",
+        f"## Judge: relative score (candidate / reference, both orders; protocol {protocol})\n",
         markdown_table(rows),
         f"Unscorable questions (excluded): {score['unscorable']} of {score['questions']}.\n",
         f"![relative score]({plot.name})\n",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import typer
 import yaml
 from typer.testing import CliRunner
 
-from flows.cli import EXIT_BAD_INPUT, app
+from lion_cli.main import EXIT_BAD_INPUT, app
+from lion_cli.world import app as world_app
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -77,7 +81,36 @@ def test_eval_with_nothing_to_do_is_an_error(tmp_path: Path) -> None:
     assert "nothing to evaluate" in result.output
 
 
-def test_help_lists_every_command() -> None:
+# Every command a user can type; the test fails if one of them is no longer registered.
+COMMANDS = {"demo", "run", "eval", "report", "world"}
+WORLD_COMMANDS = {"serve", "sample", "families", "student"}
+
+
+def registered(typer_app) -> set[str]:
+    """Names of the commands and command groups a Typer app registers."""
+    group = typer.main.get_command(typer_app)
+    return set(group.commands)
+
+
+def test_every_command_is_registered() -> None:
+    assert registered(app) == COMMANDS
+    assert registered(world_app) == WORLD_COMMANDS
     result = CliRunner().invoke(app, ["--help"])
-    for command in ("demo", "run", "report", "eval", "world"):
-        assert command in result.output
+    assert result.exit_code == 0
+
+
+# What `lion --help` must not load: the student's stack, the world server, Prefect's flows.
+HEAVY_MODULES = ("torch", "transformers", "fastapi", "uvicorn", "prefect", "flows.evaluate")
+
+
+def test_help_loads_neither_torch_nor_the_world_server_nor_prefect() -> None:
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['lion', '--help']\n"
+        "try:\n    runpy.run_module('lion_cli', run_name='__main__')\n"
+        "except SystemExit as done:\n    assert done.code in (0, None), done.code\n"
+        f"print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "Commands" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -11,10 +11,19 @@ import openai
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
+from lion_cli.main import app
 from lion_core import prompts
+from lion_core.evaluation import parse_review_scores, review_messages
 from lion_core.world import families as fam
-from lion_core.world.roles import RoleSettings, classify, generator_reply, referee_reply, teacher_reply
+from lion_core.world.roles import (
+    CORRECT_SCORE,
+    RoleSettings,
+    classify,
+    generator_reply,
+    referee_reply,
+    reply,
+    teacher_reply,
+)
 from lion_core.world.server import WorldServer, count_tokens
 
 KNOWN = [
@@ -89,6 +98,19 @@ def test_roles_are_read_from_the_prompt() -> None:
     assert classify(prompts.generator_messages("hard", "Reverse abc")) == "generator"
     assert classify(prompts.generator_messages("easy", "Reverse abc")) == "generator"
     assert classify([{"role": "user", "content": "Hello there"}]) == "teacher"
+
+
+@pytest.mark.parametrize(("category", "first_line"), [("writing", True), ("coding", True), ("math", False)])
+def test_the_world_reviews_in_the_vicuna_contract(category: str, first_line: bool) -> None:
+    messages = review_messages("Reverse abc", "cba", "abd", category)
+    assert classify(messages) == "reviewer"
+    role, text = reply(messages, Random(0), RoleSettings())
+    assert role == "reviewer"
+    correct, wrong = parse_review_scores(text)
+    assert correct == CORRECT_SCORE and wrong < correct
+    pair_on_first_line = text.splitlines()[0] == f"{correct:.0f} {wrong:g}"
+    assert pair_on_first_line == first_line  # math: the Python tuple closes the review instead
+    assert text.splitlines()[-1] == f"({correct:.0f}, {wrong:g})" or first_line
 
 
 def test_generator_keeps_the_family_and_raises_the_level_for_easy() -> None:

@@ -50,8 +50,27 @@ def referee_fields(messages: list[dict[str, str]]) -> dict[str, str] | None:
     return prompts.parse_rendered("referee", users[-1])
 
 
+# The vicuna protocol's review prompts (`lion_core.evaluation.review_messages`), one per kind of question.
+REVIEW_TEMPLATES = ("review_general", "review_coding", "review_math")
+# The review prompt that asks for a Python tuple on the last line instead of a first-line pair.
+TUPLE_REVIEW = "review_math"
+
+
+def review_fields(messages: list[dict[str, str]]) -> tuple[str, dict[str, str]] | None:
+    """(template name, fields) when the request is a review of the vicuna protocol, else None."""
+    text = user_text(messages)
+    for name in REVIEW_TEMPLATES:
+        parsed = prompts.parse_rendered(name, text)
+        if parsed is not None:
+            return name, parsed
+    return None
+
+
 def classify(messages: list[dict[str, str]]) -> str:
-    """Which role a request asks for: referee, generator or teacher."""
+    """Which role a request asks for: reviewer (the judge of `lion eval --protocol vicuna`), referee,
+    generator or teacher."""
+    if review_fields(messages) is not None:
+        return "reviewer"
     if referee_fields(messages) is not None:
         return "referee"
     text = user_text(messages)
@@ -111,6 +130,30 @@ def referee_reply(messages: list[dict[str, str]], rng: Random, settings: RoleSet
     )
 
 
+def review_reply(messages: list[dict[str, str]], rng: Random, settings: RoleSettings) -> str:
+    """A review in its prompt's contract: first line "s1 s2" then the explanation; the math prompt's
+    working first and the Python tuple "(s1, s2)" on the last line. Scored like the referee's."""
+    found = review_fields(messages)
+    assert found is not None, "review_reply needs a review prompt"
+    name, parsed = found
+    truth = solve(parsed["question"].strip())
+    scores = []
+    for position, key in enumerate(("answer_1", "answer_2")):
+        score = score_answer(parsed[key], truth)
+        score += settings.referee_bias if position == 0 else 0.0
+        score += rng.gauss(0.0, settings.referee_noise) if settings.referee_noise else 0.0
+        scores.append(round(min(max(score, SCORE_RANGE[0]), SCORE_RANGE[1]), 1))
+    verdict = "matches" if truth is not None else "cannot be checked against"
+    explanation = (
+        f"I compared both answers with the expected result, which {verdict} the task. "
+        f"Assistant 1 answered {parsed['answer_1'].strip()[:40]!r}; Assistant 2 answered "
+        f"{parsed['answer_2'].strip()[:40]!r}."
+    )
+    if name == TUPLE_REVIEW:
+        return f"{explanation}\n({_fmt(scores[0])}, {_fmt(scores[1])})"
+    return f"{_fmt(scores[0])} {_fmt(scores[1])}\n{explanation}"
+
+
 MALFORMED_GENERATIONS = (
     "",
     "?",
@@ -150,6 +193,8 @@ def generator_reply(messages: list[dict[str, str]], rng: Random, settings: RoleS
 def reply(messages: list[dict[str, str]], rng: Random, settings: RoleSettings) -> tuple[str, str]:
     """(role, content) for any chat request."""
     role = classify(messages)
+    if role == "reviewer":
+        return role, review_reply(messages, rng, settings)
     if role == "referee":
         return role, referee_reply(messages, rng, settings)
     if role == "generator":
