@@ -19,8 +19,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 
 
-def test_the_three_example_configs_ship() -> None:
-    assert {p.name for p in CONFIGS} >= {"demo.yaml", "openai.yaml", "local-vllm.yaml"}
+def test_the_example_configs_ship() -> None:
+    assert {p.name for p in CONFIGS} >= {"demo.yaml", "openai.yaml", "local-vllm.yaml", "paper.yaml"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -97,3 +97,55 @@ def test_dump_round_trips_without_secrets(tmp_path: Path, monkeypatch: pytest.Mo
     text = (tmp_path / "config.yaml").read_text()
     assert "sk-secret" not in text
     assert load_config(tmp_path / "config.yaml") == config
+
+
+def test_paper_config_is_the_papers_recipe() -> None:
+    config = load_config(CONFIG_DIR / "paper.yaml")
+    for role, temperature, max_tokens in (("teacher", 0.7, 1024), ("referee", 0.2, 512)):
+        endpoint = getattr(config, role)
+        assert (endpoint.model, endpoint.temperature, endpoint.max_tokens) == (
+            "gpt-3.5-turbo",
+            temperature,
+            max_tokens,
+        )
+    assert (config.generator.model, config.generator.temperature, config.generator.top_p) == (
+        "gpt-3.5-turbo",
+        1.0,
+        1.0,
+    )
+    assert {e.api_key_env for e in config.endpoints().values()} == {"OPENAI_API_KEY"}
+    s = config.student
+    assert (s.finetune, s.learning_rate, s.epochs, s.max_steps) == ("full", 2e-5, 3, None)
+    assert (s.lr_scheduler, s.warmup_ratio, s.max_length, s.weight_decay) == ("cosine", 0.03, 1024, 0.0)
+    assert s.train_batch_size * s.gradient_accumulation_steps * s.num_processes == 128
+    assert (s.prompt_template, s.do_sample, s.temperature, s.max_new_tokens) == ("lion", True, 0.7, 1024)
+    assert s.train_data == "train_pool"
+    loop = config.loop
+    assert (loop.iterations, loop.new_per_iteration, loop.hard_easy_ratio) == (3, 6000, 1.0)
+    assert (loop.tau, loop.rouge_threshold, loop.equilibrium_hard_share) == (1.0, 0.7, 0.0)
+    assert (loop.min_words, loop.generator_blacklist, loop.generator_max_tokens_per_word) == (
+        3,
+        ["instruction"],
+        4,
+    )
+    assert (config.pools.format, config.pools.seed_path.name) == ("alpaca", "alpaca_data.json")
+    assert "SET-ME" in str(config.pools.seed_path) and "SET-ME" in str(s.model_path)  # the user must set them
+    assert config.evaluation.judge is not None and config.evaluation.judge.temperature == 0.2
+
+
+def test_a_role_section_keeps_the_roles_decoding_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "roles.yaml"
+    path.write_text("teacher: {model: m}\nreferee: {model: m}\ngenerator: {model: m}\n")
+    config = load_config(path)
+    assert (config.teacher.temperature, config.teacher.max_tokens) == (0.7, 1024)
+    assert (config.referee.temperature, config.referee.max_tokens) == (0.2, 512)
+    assert config.generator.temperature == 1.0
+
+
+def test_lora_without_a_learning_rate_trains_at_loras_rate_and_the_dump_keeps_it(tmp_path: Path) -> None:
+    path = tmp_path / "lora.yaml"
+    path.write_text("student: {finetune: lora}\n")
+    config = load_config(path)
+    assert config.student.learning_rate == config.student.lora.learning_rate == 2e-4
+    dump_config(config, tmp_path / "again.yaml")
+    assert load_config(tmp_path / "again.yaml").student.learning_rate == 2e-4
