@@ -41,7 +41,9 @@ def task_effects(config: LionConfig, roles: Roles) -> Effects:
 
     async def teacher_answers(items: list[Instruction]) -> list[Response]:
         async def call(first: int, part: list[Instruction]) -> list[Response]:
-            return await batch_task(config, teacher_batch)(teacher, endpoint_id(teacher), part, first)
+            return await batch_task(config, teacher_batch)(
+                teacher, endpoint_id(teacher), part, first, loop.send_inputs
+            )
 
         return await fan_out(call, items, loop.batch_size, "teacher answers, Train Pool", ledger)
 
@@ -62,7 +64,7 @@ def task_effects(config: LionConfig, roles: Roles) -> Effects:
         return await fan_out(call, requests, loop.batch_size, "generator requests", ledger)
 
     def student(checkpoint: Path, items: list[Instruction]) -> list[Response]:
-        return student_answers_task(str(checkpoint), items, config.student, loop.seed)
+        return student_answers_task(str(checkpoint), items, config.student, loop.seed, loop.send_inputs)
 
     return Effects(
         teacher=teacher_answers,

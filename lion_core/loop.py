@@ -18,7 +18,7 @@ from typing import Any
 from lion_core import referee, teacher
 from lion_core.config import LionConfig, StudentConfig, dump_config
 from lion_core.discrimination import Split
-from lion_core.generation import Ask, GenerationResult, asker, generate
+from lion_core.generation import Ask, GenerationResult, asker, generate_with
 from lion_core.ledger import Ledger
 from lion_core.llm import ChatClient, ResponseCache, build_client
 from lion_core.novelty import NoveltyIndex
@@ -97,9 +97,11 @@ def student_answers(
     items: list[Instruction],
     seed: int,
     on_batch: Callable[[int], None] | None = None,
+    send_inputs: bool = True,
 ) -> list[Response]:
-    """The student's batched answers to instructions (`seed` matters when sampling)."""
-    texts = student_prompts(student.prompt_template, items)
+    """The student's batched answers to instructions (`seed` matters when sampling; `send_inputs`:
+    config `loop.send_inputs`)."""
+    texts = student_prompts(student.prompt_template, items, send_inputs=send_inputs)
     outputs = answer(checkpoint, texts, student, seed=seed, on_batch=on_batch)
     model = f"student:{Path(checkpoint).parent.name}"
     return [
@@ -122,9 +124,11 @@ def direct_effects(
         return ledger.scope_usage(ledger.scope) if ledger is not None and ledger.scope else {}
 
     return Effects(
-        teacher=lambda items: teacher.answer_all(roles.teacher, items),
+        teacher=lambda items: teacher.answer_all(roles.teacher, items, send_inputs=loop.send_inputs),
         finetune=lambda job: run_finetune(job.base, job.data, job.out, config.student, loop.seed, job.key),
-        student=lambda checkpoint, items: student_answers(config.student, checkpoint, items, loop.seed),
+        student=lambda checkpoint, items: student_answers(
+            config.student, checkpoint, items, loop.seed, send_inputs=loop.send_inputs
+        ),
         judge=judge,
         generator=asker(roles.generator),
         step=run_step,
@@ -211,8 +215,10 @@ async def discrimination(
     write_jsonl(folder.file("teacher"), teacher_answers)
     student_out = fx.student(folder.student, pools.cache_pool)
     write_jsonl(folder.file("student"), student_out)
+    shown = [referee.judged_text(i, send_inputs=config.loop.send_inputs) for i in pools.cache_pool]
     items = [
-        (i.id, i.text, t.output, s.output) for i, t, s in zip(pools.cache_pool, teacher_answers, student_out)
+        (i.id, text, t.output, s.output)
+        for i, text, t, s in zip(pools.cache_pool, shown, teacher_answers, student_out)
     ]
     judgements = await fx.judge(items)
     select = selection(config.loop.selection, config.loop.seed)
@@ -241,20 +247,8 @@ async def new_instructions(
     ask: Ask, config: LionConfig, k: int, cache_pool: list[Instruction], split: Split
 ) -> GenerationResult:
     """Generation's filters and rounds around the generator requests `ask` sends."""
-    loop = config.loop
-    index = NoveltyIndex(loop.rouge_threshold, texts=[i.instruction for i in cache_pool])
-    return await generate(
-        ask,
-        split.hard,
-        split.easy,
-        index,
-        n=loop.new_per_iteration,
-        ratio=loop.hard_easy_ratio,
-        min_words=loop.min_words,
-        rounds=loop.generation_rounds,
-        iteration=k,
-        seed=loop.seed,
-    )
+    index = NoveltyIndex(config.loop.rouge_threshold, texts=[i.instruction for i in cache_pool])
+    return await generate_with(ask, split.hard, split.easy, index, config.loop, iteration=k)
 
 
 def update_pools(pools: Pools, generated: list[Instruction], run: RunDir, k: int) -> Pools:

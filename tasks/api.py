@@ -47,10 +47,10 @@ def with_retries(api: Task, retries: int, first_delay_s: float) -> Task:
 
 @api_task(name="teacher-batch", task_run_name="teacher-batch-{first}")
 async def teacher_batch(
-    client: ChatClient, endpoint: str, items: list[Instruction], first: int
+    client: ChatClient, endpoint: str, items: list[Instruction], first: int, send_inputs: bool = True
 ) -> list[Response]:
-    """The teacher's answers to one batch of instructions."""
-    return await teacher.answer_all(client, items)
+    """The teacher's answers to one batch of instructions (`send_inputs`: config `loop.send_inputs`)."""
+    return await teacher.answer_all(client, items, send_inputs=send_inputs)
 
 
 @api_task(name="referee-batch", task_run_name="referee-batch-{first}")

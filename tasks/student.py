@@ -42,12 +42,18 @@ def _answers_key(context, parameters: dict) -> str:
     """(checkpoint identity, the items' ids and texts, student settings, seed): never the model itself."""
     items = [(i.id, i.text) for i in parameters["items"]]
     student = parameters["student"].model_dump(mode="json")
-    return content_key(fingerprint(Path(parameters["checkpoint"])), items, student, parameters["seed"])
+    return content_key(
+        fingerprint(Path(parameters["checkpoint"])),
+        items,
+        student,
+        parameters["seed"],
+        parameters["send_inputs"],
+    )
 
 
 @task(name="student-answers", cache_key_fn=_answers_key, persist_result=True)
 def student_answers_task(
-    checkpoint: str, items: list[Instruction], student: StudentConfig, seed: int
+    checkpoint: str, items: list[Instruction], student: StudentConfig, seed: int, send_inputs: bool = True
 ) -> list[Response]:
     """The student's batched answers (to the Cache Pool, or evaluation questions); a progress artifact
     follows the batches."""
@@ -56,7 +62,7 @@ def student_answers_task(
     def on_batch(done: int) -> None:
         update_progress_artifact(progress, 100.0 * done / max(1, len(items)))
 
-    return student_answers(student, Path(checkpoint), items, seed, on_batch)
+    return student_answers(student, Path(checkpoint), items, seed, on_batch, send_inputs)
 
 
 @task(name="held-out-eval", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
