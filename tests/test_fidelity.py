@@ -325,3 +325,49 @@ def test_differs_generator_requests_carry_no_logit_bias() -> None:
 def test_differs_precision_defaults_to_fp32_and_the_paper_config_trains_in_bf16() -> None:
     assert StudentConfig().precision == "fp32"
     assert load_config(CONFIGS / "paper.yaml").student.precision == "bf16"
+
+
+def test_differs_the_cache_pool_is_never_re_sent_to_the_teacher(tmp_path: Path) -> None:
+    # the original ran chatgpt_inference.py on the whole Cache Pool every iteration; here the teacher
+    # answers each iteration's Train Pool only, and earlier answers are carried over
+    from lion_core.loop import Effects, run_iteration, run_step
+    from lion_core.pools import initial_pools, write_pools
+    from lion_core.rundir import RunDir
+    from lion_core.student.train import TrainResult
+
+    asked: list[list[str]] = []
+    topics = iter(
+        f"Compose {w} verses about {t}" for w, t in zip("abcdefgh", ["rain", "snow", "fog", "sun"] * 2)
+    )
+
+    async def teacher(items: list[Instruction]) -> list[Response]:
+        asked.append([i.id for i in items])
+        return [
+            Response(id=i.id, instruction=i.instruction, input=i.input, output="T", model="t") for i in items
+        ]
+
+    def finetune(job):
+        Path(job.out).mkdir(parents=True, exist_ok=True)
+        return TrainResult(checkpoint=str(job.out), steps=0, examples=0, tokens=0, seconds=0.0)
+
+    def student(checkpoint: Path, items: list[Instruction]) -> list[Response]:
+        return [Response(id=i.id, instruction=i.instruction, output="S", model="s") for i in items]
+
+    async def judge_items(items):
+        return [make_judgement(item_id, (9, 9), (2, 2), tau=1.0) for item_id, *_ in items]
+
+    async def generator(requests):
+        return [Completion(next(topics), "stop", 1, 1) for _ in requests]
+
+    config = LionConfig(
+        student={"model_path": tmp_path}, loop={"new_per_iteration": 2, "min_words": 1, "iterations": 2}
+    )
+    fx = Effects(teacher, finetune, student, judge_items, generator, run_step)
+    run = RunDir(tmp_path / "run")
+    seed = [item(i, f"Seed task number {i} about {t}") for i, t in enumerate(["cats", "maps", "tea", "jazz"])]
+    write_pools(run.iteration(1), initial_pools(seed))
+    first = asyncio.run(run_iteration(fx, config, run, 1))
+    second = asyncio.run(run_iteration(fx, config, run, 2))
+    assert asked[0] == [i.id for i in seed]
+    assert asked[1] == [i.id for i in first.generation.kept]  # the new Train Pool only
+    assert len(second.discrimination.teacher) == len(seed) + 2  # yet the whole Cache Pool is judged
