@@ -11,10 +11,10 @@ from prefect import Task, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.tasks import exponential_backoff
 
-from lion_core import referee, teacher
+from lion_core import generation, referee, teacher
 from lion_core.generation import GenerationRequest
 from lion_core.ledger import BudgetExceededError
-from lion_core.llm import ChatClient, Completion, complete_all
+from lion_core.llm import ChatClient, Completion
 from lion_core.records import Instruction, Judgement, Response
 
 API_CACHE = INPUTS - "client" + TASK_SOURCE
@@ -70,7 +70,6 @@ async def referee_batch(
 async def generator_batch(
     client: ChatClient, endpoint: str, requests: list[GenerationRequest], first: int
 ) -> list[Completion]:
-    """The generator's replies to one batch of requests (each a distinct variant)."""
-    return await complete_all(
-        client, [r.messages() for r in requests], variants=[r.variant for r in requests]
-    )
+    """The generator's replies to one batch of requests (each a distinct variant with its own token
+    limit)."""
+    return await generation.send(client, requests)
