@@ -14,8 +14,9 @@ from pathlib import Path
 from random import Random
 
 from lion_core.config import LionConfig, load_config
-from lion_core.world.evaluation import write_world_set
 from lion_core.records import Instruction, write_jsonl
+from lion_core.rundir import RunDir
+from lion_core.world.evaluation import write_world_set
 from lion_core.world.families import sample_tasks
 from lion_core.world.roles import RoleSettings
 from lion_core.world.server import WorldServer
@@ -34,10 +35,11 @@ def demo_config(run_dir: Path, iterations: int, seed: int, port: int, base: Path
         data[role]["base_url"] = url
     if data["evaluation"]["judge"] is not None:
         data["evaluation"]["judge"]["base_url"] = url
+    run = RunDir(run_dir)
     data["run_dir"] = run_dir
-    data["student"]["model_path"] = run_dir / "tiny-student"
-    data["pools"]["seed_path"] = run_dir / "seed.jsonl"
-    data["evaluation"]["heldout_path"] = run_dir / "heldout.jsonl"
+    data["student"]["model_path"] = run.demo_student
+    data["pools"]["seed_path"] = run.demo_seed
+    data["evaluation"]["heldout_path"] = run.demo_heldout
     data["loop"]["iterations"] = iterations
     data["loop"]["seed"] = seed
     data["world"]["seed"] = seed

@@ -91,13 +91,15 @@ def api_calls(run_dir: Path) -> tuple[int, int]:
 
 def finish(config, summaries: list[dict[str, Any]], started: float, calls_before: tuple[int, int]) -> None:
     """The table, then what this invocation cost: a resumed run shows that it paid nothing twice."""
+    from lion_core.rundir import RunDir
+
     print_table(summaries, f"Lion — {config.run_dir}")
     (sent, hits), (sent_before, hits_before) = api_calls(config.run_dir), calls_before
     console.print(
         f"this run: {sent - sent_before} API requests sent, {hits - hits_before} replies from the cache"
     )
     console.print(
-        f"report: {config.run_dir / 'report.md'}   wall time: {time.perf_counter() - started:.0f} s"
+        f"report: {RunDir(config.run_dir).report}   wall time: {time.perf_counter() - started:.0f} s"
     )
 
 
