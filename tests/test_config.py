@@ -24,10 +24,12 @@ def test_the_example_configs_ship() -> None:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_every_shipped_config_loads(path: Path) -> None:
-    config = load_config(path)
-    assert isinstance(config, LionConfig)
-    assert config.loop.iterations >= 1
+def test_every_shipped_config_loads_and_survives_the_run_directory_round_trip(
+    path: Path, tmp_path: Path
+) -> None:
+    config = load_config(path)  # raises ConfigError naming file, line and field if it does not validate
+    dump_config(config, tmp_path / "config.yaml")  # what a run records as RUN/config.yaml
+    assert load_config(tmp_path / "config.yaml") == config
 
 
 def test_every_field_has_help_text() -> None:
