@@ -1,19 +1,75 @@
-"""Usage ledger per role and the budget guard that stops a run before it overspends.
+"""The money journal, the ledger that is its view, and the budget guard that reads it.
 
-`ledger.json` in the run directory holds, per role: `requests` (HTTP requests sent, retries
-included), `cache_hits`, `input_tokens`, `output_tokens`, `cost_usd` — in total and per scope (an
-iteration). It is loaded on resume, so a re-run adds to the same totals.
+Every paid request is a row of the journal — a table in the response cache's SQLite database — written
+*before* the request is sent (state `in_flight`, with its worst-case tokens and USD) and settled in the
+same transaction that stores its reply (`answered`, with the provider's usage) or closed when it fails
+after all retries (`failed`). A process killed at any point leaves only rows that are either settled
+or still `in_flight`; the latter are counted at their worst case, forever, so no crash loses spend.
+
+`ledger.json` in the run directory is a view rebuilt from the journal: per role, `requests` (HTTP
+requests sent, retries included; 1 for a request whose outcome was never recorded), `cache_hits`,
+`input_tokens`, `output_tokens`, `cost_usd` (what the provider reported), and `unsettled` (requests
+in flight at a crash or a stop, reply never recorded) with their worst case `unsettled_max_tokens`,
+`unsettled_max_usd` — in total and per scope (an iteration, "eval"). The budget guard counts recorded
+spend plus every unsettled request at its worst case, across processes and resumes.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import threading
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from lion_core.config import BudgetConfig
 from lion_core.records import atomic_write_text
+
+# Seconds a connection waits for another process's write transaction before failing.
+SQLITE_BUSY_TIMEOUT_S = 30
+IN_FLIGHT, ANSWERED, FAILED = "in_flight", "answered", "failed"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    role TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_tokens INTEGER NOT NULL,
+    max_usd REAL NOT NULL,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS requests_by_run ON requests (run, state);
+CREATE TABLE IF NOT EXISTS cache_hits (
+    run TEXT NOT NULL, scope TEXT NOT NULL, role TEXT NOT NULL, hits INTEGER NOT NULL,
+    PRIMARY KEY (run, scope, role)
+);
+"""
+
+# Recorded spend plus every unsettled request at its worst case, of one run.
+SPENT_SQL = f"""
+SELECT COALESCE(SUM(CASE state WHEN '{IN_FLIGHT}' THEN max_usd ELSE cost_usd END), 0),
+       COALESCE(SUM(CASE state WHEN '{IN_FLIGHT}' THEN max_tokens ELSE input_tokens + output_tokens END), 0)
+FROM requests WHERE run = ?
+"""
+
+USAGE_SQL = f"""
+SELECT scope, role,
+       SUM(CASE state WHEN '{IN_FLIGHT}' THEN MAX(attempts, 1) ELSE attempts END),
+       SUM(input_tokens), SUM(output_tokens), SUM(cost_usd),
+       SUM(state = '{IN_FLIGHT}'),
+       SUM(CASE state WHEN '{IN_FLIGHT}' THEN max_tokens ELSE 0 END),
+       SUM(CASE state WHEN '{IN_FLIGHT}' THEN max_usd ELSE 0 END)
+FROM requests WHERE run = ? GROUP BY scope, role
+"""
 
 
 class BudgetExceededError(RuntimeError):
@@ -22,114 +78,249 @@ class BudgetExceededError(RuntimeError):
 
 @dataclass
 class RoleUsage:
-    """Counters of one role."""
+    """Counters of one role (see the module docstring)."""
 
     requests: int = 0
     cache_hits: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    unsettled: int = 0
+    unsettled_max_tokens: int = 0
+    unsettled_max_usd: float = 0.0
+
+    def add(self, other: RoleUsage) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
-def _usages(data: dict[str, dict]) -> dict[str, RoleUsage]:
-    return {role: RoleUsage(**usage) for role, usage in data.items()}
+@dataclass
+class Ticket:
+    """One journaled request: its row and the HTTP requests sent for it so far."""
+
+    row: int
+    attempts: int = 0
+
+
+class Journal:
+    """The journal's SQLite database (the response cache's file, or memory); safe across threads and
+    processes (WAL, write transactions taken immediately). `lock` and `transaction` are shared with
+    the response cache, so a reply and its usage commit together."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+        self.db = sqlite3.connect(
+            path if path is not None else ":memory:",
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=SQLITE_BUSY_TIMEOUT_S,
+        )
+        if path is not None:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE), committed or rolled back."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def open(
+        self, run: str, scope: str, role: str, key: str, worst: tuple[float, int], budget: BudgetConfig
+    ) -> Ticket:
+        """Record a request as in flight at its worst case (USD, tokens), or raise BudgetExceededError
+        if recorded spend plus everything unsettled plus this one could cross the budget."""
+        usd, tokens = worst
+        with self.transaction() as db:
+            if budget.max_usd is not None or budget.max_tokens is not None:
+                check_budget(budget, *db.execute(SPENT_SQL, (run,)).fetchone(), usd, tokens)
+            cursor = db.execute(
+                "INSERT INTO requests (run, scope, role, key, state, max_tokens, max_usd) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run, scope, role, key, IN_FLIGHT, tokens, usd),
+            )
+        return Ticket(int(cursor.lastrowid))
+
+    def settle(self, db: sqlite3.Connection, ticket: Ticket, usage: tuple[int, int, float]) -> None:
+        """Inside the caller's transaction: the request was answered with this (in, out, USD)."""
+        db.execute(
+            "UPDATE requests SET state = ?, attempts = ?, input_tokens = ?, output_tokens = ?, "
+            "cost_usd = ? WHERE id = ?",
+            (ANSWERED, max(ticket.attempts, 1), *usage, ticket.row),
+        )
+
+    def fail(self, ticket: Ticket) -> None:
+        """The request failed after all retries: the provider reported no usage."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE requests SET state = ?, attempts = ? WHERE id = ?",
+                (FAILED, ticket.attempts, ticket.row),
+            )
+
+    def add_hit(self, run: str, scope: str, role: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO cache_hits (run, scope, role, hits) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT (run, scope, role) DO UPDATE SET hits = hits + 1",
+                (run, scope, role),
+            )
+
+    def spent(self, run: str) -> tuple[float, int]:
+        """Recorded USD and tokens plus every unsettled request at its worst case."""
+        with self.lock:
+            usd, tokens = self.db.execute(SPENT_SQL, (run,)).fetchone()
+        return float(usd), int(tokens)
+
+    def usage(self, run: str) -> dict[str, dict[str, RoleUsage]]:
+        """scope → role → counters of one run ("" is the scope of unscoped requests)."""
+        out: dict[str, dict[str, RoleUsage]] = {}
+        with self.lock:
+            rows = self.db.execute(USAGE_SQL, (run,)).fetchall()
+            hits = self.db.execute(
+                "SELECT scope, role, hits FROM cache_hits WHERE run = ?", (run,)
+            ).fetchall()
+        for scope, role, requests, tin, tout, usd, unsettled, max_tokens, max_usd in rows:
+            out.setdefault(scope, {})[role] = RoleUsage(
+                requests, 0, tin, tout, usd, unsettled, max_tokens, max_usd
+            )
+        for scope, role, n in hits:
+            out.setdefault(scope, {}).setdefault(role, RoleUsage()).cache_hits = n
+        return out
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+
+def check_budget(budget: BudgetConfig, spent_usd: float, spent_tokens: int, usd: float, tokens: int) -> None:
+    """Raise BudgetExceededError if spending `usd`/`tokens` more could cross a limit."""
+    if budget.max_usd is not None and spent_usd + usd > budget.max_usd:
+        raise BudgetExceededError(
+            f"budget: max_usd {budget.max_usd:.4f} would be exceeded "
+            f"(spent or in flight {spent_usd:.4f}, next up to {usd:.4f})"
+        )
+    if budget.max_tokens is not None and spent_tokens + tokens > budget.max_tokens:
+        raise BudgetExceededError(
+            f"budget: max_tokens {budget.max_tokens} would be exceeded "
+            f"(spent or in flight {spent_tokens}, next up to {tokens})"
+        )
+
+
+def run_id(ledger_path: Path | None, journal: Journal) -> str:
+    """The run's name in the journal: its directory relative to the journal's folder ("." when the
+    cache lives in the run directory), so moving both together keeps the run's history."""
+    if ledger_path is None:
+        return ""
+    run = Path(ledger_path).parent.resolve()
+    if journal.path is None:
+        return str(run)
+    return os.path.relpath(run, journal.path.parent.resolve())
 
 
 class Ledger:
-    """Thread-safe usage counters per role, persisted atomically as JSON."""
+    """Usage per role and scope: a view of the journal, written to ledger.json by `save()`.
 
-    def __init__(self, path: Path | None = None, scope: str | None = None) -> None:
-        self.path = path
+    Clients attach their response cache's journal (`attach`); without one the ledger keeps an in-memory
+    journal (tests, benchmarks). `scope` names the requests recorded from now on (e.g. "iter_2")."""
+
+    def __init__(self, path: Path | None = None, scope: str | None = None, journal: Journal | None = None):
+        self.path = Path(path) if path is not None else None
         self.scope = scope
-        self._lock = threading.Lock()
-        self.roles: dict[str, RoleUsage] = {}
-        self.scopes: dict[str, dict[str, RoleUsage]] = {}
-        if path is not None and path.exists():
-            data = json.loads(path.read_text(encoding="utf-8"))
-            self.roles = _usages(data.get("roles", {}))
-            self.scopes = {name: _usages(roles) for name, roles in data.get("scopes", {}).items()}
+        self.journal = journal or Journal()
+        self._attached = journal is not None
 
-    def _targets(self, role: str) -> list[RoleUsage]:
-        targets = [self.roles.setdefault(role, RoleUsage())]
-        if self.scope is not None:
-            targets.append(self.scopes.setdefault(self.scope, {}).setdefault(role, RoleUsage()))
-        return targets
+    def attach(self, journal: Journal) -> None:
+        """Record into (and read from) `journal`; a ledger belongs to one journal."""
+        if self._attached and journal is not self.journal:
+            if journal.path is None or self.journal.path is None or journal.path != self.journal.path:
+                raise ValueError("one ledger cannot record into two response caches")
+            return
+        self.journal, self._attached = journal, True
 
-    def add_request(self, role: str) -> None:
-        with self._lock:
-            for usage in self._targets(role):
-                usage.requests += 1
+    @property
+    def run(self) -> str:
+        return run_id(self.path, self.journal)
+
+    def open(self, role: str, key: str, worst: tuple[float, int], budget: BudgetConfig) -> Ticket:
+        """Journal a request before it is sent (see Journal.open)."""
+        return self.journal.open(self.run, self.scope or "", role, key, worst, budget)
 
     def add_cache_hit(self, role: str) -> None:
-        with self._lock:
-            for usage in self._targets(role):
-                usage.cache_hits += 1
+        self.journal.add_hit(self.run, self.scope or "", role)
 
-    def add_usage(self, role: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
-        with self._lock:
-            for usage in self._targets(role):
-                usage.input_tokens += input_tokens
-                usage.output_tokens += output_tokens
-                usage.cost_usd += cost_usd
+    @property
+    def scopes(self) -> dict[str, dict[str, RoleUsage]]:
+        """scope → role → counters (unscoped requests count in the totals only)."""
+        return {s: roles for s, roles in self.journal.usage(self.run).items() if s}
+
+    @property
+    def roles(self) -> dict[str, RoleUsage]:
+        """role → counters over the whole run."""
+        totals: dict[str, RoleUsage] = {}
+        for roles in self.journal.usage(self.run).values():
+            for role, usage in roles.items():
+                totals.setdefault(role, RoleUsage()).add(usage)
+        return totals
 
     def scope_usage(self, scope: str) -> dict[str, dict[str, float]]:
         """Counters of one scope (e.g. "iter_2") per role, as plain dicts."""
-        with self._lock:
-            return {role: asdict(usage) for role, usage in sorted(self.scopes.get(scope, {}).items())}
+        return {role: asdict(u) for role, u in sorted(self.scopes.get(scope, {}).items())}
 
     def spent(self) -> tuple[float, int]:
-        """Total USD and total tokens over all roles."""
-        with self._lock:
-            usd = sum(u.cost_usd for u in self.roles.values())
-            tokens = sum(u.input_tokens + u.output_tokens for u in self.roles.values())
-        return usd, tokens
+        """USD and tokens spent, every unsettled request counted at its worst case (what the budget
+        counts)."""
+        return self.journal.spent(self.run)
 
     def to_dict(self) -> dict:
-        usd, tokens = self.spent()
-        with self._lock:
-            roles = {role: asdict(usage) for role, usage in sorted(self.roles.items())}
-            scopes = {
-                name: {role: asdict(u) for role, u in sorted(usages.items())}
-                for name, usages in self.scopes.items()
-            }
-        return {"roles": roles, "total": {"cost_usd": usd, "tokens": tokens}, "scopes": scopes}
+        usage = self.journal.usage(self.run)
+        roles: dict[str, RoleUsage] = {}
+        for by_role in usage.values():
+            for role, u in by_role.items():
+                roles.setdefault(role, RoleUsage()).add(u)
+        worst_usd, worst_tokens = self.spent()
+        recorded_usd = sum(u.cost_usd for u in roles.values())
+        recorded_tokens = sum(u.input_tokens + u.output_tokens for u in roles.values())
+        return {
+            "roles": {role: asdict(u) for role, u in sorted(roles.items())},
+            "total": {
+                "cost_usd": recorded_usd,
+                "tokens": recorded_tokens,
+                "worst_case_cost_usd": worst_usd,
+                "worst_case_tokens": worst_tokens,
+            },
+            "scopes": {
+                scope: {role: asdict(u) for role, u in sorted(by_role.items())}
+                for scope, by_role in sorted(usage.items())
+                if scope
+            },
+        }
 
     def save(self) -> None:
-        """Write ledger.json atomically (no-op without a path)."""
+        """Write the view to ledger.json atomically (no-op without a path). Losing this file loses
+        nothing: it is rebuilt from the journal."""
         if self.path is not None:
             atomic_write_text(self.path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
+def run_ledger(ledger_path: Path, cache_path: Path) -> Ledger:
+    """A run's ledger read from its journal (empty, and nothing created, when nothing was recorded)."""
+    journal = Journal(cache_path) if cache_path.is_file() else Journal()
+    return Ledger(ledger_path, journal=journal)
+
+
 class BudgetGuard:
-    """Reserves a worst-case cost before each request; refuses one that could cross max USD or tokens."""
+    """The budget a client's requests are checked against when they are journaled (Journal.open)."""
 
     def __init__(self, config: BudgetConfig, ledger: Ledger) -> None:
         self.config = config
         self.ledger = ledger
-        self._lock = threading.Lock()
-        self._reserved_usd = 0.0
-        self._reserved_tokens = 0
-
-    def reserve(self, usd: float, tokens: int) -> None:
-        """Reserve a request's worst case or raise BudgetExceededError."""
-        with self._lock:
-            spent_usd, spent_tokens = self.ledger.spent()
-            max_usd, max_tokens = self.config.max_usd, self.config.max_tokens
-            if max_usd is not None and spent_usd + self._reserved_usd + usd > max_usd:
-                raise BudgetExceededError(
-                    f"budget: max_usd {max_usd:.4f} would be exceeded "
-                    f"(spent {spent_usd:.4f}, in flight {self._reserved_usd:.4f}, next up to {usd:.4f})"
-                )
-            if max_tokens is not None and spent_tokens + self._reserved_tokens + tokens > max_tokens:
-                raise BudgetExceededError(
-                    f"budget: max_tokens {max_tokens} would be exceeded "
-                    f"(spent {spent_tokens}, in flight {self._reserved_tokens}, next up to {tokens})"
-                )
-            self._reserved_usd += usd
-            self._reserved_tokens += tokens
-
-    def release(self, usd: float, tokens: int) -> None:
-        """Release a reservation once the request's real usage is in the ledger."""
-        with self._lock:
-            self._reserved_usd -= usd
-            self._reserved_tokens -= tokens

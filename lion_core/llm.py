@@ -6,7 +6,10 @@
   counted in the ledger;
 - a persistent SQLite response cache keyed by (base_url, model, messages, decoding params): an
   identical request is paid once, ever; identical requests in flight at once are sent once;
-- a budget guard refuses a request that could cross the budget, before it is sent;
+- every request is journaled in the cache's database before it is sent, and its usage is committed
+  with its reply (lion_core.ledger): a kill loses no spend, and re-buys at most what was in flight;
+- a budget guard refuses a request that could cross the budget (counting every unsettled request of
+  the run at its worst case, across processes), before it is sent;
 - the API key lives only in memory (SecretStr); it is never cached, logged or written.
 
 Run as (against a local world server): see `lion world serve` and tests/test_llm.py.
@@ -15,10 +18,10 @@ Run as (against a local world server): see `lion world serve` and tests/test_llm
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +33,7 @@ import openai
 from pydantic import SecretStr
 
 from lion_core.config import BudgetConfig, EndpointConfig
-from lion_core.ledger import BudgetGuard, Ledger
+from lion_core.ledger import BudgetGuard, Journal, Ledger, Ticket
 
 Messages = list[dict[str, str]]
 # Tokens a chat message costs beyond its text (role markers); used only for budget reservations.
@@ -74,34 +77,50 @@ def cache_key(base_url: str, model: str, messages: Messages, params: dict[str, o
 
 
 class ResponseCache:
-    """SQLite key → completion, safe across threads and processes (WAL); each put is committed at once."""
+    """SQLite key → completion, safe across threads and processes (WAL). It shares its database with the
+    money journal (lion_core.ledger.Journal): a reply and its usage are committed in one transaction.
+
+    A reply its role's parser rejected (`accepted=False`) is kept apart and never served: the next
+    identical request is asked anew instead of repeating a verdict nobody could read."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.journal = Journal(path)
+        self._db, self._lock = self.journal.db, self.journal.lock
+        with self._lock:
+            self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS rejected (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
 
     def get(self, key: str) -> Completion | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM replies WHERE key = ?", (key,)).fetchone()
         return Completion(**{**json.loads(row[0]), "cached": True}) if row else None
 
-    def put(self, key: str, completion: Completion) -> None:
+    def put(
+        self,
+        key: str,
+        completion: Completion,
+        *,
+        settles: tuple[Ticket, float] | None = None,
+        accepted: bool = True,
+    ) -> None:
+        """Store a reply; `settles` = (its journal ticket, its cost): its usage commits with it."""
         value = json.dumps({**asdict(completion), "cached": False})
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO replies (key, value) VALUES (?, ?)", (key, value))
+        table = "replies" if accepted else "rejected"
+        with self.journal.transaction() as db:
+            db.execute(f"INSERT OR REPLACE INTO {table} (key, value) VALUES (?, ?)", (key, value))
+            if settles is not None:
+                ticket, usd = settles
+                self.journal.settle(db, ticket, (completion.input_tokens, completion.output_tokens, usd))
 
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.journal.close()
 
 
 class RateLimiter:
@@ -140,6 +159,20 @@ class RateLimiter:
             await asyncio.sleep(delay)
 
 
+def reply_check(role: str) -> Callable[[str], bool] | None:
+    """What a role's replies must pass to be served from the cache again: the referee's must carry both
+    score lines (lion_core.referee.parse_scores); other roles' are all kept."""
+    if role == "referee":
+        from lion_core.referee import parse_scores  # the referee module imports this one
+
+        return lambda text: parse_scores(text) is not None
+    return None
+
+
+# The journaled request the current task is sending: the HTTP hook counts its attempts (retries).
+_SENDING: contextvars.ContextVar[Ticket | None] = contextvars.ContextVar("lion_sending", default=None)
+
+
 class OpenAIChatClient:
     """A role's chat client over any OpenAI-compatible endpoint; see the module docstring."""
 
@@ -152,13 +185,16 @@ class OpenAIChatClient:
         ledger: Ledger,
         budget: BudgetConfig | None = None,
         api_key: SecretStr | None = None,
+        accept: Callable[[str], bool] | None = None,
     ) -> None:
         self.role = role
         self.endpoint = endpoint
         self.model_name = endpoint.model
         self.cache = cache
         self.ledger = ledger
+        ledger.attach(cache.journal if cache is not None else ledger.journal)
         self.guard = BudgetGuard(budget or BudgetConfig(), ledger)
+        self.accept = accept or reply_check(role)
         self.chars_per_token = (budget or BudgetConfig()).chars_per_token
         self.limiter = RateLimiter(endpoint.requests_per_minute, endpoint.tokens_per_minute)
         self._api_key = api_key
@@ -204,14 +240,16 @@ class OpenAIChatClient:
         return self._sdk
 
     async def _on_http_request(self, request: object) -> None:
-        """Every HTTP request, retries included: rate-limit it, then count it."""
+        """Every HTTP request, retries included: rate-limit it, then count it on its journal ticket."""
         body = getattr(request, "content", b"") or b""
         try:
             out = int(json.loads(body).get("max_tokens") or self.endpoint.max_tokens)
         except (ValueError, AttributeError, TypeError):
             out = self.endpoint.max_tokens
         await self.limiter.acquire(math.ceil(len(body) / self.chars_per_token) + out)
-        self.ledger.add_request(self.role)
+        ticket = _SENDING.get()
+        if ticket is not None:
+            ticket.attempts += 1
 
     def _reservation(self, messages: Messages, max_tokens: int | None = None) -> tuple[float, int]:
         chars = sum(len(m.get("content", "")) for m in messages)
@@ -238,9 +276,7 @@ class OpenAIChatClient:
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            completion = await self._send(sdk, messages, max_tokens)
-            if self.cache is not None:
-                self.cache.put(key, completion)
+            completion = await self._send(sdk, key, messages, max_tokens)
             future.set_result(completion)
             return completion
         except BaseException as err:
@@ -251,28 +287,47 @@ class OpenAIChatClient:
             self._inflight.pop(key, None)
 
     async def _send(
-        self, sdk: openai.AsyncOpenAI, messages: Messages, max_tokens: int | None = None
+        self, sdk: openai.AsyncOpenAI, key: str, messages: Messages, max_tokens: int | None = None
     ) -> Completion:
-        usd, tokens = self._reservation(messages, max_tokens)
+        """Journal the request (in flight, worst case; refused over budget), send it, then store the
+        reply with its usage in one transaction. A request cut off here (a kill, a cancelled task)
+        stays in flight in the journal, counted at its worst case."""
+        worst = self._reservation(messages, max_tokens)
         assert self._slots is not None
         async with self._slots:  # only requests in flight hold a reservation, not the queue
-            self.guard.reserve(usd, tokens)
+            ticket = self.ledger.open(self.role, key, worst, self.guard.config)
+            sending = _SENDING.set(ticket)
             try:
                 reply = await sdk.chat.completions.create(
                     model=self.model_name, messages=messages, **self.request_params(max_tokens)
                 )
-                usage = reply.usage
-                in_tok, out_tok = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
-                self.ledger.add_usage(self.role, in_tok, out_tok, self.endpoint.cost_usd(in_tok, out_tok))
             except openai.APIError as err:
+                self.ledger.journal.fail(ticket)
                 name = type(err).__name__
                 raise LLMError(
                     f"{self.role} at {self.endpoint.base_url} failed after retries: {name}: {err}"
                 ) from None
             finally:
-                self.guard.release(usd, tokens)
-        choice = reply.choices[0]
-        return Completion(choice.message.content or "", choice.finish_reason or "stop", in_tok, out_tok)
+                _SENDING.reset(sending)
+            usage = reply.usage
+            in_tok, out_tok = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+            choice = reply.choices[0]
+            completion = Completion(
+                choice.message.content or "", choice.finish_reason or "stop", in_tok, out_tok
+            )
+            self._record(key, completion, ticket)
+        return completion
+
+    def _record(self, key: str, completion: Completion, ticket: Ticket) -> None:
+        """The reply and its usage, committed together (a rejected reply is kept but never served)."""
+        usd = self.endpoint.cost_usd(completion.input_tokens, completion.output_tokens)
+        if self.cache is not None:
+            accepted = self.accept is None or self.accept(completion.content)
+            self.cache.put(key, completion, settles=(ticket, usd), accepted=accepted)
+            return
+        journal = self.ledger.journal
+        with journal.transaction() as db:
+            journal.settle(db, ticket, (completion.input_tokens, completion.output_tokens, usd))
 
 
 async def complete_all(
