@@ -2,7 +2,7 @@
 
 Run as:
     lion eval configs/demo.yaml --candidate runs/demo/iter_3/student \\
-        --questions ../shared/data/vicuna_bench_questions.jsonl --world 180
+        --questions package:vicuna_bench_questions.jsonl --world 180
     lion eval configs/openai.yaml --candidate runs/openai/iter_3/student --harness bbh,agieval
 
 Judge protocol: the reference (the teacher endpoint) and the candidate answer every question; the
@@ -22,6 +22,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from flows.fanout import batch_task, fan_out, in_run_dir
+from lion_core import data as packaged_data
 from lion_core.config import EndpointConfig, LionConfig, load_config
 from lion_core.eval_report import write_eval_report
 from lion_core.evaluation import (
@@ -45,6 +46,11 @@ from tasks.student import student_answers_task
 
 WORLD_LEVELS = (1, 2)
 WORLD_SEED_OFFSET = 7919  # a stream of its own, apart from the seed pool's
+
+
+def question_path(questions: str | None) -> str | None:
+    """The question file's path: `package:NAME` names a set shipped in lion_core/data."""
+    return None if questions is None else str(packaged_data.resolve(questions))
 
 
 def default_out(config: LionConfig, candidate: str) -> Path:
@@ -219,7 +225,8 @@ async def evaluate(
     protocol: str = DEFAULT_PROTOCOL,
 ) -> dict[str, Any]:
     """Judge protocol (`lion` or `vicuna`) on `questions`, world exact match on `world` tasks, lm-eval
-    `harness` tasks."""
+    `harness` tasks. `questions` may name a packaged set (package:vicuna_bench_questions.jsonl)."""
+    questions = question_path(questions)
     check_inputs(config, candidate, questions, world, harness, protocol)
     out = Path(out_dir) if out_dir else default_out(config, candidate)
     ledger = Ledger(RunDir(config.run_dir).ledger, scope="eval")

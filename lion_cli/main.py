@@ -252,5 +252,26 @@ def report(
     console.print(f"report: {path}")
 
 
+@app.command()
+def params(
+    config_path: Path = typer.Argument(..., metavar="CONFIG", help="YAML config (see configs/)."),
+    run_dir: Path = typer.Option(None, help="Override the config's run directory."),
+) -> None:
+    """Print a config as the `distill` deployment's parameters (JSON {"config": ...}):
+    `lion params CONFIG | prefect deployment run 'distill/form' --params -`."""
+    import json
+
+    from lion_core.config import ConfigError, load_config
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if run_dir is not None:
+        config.run_dir = run_dir
+    print(json.dumps({"config": config.model_dump(mode="json")}))
+
+
 if __name__ == "__main__":
     app()

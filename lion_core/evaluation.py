@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lion_core import data as packaged_data
 from lion_core import prompts, referee
 from lion_core.config import LionConfig
 from lion_core.discrimination import make_judgement
@@ -292,4 +293,5 @@ def check_inputs(
     if harness and not is_checkpoint:
         raise ValueError("--harness runs on a local checkpoint, not on an endpoint")
     if questions:
-        read_instructions(Path(questions))  # a RecordError (a ValueError) names file, line and field
+        # a RecordError (a ValueError) names file, line and field
+        read_instructions(Path(str(packaged_data.resolve(questions))))

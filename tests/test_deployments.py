@@ -1,0 +1,173 @@
+"""The deployments end to end: a Prefect server, a process work pool, a worker that runs the demo-sized
+distill deployments of deployments/prefect.yaml, and deployments/serve.py — with the README's commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.demo import demo_config, prepare_world_files, world_server
+from lion_core.config import LionConfig, dump_config
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SERVER_START_S = 90
+RUN_TIMEOUT_S = 240
+POOL = "gpu"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "prefect server start exited"
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"no Prefect server at {url} after {timeout_s} s")
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A background process in its own process group (stopped with the group at the end)."""
+    out = log.open("w")
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run(command: str, env: dict[str, str]) -> str:
+    """A README command (shell syntax), from the repository root; its output, asserting success."""
+    done = subprocess.run(
+        command, shell=True, cwd=REPO, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+    )
+    assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """`prefect server start` on a free port with its own home and database; the env that points at it."""
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",  # `prefect` and `lion` of this .venv
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": api,
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
+    env.pop("LION_REPO", None)  # the pull step must find the clone by itself
+    proc = start(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, home / "log")
+    try:
+        wait_until_healthy(api, proc, SERVER_START_S)
+        yield env
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Iterator[Path]:
+    """A demo-sized config file (1 iteration, 60 seeds) against a world server on a free port."""
+    root = tmp_path_factory.mktemp("deployed")
+    config = small_demo(root / "run", port=0)
+    prepare_world_files(config)
+    with world_server(config) as world:
+        path = root / "demo.yaml"
+        dump_config(small_demo(root / "run", world.port), path)
+        yield path
+
+
+def small_demo(run_dir: Path, port: int) -> LionConfig:
+    data = demo_config(run_dir, 1, 0, port).model_dump()
+    data["world"].update(seed_size=60, heldout_size=36)
+    data["student"].update(max_steps=20, epochs=1)
+    data["loop"].update(new_per_iteration=24, batch_size=16, task_retry_delay_s=0.2)
+    return LionConfig.model_validate(data)
+
+
+def completed(output: str) -> bool:
+    """`prefect deployment run --watch` says how the run ended."""
+    return bool(re.search(r"finished successfully|Completed", output)) and "Failed" not in output
+
+
+def test_a_worker_runs_the_distill_deployments_of_prefect_yaml(server, demo: Path, tmp_path: Path) -> None:
+    run(f"prefect work-pool create {POOL} --type process", server)
+    run("prefect deploy --all --prefect-file deployments/prefect.yaml", server)
+    worker = start(["prefect", "worker", "start", "--pool", POOL, "--limit", "1"], server, tmp_path / "worker")
+    try:
+        out = run(
+            f"prefect deployment run 'distill-from-file/demo' --param config_path={demo} "
+            f"--param run_dir={demo.parent / 'run'} --watch",
+            server,
+        )
+        assert completed(out), out
+        summary = json.loads((demo.parent / "run" / "iter_1" / "summary.json").read_text())
+        assert summary["generated"] > 0 and summary["cache_pool"] > 0
+
+        # the config model as the parameter: the same run directory resumes, paying nothing twice
+        out = run(f"lion params {demo} | prefect deployment run 'distill/form' --params - --watch", server)
+        assert completed(out), out
+    finally:
+        stop(worker)
+    log = (tmp_path / "worker").read_text()
+    assert "set_repository_directory" in log and "Traceback" not in log, log
+
+
+def test_serve_runs_the_file_and_the_form_deployments(server, demo: Path, tmp_path: Path) -> None:
+    served = start(
+        ["python", "deployments/serve.py", "--config", str(demo), "--cron", "0 3 * * *"],
+        server,
+        tmp_path / "serve",
+    )
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while "served" not in run("prefect deployment ls", server):
+            assert served.poll() is None, (tmp_path / "serve").read_text()
+            assert time.monotonic() < deadline, "serve.py registered no deployment"
+            time.sleep(1)
+        for name in ("distill-from-file/served", "distill/served-form"):
+            out = run(f"prefect deployment run '{name}' --watch", server)
+            assert completed(out), out
+    finally:
+        stop(served)
+
+
+def test_prefect_yaml_names_no_path_outside_the_repository() -> None:
+    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+    text = json.dumps(spec)
+    assert "../" not in text and '"/' not in text
+    nightly = next(d for d in spec["deployments"] if d["entrypoint"].endswith("evaluate_from_file"))
+    assert nightly["parameters"]["questions"] == "package:vicuna_bench_questions.jsonl"
