@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -19,14 +18,16 @@ import pytest
 import yaml
 
 from flows.demo import demo_config, prepare_world_files, world_server
+from lion_cli.main import api_calls
 from lion_core.config import LionConfig, dump_config
 
-pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SERVER_START_S = 90
 RUN_TIMEOUT_S = 240
 POOL = "gpu"
+POLL_S = 1
+WATCH = "--watch"  # exits non-zero unless the run ends Completed
 
 
 def free_port() -> int:
@@ -88,9 +89,13 @@ def server(tmp_path_factory) -> Iterator[dict[str, str]]:
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "INFO",
+        "COLUMNS": "200",  # tables of `prefect deployment ls` unfolded
+        "PREFECT_WORKER_QUERY_SECONDS": str(POLL_S),  # a worker and serve.py pick a run up at once
+        "PREFECT_RUNNER_POLL_FREQUENCY": str(POLL_S),
     }
     env.pop("LION_REPO", None)  # the pull step must find the clone by itself
-    proc = start(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, home / "log")
+    command = ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    proc = start(command, env, home / "log")
     try:
         wait_until_healthy(api, proc, SERVER_START_S)
         yield env
@@ -120,17 +125,18 @@ def small_demo(run_dir: Path, port: int) -> LionConfig:
 
 def completed(output: str) -> bool:
     """`prefect deployment run --watch` says how the run ended."""
-    return bool(re.search(r"finished successfully|Completed", output)) and "Failed" not in output
+    return "finished successfully in 'Completed'" in output
 
 
+@pytest.mark.slow
 def test_a_worker_runs_the_distill_deployments_of_prefect_yaml(server, demo: Path, tmp_path: Path) -> None:
     run(f"prefect work-pool create {POOL} --type process", server)
     run("prefect deploy --all --prefect-file deployments/prefect.yaml", server)
-    worker = start(["prefect", "worker", "start", "--pool", POOL, "--limit", "1"], server, tmp_path / "worker")
+    worker = start(["prefect", "worker", "start", "--pool", POOL], server, tmp_path / "worker")
     try:
         out = run(
             f"prefect deployment run 'distill-from-file/demo' --param config_path={demo} "
-            f"--param run_dir={demo.parent / 'run'} --watch",
+            f"--param run_dir={demo.parent / 'run'} {WATCH}",
             server,
         )
         assert completed(out), out
@@ -138,14 +144,20 @@ def test_a_worker_runs_the_distill_deployments_of_prefect_yaml(server, demo: Pat
         assert summary["generated"] > 0 and summary["cache_pool"] > 0
 
         # the config model as the parameter: the same run directory resumes, paying nothing twice
-        out = run(f"lion params {demo} | prefect deployment run 'distill/form' --params - --watch", server)
+        paid = api_calls(demo.parent / "run")
+        out = run(
+            f"lion params {demo} | prefect deployment run 'distill/form' --params - {WATCH}",
+            server,
+        )
         assert completed(out), out
+        assert api_calls(demo.parent / "run")[0] == paid[0]
     finally:
         stop(worker)
     log = (tmp_path / "worker").read_text()
     assert "set_repository_directory" in log and "Traceback" not in log, log
 
 
+@pytest.mark.slow
 def test_serve_runs_the_file_and_the_form_deployments(server, demo: Path, tmp_path: Path) -> None:
     served = start(
         ["python", "deployments/serve.py", "--config", str(demo), "--cron", "0 3 * * *"],
@@ -154,13 +166,13 @@ def test_serve_runs_the_file_and_the_form_deployments(server, demo: Path, tmp_pa
     )
     try:
         deadline = time.monotonic() + SERVER_START_S
-        while "served" not in run("prefect deployment ls", server):
+        while "served-form" not in run("prefect deployment ls", server):
             assert served.poll() is None, (tmp_path / "serve").read_text()
             assert time.monotonic() < deadline, "serve.py registered no deployment"
             time.sleep(1)
-        for name in ("distill-from-file/served", "distill/served-form"):
-            out = run(f"prefect deployment run '{name}' --watch", server)
-            assert completed(out), out
+        assert "distill-from-file/served" in run("prefect deployment ls", server)
+        out = run(f"prefect deployment run 'distill/served-form' {WATCH}", server)  # the pre-filled form
+        assert completed(out), out
     finally:
         stop(served)
 
@@ -171,3 +183,14 @@ def test_prefect_yaml_names_no_path_outside_the_repository() -> None:
     assert "../" not in text and '"/' not in text
     nightly = next(d for d in spec["deployments"] if d["entrypoint"].endswith("evaluate_from_file"))
     assert nightly["parameters"]["questions"] == "package:vicuna_bench_questions.jsonl"
+
+
+def test_the_pull_step_moves_into_the_clone_or_names_lion_repo(tmp_path: Path, monkeypatch) -> None:
+    from flows.workspace import set_repository_directory
+
+    monkeypatch.chdir(tmp_path)  # where a worker starts a flow run: a temporary directory
+    assert set_repository_directory("") == {"directory": str(REPO)}  # $LION_REPO unset: this clone
+    assert Path.cwd() == REPO
+    assert set_repository_directory(str(REPO)) == {"directory": str(REPO)}
+    with pytest.raises(FileNotFoundError, match=f"LION_REPO={tmp_path}: not a clone"):
+        set_repository_directory(str(tmp_path))
