@@ -24,7 +24,21 @@ from lion_core.rundir import RunDir, preflight
 from tasks.artifacts import run_report
 
 
-@flow(name="distill")
+def run_name() -> str:
+    """The flow run's name: the run directory's name (runs/demo → demo), so that runs of different run
+    directories tell apart in the UI (a deployment's config may still be a plain mapping here)."""
+    from prefect.runtime import flow_run
+
+    parameters = flow_run.parameters
+    config = parameters.get("config")
+    if isinstance(config, LionConfig):
+        return config.run_dir.name
+    if isinstance(config, dict):
+        return Path(str(config.get("run_dir", LionConfig().run_dir))).name
+    return Path(str(parameters.get("run_dir") or parameters.get("config_path") or "lion")).stem
+
+
+@flow(name="distill", flow_run_name=run_name)
 async def distill(config: LionConfig) -> list[dict[str, Any]]:
     """Iterations of imitation → discrimination → generation; the report after each."""
     logger = get_run_logger()
@@ -49,7 +63,7 @@ async def distill(config: LionConfig) -> list[dict[str, Any]]:
         raise
 
 
-@flow(name="distill-from-file")
+@flow(name="distill-from-file", flow_run_name=run_name)
 async def distill_from_file(config_path: str, run_dir: str | None = None) -> list[dict[str, Any]]:
     """The distill flow with its config read from a YAML file (for deployments and schedules)."""
     config = load_config(config_path)

@@ -60,16 +60,19 @@ def default_out(config: LionConfig, candidate: str) -> Path:
 
 
 async def answers(
-    config: LionConfig, answerer: Path | ChatClient, items: list[Instruction], ledger: Ledger
+    config: LionConfig, answerer: Path | ChatClient, items: list[Instruction], ledger: Ledger, label: str
 ) -> list[Response]:
-    """A checkpoint's batched answers (one cached task), or an endpoint's (batched API tasks)."""
+    """A checkpoint's batched answers (one cached task), or an endpoint's (batched API tasks); `label`
+    (reference, candidate, …) names the tasks."""
     if isinstance(answerer, Path):
-        return student_answers_task(str(answerer), items, config.student, config.loop.seed)
+        task = student_answers_task.with_options(task_run_name=f"{label}-student-answers")
+        return task(str(answerer), items, config.student, config.loop.seed)
+    api = batch_task(config, teacher_batch).with_options(task_run_name=f"{label}-batch-{{first}}")
     return await fan_out(
-        lambda first, batch: batch_task(config, teacher_batch)(answerer, endpoint_id(answerer), batch, first),
+        lambda first, batch: api(answerer, endpoint_id(answerer), batch, first),
         items,
         config.loop.batch_size,
-        f"answers of {answerer.model_name}",
+        f"{label}: answers of {answerer.model_name}",
         ledger,
     )
 
@@ -125,8 +128,8 @@ async def judge_protocol(
 ) -> dict[str, Any]:
     """Reference and candidate answer; the judge scores both orders; relative score per category."""
     items = read_instructions(questions)
-    reference = await answers(config, clients["teacher"], items, ledger)
-    candidate_answers = await answers(config, candidate, items, ledger)
+    reference = await answers(config, clients["teacher"], items, ledger, "reference")
+    candidate_answers = await answers(config, candidate, items, ledger, "candidate")
     judgements = await judgements_of(
         config, protocol, clients["judge"], items, reference, candidate_answers, ledger
     )
@@ -162,8 +165,8 @@ async def world_protocol(
     """Exact match of the candidate and of the teacher (the oracle: 100%) per family and level."""
     tasks = world_tasks(config, n)
     items = [Instruction(id=f"world-{i:05d}", instruction=t.instruction) for i, t in enumerate(tasks)]
-    mine = await answers(config, candidate, items, ledger)
-    oracle = await answers(config, teacher, items, ledger)
+    mine = await answers(config, candidate, items, ledger, "world-candidate")
+    oracle = await answers(config, teacher, items, ledger, "world-teacher")
     return (
         score_world(tasks, [a.output for a in mine]).to_dict(),
         score_world(tasks, [a.output for a in oracle]).to_dict(),

@@ -7,6 +7,7 @@ the student's work is one cached task per step, the pure steps are named tasks. 
 
 from __future__ import annotations
 
+import itertools
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -57,11 +58,18 @@ def task_effects(config: LionConfig, roles: Roles) -> Effects:
             call, items, loop.batch_size, "referee judgements, Cache Pool × 2 orders", ledger
         )
 
-    async def ask(requests: list[GenerationRequest]) -> list[Completion]:
-        async def call(first: int, part: list[GenerationRequest]) -> list[Completion]:
-            return await batch_task(config, generator_batch)(generator, endpoint_id(generator), part, first)
+    rounds = itertools.count(1)  # generation asks in rounds until N are kept: name each round's batches
 
-        return await fan_out(call, requests, loop.batch_size, "generator requests", ledger)
+    async def ask(requests: list[GenerationRequest]) -> list[Completion]:
+        r = next(rounds)
+        api = batch_task(config, generator_batch).with_options(
+            task_run_name=f"generator-round-{r}-batch-{{first}}"
+        )
+
+        async def call(first: int, part: list[GenerationRequest]) -> list[Completion]:
+            return await api(generator, endpoint_id(generator), part, first)
+
+        return await fan_out(call, requests, loop.batch_size, f"generator requests, round {r}", ledger)
 
     def student(checkpoint: Path, items: list[Instruction]) -> list[Response]:
         return student_answers_task(str(checkpoint), items, config.student, loop.seed, loop.send_inputs)
@@ -88,7 +96,7 @@ def heldout_effect(config: LionConfig):
     )
 
 
-@flow(name="iteration", flow_run_name="iteration-{k}")
+@flow(name="iteration", flow_run_name="{config.run_dir.name}-iteration-{k}")
 async def iteration(config: LionConfig, k: int) -> dict[str, Any]:
     """Iteration k: imitation → discrimination → generation; writes RUN/iter_K and RUN/iter_{K+1} pools."""
     run = RunDir(config.run_dir)

@@ -5,6 +5,7 @@ Everything is rendered from the iterations' summary.json files, so `lion report 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -144,19 +145,41 @@ def plot(summaries: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
 
 
 def file_links(run: RunDir, k: int) -> list[str]:
-    """Markdown links (relative to the run directory) to iteration k's files."""
-    folder = run.iteration(k).root.name
+    """Markdown links (relative to the run directory) to iteration k's files, for RUN/report.md."""
+    return [f"[{name}]({name})" for name in file_names(run, k)]
+
+
+def file_names(run: RunDir, k: int) -> list[str]:
+    """Iteration k's files that exist, relative to the run directory (iter_K/teacher.jsonl, …)."""
+    folder = run.iteration(k).root
     names = [f"{n}.jsonl" for n in ITERATION_FILES] + ["student/", "summary.json"]
-    return [
-        f"[{name}]({folder}/{name})" for name in names if (run.iteration(k).root / name.rstrip("/")).exists()
-    ]
+    return [f"{folder.name}/{name}" for name in names if (folder / name.rstrip("/")).exists()]
 
 
-def render(run: RunDir, summaries: Sequence[dict[str, Any]], plots: Sequence[Path]) -> str:
-    """RUN/report.md: the table for all iterations, plots, notes and links to every file."""
+def data_uri(png: Path) -> str:
+    """A PNG as a data URI: an image that renders wherever the markdown is shown (the Prefect UI
+    serves no files of the run directory, so a relative path there is a dead link)."""
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+
+
+def count_table(counts: dict[str, int], key: str) -> str:
+    """A two-column markdown table of counts (plain cells, never a dict)."""
+    if not counts:
+        return "_none_\n"
+    return markdown_table([{key: name, "count": n} for name, n in counts.items()])
+
+
+def render(
+    run: RunDir, summaries: Sequence[dict[str, Any]], plots: Sequence[Path], embed: bool = False
+) -> str:
+    """RUN/report.md: the table for all iterations, plots, notes and the files of every iteration.
+
+    `embed` (the Prefect artifact): plots inline as data URIs and files named by their paths, not linked
+    (the UI cannot open the run directory's files); otherwise links relative to RUN/report.md.
+    """
     parts = [
         "# Lion run report\n",
-        f"Run directory: `{run.root}`\n",
+        f"Run directory: `{run.root.resolve()}`\n",
         "## Iterations\n",
         markdown_table(table_rows(summaries)),
     ]
@@ -164,19 +187,32 @@ def render(run: RunDir, summaries: Sequence[dict[str, Any]], plots: Sequence[Pat
     if stopped:
         parts.append(f"Stopped after iteration {stopped[-1]['iteration']}: {stopped[-1]['stopped']}.\n")
     if plots:
-        parts += ["## Plots\n", *(f"![{p.stem}]({p.relative_to(run.root).as_posix()})\n" for p in plots)]
-    parts.append("## Files\n")
+        parts.append("## Plots\n")
+        for p in plots:
+            target = data_uri(p) if embed else p.relative_to(run.root).as_posix()
+            parts.append(f"![{p.stem}]({target})\n")
+    parts.append("## Files\n" if not embed else f"## Files (in `{run.root.resolve()}`)\n")
     for s in summaries:
-        parts.append(f"- iteration {s['iteration']}: " + ", ".join(file_links(run, s["iteration"])))
+        k = s["iteration"]
+        files = [f"`{n}`" for n in file_names(run, k)] if embed else file_links(run, k)
+        parts.append(f"- iteration {k}: " + ", ".join(files))
         for note in s.get("notes", []):
             parts.append(f"  - note: {note}")
-    parts += ["", "Usage and cost of the whole run: [ledger.json](ledger.json)\n"]
+    if run.ledger.exists():
+        ledger = "`ledger.json`" if embed else f"[ledger.json]({run.ledger.name})"
+        parts += ["", f"Usage and cost of the whole run: {ledger}\n"]
     return "\n".join(parts)
 
 
 def write_report(run: RunDir) -> Path:
     """Render RUN/report.md and RUN/plots/*.png from the finished iterations."""
+    return publish_report(run)[0]
+
+
+def publish_report(run: RunDir) -> tuple[Path, str]:
+    """RUN/report.md and its plots written; its path, and the same report for the Prefect UI (plots
+    embedded, files named, nothing linked)."""
     summaries = run.summaries()
-    plots = plot(summaries, run.root / "plots") if summaries else []
+    plots = plot(summaries, run.plots) if summaries else []
     atomic_write_text(run.report, render(run, summaries, plots))
-    return run.report
+    return run.report, render(run, summaries, plots, embed=True)

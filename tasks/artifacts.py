@@ -15,24 +15,25 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from lion_core.report import file_links, markdown_table, table_rows, write_report
+from lion_core.report import count_table, file_names, markdown_table, publish_report, table_rows
 from lion_core.rundir import RunDir
 
 
 def iteration_markdown(run: RunDir, summary: dict[str, Any]) -> str:
-    """The iteration's report: its table row, the split, generation notes, links to its files."""
+    """The iteration's report: its table row, the split, generation notes, the paths of its files (named,
+    not linked: the Prefect UI cannot open them, and browsers block file:// links)."""
     k = summary["iteration"]
-    folder = run.iteration(k).root.resolve()
-    links = [f"- {link.replace(f'({folder.name}/', f'(file://{folder}/')}" for link in file_links(run, k)]
     lines = [
-        f"# Lion iteration {k}\n",
+        f"# Lion iteration {k} of `{run.root.name}`\n",
         markdown_table(table_rows([summary])),
-        f"Gap histogram: `{summary.get('gap_histogram', {})}`  ",
-        f"Order disagreement (position bias): {summary.get('order_disagreement', 0):.1%}  ",
-        f"Post-filter rejections: `{summary.get('postfilter_rejections', {})}`\n",
+        f"Order disagreement (position bias): {summary.get('order_disagreement', 0):.1%}\n",
+        "## Gap histogram (teacher − student score)\n",
+        count_table(summary.get("gap_histogram", {}), "gap"),
+        "## Post-filter rejections of generated instructions\n",
+        count_table(summary.get("postfilter_rejections", {}), "reason"),
         *(f"> {note}\n" for note in summary.get("notes", [])),
-        f"## Files in `{folder}`\n",
-        *links,
+        f"## Files (in `{run.root.resolve()}`)\n",
+        *(f"- `{name}`" for name in file_names(run, k)),
     ]
     return "\n".join(lines) + "\n"
 
@@ -42,20 +43,29 @@ def iteration_artifacts(run_root: str, summary: dict[str, Any], hardest: list[di
     """Table, hardest-instructions table and markdown report of one iteration, in the Prefect UI."""
     run = RunDir(Path(run_root))
     k = summary["iteration"]
-    create_table_artifact(table_rows([summary]), key="lion-iteration", description=f"Lion iteration {k}")
+    create_table_artifact(
+        table_rows([summary]), key="lion-iteration", description=f"Lion iteration {k} of {run.root.name}"
+    )
     create_table_artifact(
         hardest or [{"id": "-", "gap": "-", "instruction": "no scorable instruction"}],
         key="lion-hardest",
-        description=f"Iteration {k}: the hardest instructions (largest teacher − student gap)",
+        description=f"{run.root.name}, iteration {k}: the hardest instructions (largest gap)",
     )
-    create_markdown_artifact(iteration_markdown(run, summary), key="lion-iteration-report")
+    create_markdown_artifact(
+        iteration_markdown(run, summary),
+        key="lion-iteration-report",
+        description=f"Lion iteration {k} of {run.root.name}",
+    )
 
 
 @task(name="run-report", cache_policy=NO_CACHE)
 def run_report(run_root: str) -> str:
-    """RUN/report.md and plots for all iterations, also as a markdown artifact."""
-    path = write_report(RunDir(Path(run_root)))
-    create_markdown_artifact(path.read_text(encoding="utf-8"), key="lion-run-report", description=str(path))
+    """RUN/report.md and plots for all iterations, also as a markdown artifact (plots embedded)."""
+    run = RunDir(Path(run_root))
+    path, markdown = publish_report(run)
+    create_markdown_artifact(
+        markdown, key="lion-run-report", description=f"Lion run report of {run.root.name}: {path.resolve()}"
+    )
     return str(path)
 
 
