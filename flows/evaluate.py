@@ -13,6 +13,7 @@ judgements go through the response cache like every other paid call. Results: RU
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -24,7 +25,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from flows.fanout import batch_task, fan_out, in_run_dir
 from lion_core import data as packaged_data
 from lion_core.config import EndpointConfig, LionConfig, load_config
-from lion_core.eval_report import write_eval_report
+from lion_core.eval_report import embed_images, write_eval_report
 from lion_core.evaluation import (
     DEFAULT_PROTOCOL,
     REVIEW_TEMPERATURE,
@@ -32,6 +33,7 @@ from lion_core.evaluation import (
     check_inputs,
     relative_score,
     review_all,
+    verdict,
 )
 from lion_core.harness import HarnessError, run_harness
 from lion_core.ledger import Ledger
@@ -135,10 +137,13 @@ async def judge_protocol(
     )
     write_jsonl(out / "reference.jsonl", reference)
     write_jsonl(out / "candidate.jsonl", candidate_answers)
-    write_jsonl(out / "judgements.jsonl", judgements)
+    categories = {q.id: q.category for q in items}
+    verdicts = [verdict(j, categories[j.id]) for j in judgements]
+    write_jsonl(out / "judgements.jsonl", verdicts)
     return {
-        **relative_score(judgements, {q.id: q.category for q in items}).to_dict(),
+        **relative_score(judgements, categories).to_dict(),
         "protocol": protocol,
+        "winners": dict(Counter(v.winner for v in verdicts)),
     }
 
 
@@ -205,7 +210,9 @@ def publish(result: dict[str, Any], out: Path) -> None:
     write_json(out / "result.json", result)
     report = write_eval_report(result, out)
     create_markdown_artifact(
-        report.read_text(encoding="utf-8"), key="lion-eval-report", description=str(report)
+        embed_images(report.read_text(encoding="utf-8"), out),
+        key="lion-eval-report",
+        description=str(report.resolve()),
     )
     if "judge" in result:
         rows = [

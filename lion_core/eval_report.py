@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from lion_core.records import atomic_write_text
-from lion_core.report import markdown_table
+from lion_core.report import data_uri, markdown_table
 
 BAR_COLOR = "#4c72b0"
+IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)/:]+\.png)\)")  # an image beside the report: ![alt](name.png)
+
+
+def embed_images(markdown: str, folder: Path) -> str:
+    """The report with its PNGs (named relative to `folder`) inline as data URIs, for the Prefect UI."""
+    return IMAGE.sub(lambda m: f"![{m.group(1)}]({data_uri(folder / m.group(2))})", markdown)
 
 
 def bar_plot(

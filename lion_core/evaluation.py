@@ -23,6 +23,9 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from lion_core import data as packaged_data
 from lion_core import prompts, referee
@@ -52,6 +55,46 @@ class RelativeScore:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+Winner = Literal["reference", "candidate", "tie", "unscorable"]
+
+
+class Verdict(BaseModel):
+    """One evaluation question as written to RUN/eval/<candidate>/judgements.jsonl: the two-order
+    scores of the reference and the candidate and who won (not the loop's hard/easy training label)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    category: str | None = Field(description="The question's category (None when the file has none).")
+    reference_scores: list[float | None] = Field(description="Reference's score in order 1 and order 2.")
+    candidate_scores: list[float | None] = Field(description="Candidate's score in order 1 and order 2.")
+    reference_score: float | None = Field(description="Mean of reference_scores; None if unscorable.")
+    candidate_score: float | None = Field(description="Mean of candidate_scores; None if unscorable.")
+    gap: float | None = Field(description="reference_score − candidate_score; None if unscorable.")
+    winner: Winner
+    reason: str | None = Field(None, description="Why the question is unscorable.")
+
+
+def verdict(judgement: Judgement, category: str | None) -> Verdict:
+    """A judgement (reference in the teacher's slot, candidate in the student's) as an evaluation verdict."""
+    gap = judgement.gap
+    if gap is None:
+        winner: Winner = "unscorable"
+    else:
+        winner = "reference" if gap > 0 else "candidate" if gap < 0 else "tie"
+    return Verdict(
+        id=judgement.id,
+        category=category,
+        reference_scores=judgement.teacher_scores,
+        candidate_scores=judgement.student_scores,
+        reference_score=judgement.teacher_score,
+        candidate_score=judgement.student_score,
+        gap=gap,
+        winner=winner,
+        reason=judgement.reason,
+    )
 
 
 def _ratio(candidate: float, reference: float) -> float:
