@@ -273,5 +273,37 @@ def params(
     print(json.dumps({"config": config.model_dump(mode="json")}))
 
 
+@app.command("export")
+def export_(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run directory.", exists=True, file_okay=False),
+    out: Path = typer.Option(None, help="Output directory (default RUN/export)."),
+    push_to_hub: str = typer.Option(None, help="Also upload the card and Parquet files to this Hub dataset."),
+    public: bool = typer.Option(False, help="Create the Hub repository public (default private)."),
+    dry_run: bool = typer.Option(False, help="With --push-to-hub: say what would be uploaded, send nothing."),
+) -> None:
+    """Export the distilled instructions with teacher answers and lineage as a `datasets` dataset
+    (alpaca and messages formats) with a dataset card; optionally push it to the Hugging Face Hub."""
+    from lion_core.export import ExportError, export_run, hub_files
+    from lion_core.export import push_to_hub as push
+    from lion_core.records import RecordError
+    from lion_core.rundir import RunDir
+
+    out = out or RunDir(run_dir).export
+    try:
+        exported = export_run(run_dir, out)
+    except (ExportError, RecordError) as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(
+        f"exported {exported.rows} instructions with teacher answers to {out} "
+        f"(alpaca/, messages/, data/*.parquet, README.md); {exported.unanswered} not yet answered"
+    )
+    if push_to_hub and dry_run:
+        console.print(f"dry run: would upload {', '.join(hub_files(out))} to datasets/{push_to_hub}")
+    elif push_to_hub:
+        files = push(out, push_to_hub, private=not public)
+        console.print(f"uploaded {', '.join(files)} to https://huggingface.co/datasets/{push_to_hub}")
+
+
 if __name__ == "__main__":
     app()

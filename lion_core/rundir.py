@@ -2,7 +2,7 @@
 module spells a file name of the run directory.
 
 RUN/config.yaml, RUN/ledger.json, RUN/report.md, RUN/plots/, RUN/responses.sqlite (the response cache),
-RUN/eval/<candidate>/, RUN/.prefect-results/,
+RUN/eval/<candidate>/, RUN/export/, RUN/.prefect-results/,
 RUN/iter_K/{train_pool,cache_pool,teacher,student,judgements,hard,easy,generated,sft}.jsonl,
 RUN/iter_K/student/ (checkpoint), RUN/iter_K/summary.json (the iteration's statistics);
 what `lion demo` brings itself: RUN/tiny-student/, RUN/seed.jsonl, RUN/heldout.jsonl.
@@ -90,6 +90,11 @@ class RunDir:
     def eval(self, candidate: str) -> Path:
         """Where `lion eval` writes the results of one candidate."""
         return self.root / "eval" / candidate
+
+    @property
+    def export(self) -> Path:
+        """Where `lion export` writes the distilled dataset (alpaca/, messages/, data/, README.md)."""
+        return self.root / "export"
 
     @property
     def demo_student(self) -> Path:
