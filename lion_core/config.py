@@ -55,7 +55,8 @@ class MissingApiKeyError(ConfigError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No NaN or infinity anywhere: a non-finite tau, price or budget would be accepted and then paid for.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class EndpointConfig(_Model):
@@ -252,6 +253,12 @@ class PoolsConfig(_Model):
         "auto", description="File format; auto decides from the extension and the first record."
     )
     max_seed: int | None = Field(None, ge=1, description="Use only the first N seed instructions.")
+    max_text_chars: int = Field(
+        20_000,
+        ge=1,
+        description="Refuse a seed instruction whose instruction + input is longer than this (characters), "
+        "before anything is paid: every text is sent to the teacher and pads a student batch to its length.",
+    )
 
 
 class LoopConfig(_Model):
@@ -322,10 +329,32 @@ class LoopConfig(_Model):
         2.0, ge=0, description="First delay before a batch retry; doubles with each retry (with jitter)."
     )
     seed: int = Field(42, description="Seed of sampling, training and generation.")
-    selection: Literal["paper", "random"] = Field(
+    selection: Literal["paper", "random", "uniform", "fresh", "learnable"] = Field(
         "paper",
         description="Which Cache Pool items count as hard (lion_core.selection): 'paper' (gap ≥ tau, "
-        "the default) or 'random' (the referee's hard count, items drawn at random: a control).",
+        "the default); 'random' (the referee's hard count, items drawn at random: a control); "
+        "'uniform' (the referee ignored: parents uniform over the pool, the imitation baseline); "
+        "'fresh' (the gap on a fresh sibling of each item, which the student was not trained on: one "
+        "generator, teacher and two referee requests per probed item); 'learnable' (fresh, and items "
+        "that stay hard without progress for learnable_patience iterations are quarantined).",
+    )
+    probe_sample: int | None = Field(
+        None,
+        ge=1,
+        description="fresh/learnable: probe at most this many Cache Pool items per iteration, a seeded "
+        "sample stratified by origin (seed, hard, easy); null: probe every item.",
+    )
+    learnable_patience: int = Field(
+        2,
+        ge=1,
+        description="learnable: a lineage whose fresh siblings were hard in this many consecutive "
+        "iterations without its mean sibling gap shrinking is quarantined (re-probed, not multiplied).",
+    )
+    learnable_min_progress: float = Field(
+        0.5,
+        ge=0,
+        description="learnable: how much a lineage's mean sibling gap (referee points) must shrink over "
+        "learnable_patience iterations to count as progress.",
     )
 
 
@@ -379,6 +408,30 @@ class EvalConfig(_Model):
     )
 
 
+DEFAULT_EVAL_SETS = ("vicuna_bench_questions.jsonl", "mt_bench_questions.jsonl")  # shipped in lion_core/data
+
+
+class DecontaminationConfig(_Model):
+    """Generated instructions checked against evaluation sets (lm-evaluation-harness's 13-gram rule)."""
+
+    enabled: bool = Field(
+        False,
+        description="Reject generated instructions that share n-grams with eval_sets (off: as the original).",
+    )
+    eval_sets: list[DataPath] = Field(
+        default_factory=lambda: [packaged_data.path(n) for n in DEFAULT_EVAL_SETS],
+        description="Evaluation question files (FastChat, self-instruct, Alpaca, JSONL); package:NAME for a "
+        "packaged set. Default: the shipped Vicuna-80 and MT-Bench questions.",
+    )
+    ngram: int = Field(13, ge=1, description="n of the n-grams compared (13: the lm-evaluation-harness's).")
+    max_overlap: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Largest share of an instruction's n-grams that may occur in the eval sets (0: any one "
+        "shared n-gram rejects it, the lm-evaluation-harness convention).",
+    )
+
 class LionConfig(_Model):
     """Everything a Lion run needs. The top flow takes this model as its only parameter."""
 
@@ -396,6 +449,10 @@ class LionConfig(_Model):
     loop: LoopConfig = Field(default_factory=LoopConfig, description="The adversarial loop.")
     budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Spending limits.")
     evaluation: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
+    decontamination: DecontaminationConfig = Field(
+        default_factory=DecontaminationConfig,
+        description="Generated instructions checked against the evaluation sets (n-gram overlap).",
+    )
     world: WorldConfig | None = Field(None, description="Offline world settings (demo and tests).")
 
     @model_validator(mode="after")
@@ -459,6 +516,8 @@ def load_config(path: str | Path) -> LionConfig:
         data = yaml.safe_load(text)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except OSError as err:  # a directory, an unreadable file
+        raise ConfigError(f"{path}: cannot read the config: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except yaml.YAMLError as err:

@@ -17,8 +17,18 @@ from typing import Any
 
 from lion_core import referee, teacher
 from lion_core.config import LionConfig, StudentConfig, dump_config
+from lion_core.decontamination import counted, decontaminated
 from lion_core.discrimination import Split
-from lion_core.generation import Ask, GenerationResult, asker, generate_with
+from lion_core.generation import (
+    Ask,
+    GenerationRequest,
+    GenerationResult,
+    asker,
+    generate_with,
+    max_tokens_for,
+    postfilter,
+    variant_id,
+)
 from lion_core.ledger import Ledger
 from lion_core.llm import ChatClient, ResponseCache, build_client
 from lion_core.novelty import NoveltyIndex
@@ -26,7 +36,7 @@ from lion_core.pools import Pools, initial_pools, next_pools, read_pools, write_
 from lion_core.records import Instruction, Judgement, Response, read_instructions, read_jsonl, write_jsonl
 from lion_core.report import write_report
 from lion_core.rundir import RunDir, preflight, write_json
-from lion_core.selection import selection
+from lion_core.selection import Evidence, Probe, needs_probes, probe_sample, selection
 from lion_core.student.checkpoint import training_key
 from lion_core.student.data import sft_pairs, student_prompts
 from lion_core.student.generate import answer
@@ -35,6 +45,9 @@ from lion_core.student.train import TrainResult
 from lion_core.teacher import cut_answers_note
 
 JudgeItem = tuple[str, str, str, str]  # (id, instruction text, teacher answer, student answer)
+# The probing strategies' fresh siblings and verdicts, RUN/iter_K/probes.jsonl (TODO: name it in
+# lion_core.rundir.ITERATION_FILES, which this module may not edit).
+PROBES_FILE = "probes.jsonl"
 
 
 @dataclass(frozen=True)
@@ -221,12 +234,85 @@ async def discrimination(
         for i, text, t, s in zip(pools.cache_pool, shown, teacher_answers, student_out)
     ]
     judgements = await fx.judge(items)
-    select = selection(config.loop.selection, config.loop.seed)
-    split = fx.step("discrimination", select, pools.cache_pool, judgements)
+    name = config.loop.selection
+    evidence = await probe(fx, config, run, k, pools.cache_pool) if needs_probes(name) else Evidence()
+    select = selection(name, config.loop.seed, config.loop)
+    split = fx.step("discrimination", select, pools.cache_pool, judgements, evidence)
     write_jsonl(folder.file("judgements"), judgements)
     write_jsonl(folder.file("hard"), split.hard)
     write_jsonl(folder.file("easy"), split.easy)
     return Discrimination(teacher_answers, student_out, judgements, split)
+
+
+async def judged_pairs(
+    fx: Effects, config: LionConfig, checkpoint: Path, items: list[Instruction]
+) -> list[Judgement]:
+    """Teacher and student answer `items`; the referee judges both orders (one verdict per item)."""
+    if not items:
+        return []
+    teacher_out = await fx.teacher(items)
+    student_out = fx.student(checkpoint, items)
+    shown = [referee.judged_text(i, send_inputs=config.loop.send_inputs) for i in items]
+    return await fx.judge(
+        [(i.id, text, t.output, s.output) for i, text, t, s in zip(items, shown, teacher_out, student_out)]
+    )
+
+
+def sibling_requests(config: LionConfig, k: int, items: list[Instruction]) -> list[GenerationRequest]:
+    """One hard-prompt generator request per probed item (same domain and task type: a sibling), a
+    variant of its own per seed, iteration and item (paid once, replayed on resume)."""
+    loop = config.loop
+    return [
+        GenerationRequest(
+            "hard",
+            item,
+            variant_id(loop.seed, k, "probe", item.id),
+            max_tokens_for(item, loop.generator_max_tokens_per_word),
+        )
+        for item in items
+    ]
+
+
+def fresh_siblings(
+    config: LionConfig, k: int, pool: list[Instruction], requests: list[GenerationRequest], replies: list
+) -> list[Instruction]:
+    """The usable siblings: replies that pass generation's post-filters and are not Cache Pool
+    instructions (the student was trained on those)."""
+    loop, known = config.loop, {i.instruction.strip().lower() for i in pool}
+    siblings = []
+    for request, reply in zip(requests, replies):
+        text = reply.content.strip()
+        if postfilter(reply, loop.min_words, loop.generator_blacklist) is None and text.lower() not in known:
+            siblings.append(
+                Instruction(
+                    id=f"probe-{k}-{request.parent.id}",
+                    instruction=text,
+                    origin="hard",
+                    iteration=k,
+                    parent_id=request.parent.id,
+                )
+            )
+    return siblings
+
+
+async def probe(fx: Effects, config: LionConfig, run: RunDir, k: int, pool: list[Instruction]) -> Evidence:
+    """Fresh siblings of the probed Cache Pool items, answered by teacher and student and judged in both
+    orders, through the same effects as the rest of the iteration (cached, paid once); written to
+    RUN/iter_K/probes.jsonl. The evidence carries the earlier iterations' probes too."""
+    folder = run.iteration(k)
+    probed = probe_sample(pool, config.loop.probe_sample, config.loop.seed, k)
+    requests = sibling_requests(config, k, probed)
+    siblings = fresh_siblings(config, k, pool, requests, await fx.generator(requests) if requests else [])
+    verdicts = await judged_pairs(fx, config, folder.student, siblings)
+    probes = [Probe(parent_id=s.parent_id, sibling=s, judgement=j) for s, j in zip(siblings, verdicts)]
+    write_jsonl(folder.root / PROBES_FILE, probes)
+    return Evidence(probes, earlier_probes(run, k))
+
+
+def earlier_probes(run: RunDir, k: int) -> list[list[Probe]]:
+    """The probes of iterations 1..k-1 that probed (oldest first)."""
+    paths = [run.iteration(j).root / PROBES_FILE for j in range(1, k)]
+    return [read_jsonl(path, Probe) for path in paths if path.exists()]
 
 
 async def generation(
@@ -248,7 +334,8 @@ async def new_instructions(
 ) -> GenerationResult:
     """Generation's filters and rounds around the generator requests `ask` sends."""
     index = NoveltyIndex(config.loop.rouge_threshold, texts=[i.instruction for i in cache_pool])
-    return await generate_with(ask, split.hard, split.easy, index, config.loop, iteration=k)
+    guard = decontaminated(index, config.decontamination)  # the index itself when decontamination is off
+    return counted(await generate_with(ask, split.hard, split.easy, guard, config.loop, iteration=k), guard)
 
 
 def update_pools(pools: Pools, generated: list[Instruction], run: RunDir, k: int) -> Pools:
@@ -351,6 +438,19 @@ async def distill(
     return await run_loop(config, iterate, lambda summary: write_report(run))
 
 
+# What a strategy reports beyond the referee's split statistics (summary.json's "selection").
+SELECTION_STATS = (
+    "selection",
+    "probed",
+    "unprobed",
+    "cache_pool_hard",
+    "cache_pool_mean_gap",
+    "agreement_with_paper",
+    "quarantined",
+    "quarantined_lineages",
+)
+
+
 def summarize(
     k: int,
     pools: Pools,
@@ -372,6 +472,7 @@ def summarize(
             for key in ("hard", "easy", "unscorable", "mean_gap", "order_disagreement", "gap_histogram")
         },
         "hard_share": split.hard_share,
+        "selection": {key: value for key, value in split.stats.items() if key in SELECTION_STATS},
         **(
             {}
             if gen is None
@@ -379,6 +480,7 @@ def summarize(
                 "generated": len(gen.kept),
                 "requested": gen.requested,
                 "novelty_rejections": gen.novelty_rejections,
+                "decontamination_rejections": gen.decontamination_rejections,
                 "postfilter_rejections": dict(gen.postfilter_rejections),
             }
         ),

@@ -113,14 +113,17 @@ def test_the_world_reviews_in_the_vicuna_contract(category: str, first_line: boo
     assert text.splitlines()[-1] == f"({correct:.0f}, {wrong:g})" or first_line
 
 
-def test_generator_keeps_the_family_and_raises_the_level_for_easy() -> None:
+def test_generator_keeps_family_and_level_for_hard_and_draws_any_level_of_the_family_for_easy() -> None:
     clean = RoleSettings(near_duplicate_share=0.0, malformed_share=0.0)
     rng = Random(0)
-    for _ in range(30):
+    easy_levels = set()
+    for _ in range(60):
         hard = generator_reply(prompts.generator_messages("hard", "Reverse abcd"), rng, clean)
         easy = generator_reply(prompts.generator_messages("easy", "Reverse abcd"), rng, clean)
         assert fam.identify(hard)[0].name == "reverse" and fam.level_of(hard) == 1
-        assert fam.identify(easy)[0].name == "reverse" and fam.level_of(easy) == 2
+        assert fam.identify(easy)[0].name == "reverse"
+        easy_levels.add(fam.level_of(easy))
+    assert easy_levels == {1, 2, 3}  # "same domain, rarer": the family's whole range, not one level up
 
 
 def test_generator_makes_near_duplicates_and_malformed_replies() -> None:
@@ -197,3 +200,88 @@ def test_cli_sample_prints_jsonl() -> None:
     assert len(rows) == 5
     assert set(rows[0]) == {"instruction", "input", "output", "family", "difficulty"}
     assert all(fam.solve(r["instruction"]) == r["output"] for r in rows)
+
+
+PLUGIN = """
+from lion_core.world.families import TaskFamily, register_family
+
+register_family(TaskFamily(
+    name="triple", templates=("Triple {n}", "Thrice {n}?"), slots={"n": r"\\d+"},
+    make=lambda rng, level: {"n": str(rng.randrange(10 ** (level - 1), 10 ** level))},
+    answer=lambda s: str(3 * int(s["n"])),
+    level_of=lambda s: len(s["n"]),
+))
+"""
+
+REACHES_EVERY_PART = """
+import sys
+from random import Random
+sys.path.insert(0, "benchmarks")
+from lion_core import prompts
+from lion_core.world import families as fam
+from lion_core.world.roles import CORRECT_SCORE, RoleSettings, generator_reply, referee_reply, teacher_reply
+import replication
+
+settings = replication.Settings(initial=60, test_per_cell=2)
+tests = replication.test_set(settings)
+assert {t.level for t in tests if t.family == "triple"} == {1, 2, 3}, "held-out set"
+pool = replication.seed_pool(settings, 0, {t.instruction.lower() for t in tests})
+triple = [t for t in pool if t.family == "triple"]
+assert triple, "seed pool"
+parent = triple[0].instruction
+clean = RoleSettings(near_duplicate_share=0.0, malformed_share=0.0)
+child = generator_reply(prompts.generator_messages("hard", parent), Random(0), clean)
+assert fam.identify(child)[0].name == "triple", "generator"
+answer = teacher_reply(prompts.teacher_messages(parent))
+assert answer == triple[0].answer, "teacher"
+verdict = referee_reply(prompts.referee_messages(parent, answer, "0"), Random(0), RoleSettings())
+assert f"Score of the Assistant 1: {CORRECT_SCORE:.0f}" in verdict, "referee"
+print("ok")
+"""
+
+
+def test_a_plugin_family_reaches_every_process_and_every_part_of_the_world(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "triple_plugin.py").write_text(PLUGIN)
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        fam.PLUGINS_ENV: "triple_plugin",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)]),
+    }
+    # a fresh interpreter, as a spawned worker is: the variable alone brings the family in
+    done = subprocess.run(
+        [sys.executable, "-c", REACHES_EVERY_PART], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+
+
+def test_load_plugins_imports_them_and_names_them_for_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "triple_plugin_b.py").write_text(PLUGIN.replace('"triple"', '"triple-b"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(fam.PLUGINS_ENV, raising=False)
+    try:
+        assert fam.load_plugins(["triple_plugin_b"]) == ["triple_plugin_b"]
+        assert fam.plugin_names() == ["triple_plugin_b"]  # inherited by spawned workers
+        assert fam.solve("Triple 14") == "42"
+    finally:
+        fam._REGISTRY.pop("triple-b", None)
+
+
+def test_the_keyed_family_is_a_plugin_whose_answers_no_rule_of_the_word_gives() -> None:
+    from lion_core.world import keyed
+
+    fam.register_family(keyed.KEYED)  # (imported once per process: register again after a test popped it)
+    try:
+        assert fam.identify("Encode abcd")[0].name == "code"
+        assert fam.solve("Cipher ABC") == keyed.encode("abc") and fam.level_of("Encode abcdefg") == 3
+    finally:
+        fam._REGISTRY.pop("code", None)
+    answers = {keyed.encode(w) for w in ("abc", "abd", "abe", "bbc")}
+    assert len(answers) == 4 and all(len(a) == keyed.CODE_LENGTH for a in answers)

@@ -12,10 +12,18 @@ answer and a way to read the level back from the slots. Register your own with `
 
 Templates keep few fixed words so that two instructions of a family differ in ROUGE-L (< 0.7) unless
 their slots are equal — the novelty filter then rejects only real near-duplicates.
+
+Plugins: a module that calls `register_family` at import time, named in the environment variable
+LION_WORLD_PLUGINS (comma-separated module names), is imported when this module is — in every process,
+spawned workers included (they inherit the environment). `load_plugins(names)` adds modules to the
+variable and imports them; the scripts' `--world-plugin MODULE` option calls it.
+`lion_core.world.keyed` is such a plugin: a keyed family that no amount of data can teach.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import re
 import string
 from collections.abc import Callable, Iterable
@@ -23,6 +31,7 @@ from dataclasses import dataclass, field
 from random import Random
 
 Slots = dict[str, str]
+PLUGINS_ENV = "LION_WORLD_PLUGINS"
 LETTERS = string.ascii_lowercase
 VOWELS = frozenset("aeiou")
 
@@ -223,3 +232,22 @@ def level_of(text: str) -> int | None:
     """The difficulty level of a world instruction (None when no family matches)."""
     found = identify(text)
     return found[0].level_of(found[1]) if found else None
+
+
+def plugin_names() -> list[str]:
+    """The plugin modules named in LION_WORLD_PLUGINS (comma-separated; empty when unset)."""
+    return [name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(",") if name.strip()]
+
+
+def load_plugins(names: Iterable[str] = ()) -> list[str]:
+    """Add `names` to LION_WORLD_PLUGINS (so that worker processes import them too) and import every
+    plugin named there; returns the plugin modules now loaded."""
+    wanted = [*plugin_names(), *(n for n in names if n not in plugin_names())]
+    if wanted:
+        os.environ[PLUGINS_ENV] = ",".join(wanted)
+    for name in wanted:
+        importlib.import_module(name)
+    return wanted
+
+
+load_plugins()

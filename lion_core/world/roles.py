@@ -12,7 +12,7 @@ from random import Random
 from rapidfuzz.distance import Indel
 
 from lion_core import prompts
-from lion_core.world.families import families, identify, sample_task, solve
+from lion_core.world.families import TaskFamily, families, identify, sample_task, solve
 
 # Scores of the world referee: a correct answer gets CORRECT; a wrong one 1 + partial credit.
 CORRECT_SCORE = 9.0
@@ -164,8 +164,16 @@ MALFORMED_GENERATIONS = (
 )
 
 
+def generator_level(family: TaskFamily, level: int, mode: str, rng: Random) -> int:
+    """The level of a new instruction: the parent's (hard prompt: same domain and task type, similar
+    difficulty), or any level of the family (easy prompt: same domain, rarer — the long tail of the
+    family, not a harder task), drawn uniformly."""
+    return level if mode == "hard" else rng.randint(1, family.max_level)
+
+
 def generator_reply(messages: list[dict[str, str]], rng: Random, settings: RoleSettings) -> str:
-    """A new instruction: same family and level (hard prompt) or one level up (easy prompt).
+    """A new instruction of the parent's family: at its level (hard prompt) or at any of the family's
+    levels (easy prompt: "same domain, rarer", as the paper's prompt asks — not one level up).
 
     A share of replies are near-duplicates of the given instruction or malformed, so that the
     post-filters and the novelty filter have real work.
@@ -184,7 +192,7 @@ def generator_reply(messages: list[dict[str, str]], rng: Random, settings: RoleS
     if found is None:
         return sample_task(rng.choice(families()), rng, 1).instruction
     family, slots, _ = found
-    level = family.level_of(slots) + (1 if mode == "easy" else 0)
+    level = generator_level(family, family.level_of(slots), mode, rng)
     if settings.max_level is not None:
         level = min(level, settings.max_level)
     return sample_task(family, rng, level).instruction
