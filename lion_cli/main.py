@@ -307,3 +307,32 @@ def export_(
 
 if __name__ == "__main__":
     app()
+@app.command()
+def decontaminate(
+    file: Path = typer.Argument(..., help="Instruction file (Alpaca JSON, JSONL, self-instruct, FastChat)."),
+    eval_set: list[str] = typer.Option(
+        None, help="Evaluation question file or package:NAME (repeatable); default Vicuna-80 and MT-Bench."
+    ),
+    ngram: int = typer.Option(13, min=1, help="n of the n-grams (13: the lm-evaluation-harness's)."),
+    max_overlap: float = typer.Option(0.0, min=0.0, max=0.999, help="Largest share of shared n-grams."),
+) -> None:
+    """Check an instruction file against evaluation sets (n-gram overlap); exit 1 if any is contaminated."""
+    from lion_core.config import DecontaminationConfig
+    from lion_core.decontamination import EvalNgrams, check_file
+    from lion_core.records import RecordError
+
+    try:
+        config = DecontaminationConfig(
+            ngram=ngram, max_overlap=max_overlap, **({"eval_sets": eval_set} if eval_set else {})
+        )
+        total, found = check_file(file, EvalNgrams.from_files(config.eval_sets, ngram), max_overlap)
+    except (RecordError, ValueError, OSError) as err:
+        console.print(f"[bold red]error:[/] {' '.join(str(err).split())}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    for finding in found:
+        console.print(f"{finding.id}\t{finding.overlap:.2f}\t{finding.instruction[:100]}", markup=False)
+    console.print(f"{len(found)} of {total} instructions share {ngram}-grams with the evaluation sets")
+    if found:
+        raise typer.Exit(EXIT_FAILED)
+
+

@@ -62,6 +62,7 @@ class GenerationResult:
     requested: int = 0
     postfilter_rejections: Counter = field(default_factory=Counter)
     novelty_rejections: int = 0
+    decontamination_rejections: int = 0  # shared n-grams with the evaluation sets
     rounds: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -73,6 +74,7 @@ class GenerationResult:
             "kept_easy": sum(i.origin == "easy" for i in self.kept),
             "postfilter_rejections": dict(self.postfilter_rejections),
             "novelty_rejections": self.novelty_rejections,
+            "decontamination_rejections": self.decontamination_rejections,
             "rounds": self.rounds,
             "notes": self.notes,
         }

@@ -44,6 +44,7 @@ def table_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "mean gap": f"{s['mean_gap']:.2f}",
                 "new kept": s.get("generated", 0),
                 "novelty rej.": s.get("novelty_rejections", 0),
+                "decontam. rej.": s.get("decontamination_rejections", 0),
                 **{f"{role} req.": int(_usage(s, role, "requests")) for role in ROLES},
                 "cache hits": int(sum(_usage(s, role, "cache_hits") for role in ROLES)),
                 "tokens": int(
