@@ -12,7 +12,9 @@ Re-running `lion demo` or `lion run` on the same run directory resumes; nothing 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +39,30 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_BUDGET = 3
+EXIT_BUSY = 4  # another process is running the same run directory
+
+# Run beside Prefect's temporary server: waits until the `lion` process that started it ends, however it
+# ends (its stdin pipe closes), then stops the server, so it never outlives its run. A pidfd names the
+# server process itself, so a recycled pid is never signalled.
+SERVER_REAPER = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+pid = int(sys.argv[1])
+try:
+    target = os.pidfd_open(pid)
+    stop = lambda: signal.pidfd_send_signal(target, signal.SIGTERM)
+except ProcessLookupError:
+    sys.exit(0)
+except AttributeError:  # no pidfd (not Linux): the pid itself
+    stop = lambda: os.kill(pid, signal.SIGTERM)
+sys.stdin.buffer.read()
+try:
+    stop()
+except ProcessLookupError:
+    pass
+"""
+# The reapers of this process: their pipes close when it exits (after Prefect stopped its server).
+_REAPERS: list[subprocess.Popen] = []
 
 
 def print_table(summaries: list[dict[str, Any]], title: str) -> None:
@@ -54,13 +80,49 @@ def print_table(summaries: list[dict[str, Any]], title: str) -> None:
         console.print(f"stopped after iteration {summaries[-1]['iteration']}: {summaries[-1]['stopped']}")
 
 
+class QuietBudgetStop(logging.Filter):
+    """Drops Prefect's log records of a budget stop (tracebacks, failed states): the CLI says it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from lion_core.ledger import BudgetExceededError
+
+        error = record.exc_info[1] if record.exc_info else None
+        message = record.getMessage()
+        return not (
+            isinstance(error, BudgetExceededError)
+            or "BudgetExceededError" in message
+            or "budget: max_" in message
+        )
+
+
+def tie_embedded_server() -> None:
+    """Start Prefect's temporary server now (the first flow run would) and SERVER_REAPER beside it
+    (nothing to do when PREFECT_API_URL names a server of the user's)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    assert server.server_process is not None
+    if not _REAPERS:
+        reaper = [sys.executable, "-c", SERVER_REAPER, str(server.server_process.pid)]
+        _REAPERS.append(subprocess.Popen(reaper, stdin=subprocess.PIPE))
+
+
 def run_flow(flow_call) -> Any:
-    """Run a flow coroutine on the embedded Prefect (or the server PREFECT_API_URL names); clean exits."""
+    """Run a flow coroutine on the embedded Prefect (or the server PREFECT_API_URL names); clean exits:
+    one line and an exit code for bad input, a budget stop and an endpoint that kept failing."""
     from lion_core.config import ConfigError
     from lion_core.ledger import BudgetExceededError
     from lion_core.llm import LLMError
     from lion_core.records import RecordError
 
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).addFilter(QuietBudgetStop())
+    tie_embedded_server()
     try:
         return asyncio.run(flow_call)
     except (ConfigError, RecordError) as err:
@@ -75,17 +137,37 @@ def run_flow(flow_call) -> Any:
 
 
 def run_distill(config) -> list[dict[str, Any]]:
+    """The distill flow; ledger.json is rebuilt from the journal afterwards, however the flow ended."""
     from flows.distill import distill
 
-    return run_flow(distill(config))
+    try:
+        return run_flow(distill(config))
+    finally:
+        run_ledger(config).save()
 
 
-def api_calls(run_dir: Path) -> tuple[int, int]:
-    """(HTTP requests sent, replies served from the cache) so far, from RUN/ledger.json."""
-    from lion_core.ledger import Ledger
-    from lion_core.rundir import RunDir
+def run_ledger(config):
+    """The run's ledger, a view of the journal in its response cache."""
+    from lion_core.ledger import run_ledger as ledger_of
+    from lion_core.rundir import RunDir, response_cache
 
-    roles = Ledger(RunDir(run_dir).ledger).roles.values()
+    return ledger_of(RunDir(config.run_dir).ledger, response_cache(config))
+
+
+def hold_run_dir(config):
+    """The run directory's lock, taken now; exits at once with one line when another run holds it."""
+    from lion_core.rundir import RunDir, RunLock, RunLockedError
+
+    try:
+        return RunLock(RunDir(config.run_dir)).acquire()
+    except RunLockedError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(EXIT_BUSY) from None
+
+
+def api_calls(config) -> tuple[int, int]:
+    """(HTTP requests sent, replies served from the cache) so far, from the run's journal."""
+    roles = run_ledger(config).roles.values()
     return sum(u.requests for u in roles), sum(u.cache_hits for u in roles)
 
 
@@ -94,7 +176,7 @@ def finish(config, summaries: list[dict[str, Any]], started: float, calls_before
     from lion_core.rundir import RunDir
 
     print_table(summaries, f"Lion — {config.run_dir}")
-    (sent, hits), (sent_before, hits_before) = api_calls(config.run_dir), calls_before
+    (sent, hits), (sent_before, hits_before) = api_calls(config), calls_before
     console.print(
         f"this run: {sent - sent_before} API requests sent, {hits - hits_before} replies from the cache"
     )
@@ -113,22 +195,33 @@ def demo(
     ),
 ) -> None:
     """Start the offline world, build the tiny student, run the loop on the embedded Prefect."""
-    from flows.demo import demo_config, prepare_world_files, world_server
+    from lion_core.config import ConfigError
+    from lion_core.rundir import check_directory
 
     started = time.perf_counter()
+    try:
+        check_directory("--run-dir", run_dir)
+    except ConfigError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    from flows.demo import demo_config, prepare_world_files, world_server
+
     config = demo_config(run_dir, iterations, seed, port)
-    prepare_world_files(config)
-    calls_before = api_calls(config.run_dir)
-    try:
-        server = world_server(config).start(port=port)
-    except OSError as err:
-        console.print(f"[bold red]cannot start the world server on 127.0.0.1:{port}:[/] {err} (try --port)")
-        raise typer.Exit(EXIT_FAILED) from None
-    try:
-        summaries = run_distill(config)
-    finally:
-        server.stop()
-    finish(config, summaries, started, calls_before)
+    with hold_run_dir(config):
+        prepare_world_files(config)
+        calls_before = api_calls(config)
+        try:
+            server = world_server(config).start(port=port)
+        except OSError as err:
+            console.print(
+                f"[bold red]cannot start the world server on 127.0.0.1:{port}:[/] {err} (try --port)"
+            )
+            raise typer.Exit(EXIT_FAILED) from None
+        try:
+            summaries = run_distill(config)
+        finally:
+            server.stop()
+        finish(config, summaries, started, calls_before)
 
 
 @app.command()
@@ -149,8 +242,9 @@ def run(
     except ConfigError as err:
         console.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    calls_before = api_calls(config.run_dir)
-    finish(config, run_distill(config), started, calls_before)
+    with hold_run_dir(config):
+        calls_before = api_calls(config)
+        finish(config, run_distill(config), started, calls_before)
 
 
 @app.command("eval")

@@ -120,6 +120,10 @@ def _decode(path: Path) -> str:
         data = path.read_bytes()
     except FileNotFoundError:
         raise RecordError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise RecordError(f"{path}: is a directory, not a file of records") from None
+    except OSError as err:  # unreadable: permissions, I/O errors
+        raise RecordError(f"{path}: cannot read: {err.strerror or err}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -224,8 +228,22 @@ def _detect(path: Path, first: Any) -> Format:
     return "jsonl"
 
 
-def read_instructions(path: str | Path, format: Format = "auto") -> list[Instruction]:
-    """Read an instruction file of any supported format into validated Instruction records."""
+def _check_length(path: Path, line: int, record: Instruction, max_chars: int | None) -> None:
+    """Refuse a record whose instruction + input is longer than `max_chars`, naming the longer field."""
+    size = len(record.instruction) + len(record.input)
+    if max_chars is not None and size > max_chars:
+        field = "input" if len(record.input) > len(record.instruction) else "instruction"
+        raise RecordError(
+            f"{path}:{line}: field '{field}': instruction + input is {size:,} characters, "
+            f"more than the {max_chars:,} allowed (pools.max_text_chars)"
+        )
+
+
+def read_instructions(
+    path: str | Path, format: Format = "auto", *, max_chars: int | None = None
+) -> list[Instruction]:
+    """Read an instruction file of any supported format into validated Instruction records; with
+    `max_chars`, a record whose instruction + input is longer is refused (RecordError)."""
     path = Path(path)
     text = _decode(path)
     rows = list(
@@ -248,6 +266,7 @@ def read_instructions(path: str | Path, format: Format = "auto") -> list[Instruc
         else:
             row = _from_plain(path, line, row, index)
         record = _validate(path, line, Instruction, row)
+        _check_length(path, line, record, max_chars)
         if record.id in seen:
             raise RecordError(
                 f"{path}:{line}: field 'id': duplicate id {record.id!r} (first on line {seen[record.id]})"

@@ -5,12 +5,15 @@ RUN/config.yaml, RUN/ledger.json, RUN/report.md, RUN/plots/, RUN/responses.sqlit
 RUN/eval/<candidate>/, RUN/export/, RUN/.prefect-results/,
 RUN/iter_K/{train_pool,cache_pool,teacher,student,judgements,hard,easy,generated,sft}.jsonl,
 RUN/iter_K/student/ (checkpoint), RUN/iter_K/summary.json (the iteration's statistics);
-what `lion demo` brings itself: RUN/tiny-student/, RUN/seed.jsonl, RUN/heldout.jsonl.
+what `lion demo` brings itself: RUN/tiny-student/, RUN/seed.jsonl, RUN/heldout.jsonl;
+RUN/.lock: the lock a running `lion run`/`lion demo` holds (its pid inside), one run per directory.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,8 @@ from lion_core.config import ConfigError, LionConfig
 from lion_core.records import RecordError, atomic_write_text, read_instructions
 
 RESPONSES_FILE = "responses.sqlite"
+LOCK_FILE = ".lock"
+ADAPTER_FILE = "adapter_config.json"
 ITERATION_FILES = (
     "train_pool",
     "cache_pool",
@@ -110,6 +115,11 @@ class RunDir:
         return self.root / "heldout.jsonl"
 
     @property
+    def lock(self) -> Path:
+        """The advisory lock file of the process running this directory (see RunLock)."""
+        return self.root / LOCK_FILE
+
+    @property
     def results(self) -> Path:
         """Prefect's persisted task results (what makes a re-run resume)."""
         return self.root / ".prefect-results"
@@ -158,17 +168,92 @@ def check_same_seed(run: RunDir, pools: dict[str, Any]) -> None:
         )
 
 
+class RunLockedError(RuntimeError):
+    """Another process is running this run directory."""
+
+
+class RunLock:
+    """One run per run directory: an exclusive advisory lock (flock) on RUN/.lock, held by this process
+    for the whole run. The OS releases it when the process ends, however it ends (SIGKILL included), so
+    there is no stale lock to guess about; the file keeps the holder's pid for the error message."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.path = run.lock
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock at once or raise RunLockedError naming the directory and the holder's pid."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunLockedError(
+                f"{self.path.parent}: another run is using this run directory (pid {holder}); "
+                "wait for it to end or use another --run-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def check_directory(field: str, path: Path) -> None:
+    """A directory a run will create or use: raise ConfigError if it, or an ancestor, is not one."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"{field}: {path}: {existing} is not a directory")
+
+
+def check_checkpoint(path: Path) -> None:
+    """The student checkpoint's config (the base model's, for a LoRA adapter) and tokenizer load from
+    `path`; raise ConfigError naming student.model_path and what failed."""
+    from transformers import AutoConfig, AutoTokenizer  # only a run's pre-flight needs them
+
+    try:
+        base = path
+        if (path / ADAPTER_FILE).is_file():
+            base = Path(
+                json.loads((path / ADAPTER_FILE).read_text(encoding="utf-8"))["base_model_name_or_path"]
+            )
+        AutoConfig.from_pretrained(base)
+        AutoTokenizer.from_pretrained(path)
+    except Exception as err:  # transformers raises OSError, ValueError, KeyError, JSONDecodeError, ...
+        detail = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(
+            f"student.model_path: {path}: the checkpoint does not load ({type(err).__name__}: {detail})"
+        ) from None
+
+
 def preflight(config: LionConfig) -> None:
-    """Everything a run needs, checked before any work is done or paid for; raises ConfigError naming
-    the config field: API keys, the student checkpoint, the held-out set, the seed pool (read and
-    validated unless the run directory already holds its first pools, which must come from the same
-    seeds)."""
+    """Everything a run needs, checked before any work is done or paid for and without writing
+    anything; raises ConfigError naming the config field: API keys, the run and cache directories, the
+    student checkpoint (its config and tokenizer load), the held-out set, the seed pool (read and
+    validated, texts no longer than pools.max_text_chars, unless the run directory already holds its
+    first pools, which must come from the same seeds)."""
     config.check_credentials()
+    check_directory("run_dir", Path(config.run_dir))
+    if config.cache_dir is not None:
+        check_directory("cache_dir", Path(config.cache_dir))
     model = Path(config.student.model_path)
-    if not any((model / name).is_file() for name in ("config.json", "adapter_config.json")):
+    if not any((model / name).is_file() for name in ("config.json", ADAPTER_FILE)):
         raise ConfigError(
             f"student.model_path: {model} is not a local checkpoint directory (no config.json or "
-            "adapter_config.json)"
+            f"{ADAPTER_FILE})"
         )
     heldout = config.evaluation.heldout_path
     if heldout is not None and not Path(heldout).is_file():
@@ -176,11 +261,14 @@ def preflight(config: LionConfig) -> None:
     run = RunDir(config.run_dir)
     if run.iteration(1).file("cache_pool").exists():
         check_same_seed(run, config.pools.model_dump(mode="json"))
-        return
-    try:
-        read_instructions(config.pools.seed_path, config.pools.format)
-    except RecordError as err:
-        raise ConfigError(f"pools.seed_path: {err}") from None
+    else:
+        try:
+            read_instructions(
+                config.pools.seed_path, config.pools.format, max_chars=config.pools.max_text_chars
+            )
+        except RecordError as err:
+            raise ConfigError(f"pools.seed_path: {err}") from None
+    check_checkpoint(model)
 
 
 def write_json(path: Path, data: Any) -> None:

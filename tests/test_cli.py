@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -82,7 +83,7 @@ def test_eval_with_nothing_to_do_is_an_error(tmp_path: Path) -> None:
 
 
 # Every command a user can type; the test fails if one of them is no longer registered.
-COMMANDS = {"demo", "run", "eval", "report", "world"}
+COMMANDS = {"demo", "run", "eval", "report", "world", "params", "export", "decontaminate"}
 WORLD_COMMANDS = {"serve", "sample", "families", "student"}
 
 
@@ -114,3 +115,102 @@ def test_help_loads_neither_torch_nor_the_world_server_nor_prefect() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert "Commands" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ----------------------------------------------------------------------------- hostile input (issue 13)
+
+
+def refused(result, *needles: str) -> None:
+    """Exit 2, one line (however the terminal wraps it) naming what is wrong, no traceback."""
+    text = " ".join(result.output.split())
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in text, (needle, text)
+    assert len(result.output.strip().splitlines()) <= 3, result.output
+
+
+def seeded(tmp_path: Path, text: str = '{"instruction": "Reverse abc"}\n') -> Path:
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "seed.jsonl").write_text(text)
+    return local_config(tmp_path)
+
+
+def edited(config: Path, section: str, field: str, value: object) -> Path:
+    data = yaml.safe_load(config.read_text())
+    data.setdefault(section, {})[field] = value
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
+def test_a_seed_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "seeds").mkdir()
+    result = CliRunner().invoke(app, ["run", str(local_config(tmp_path, seed_path=str(tmp_path / "seeds")))])
+    refused(result, "pools.seed_path", str(tmp_path / "seeds"), "directory")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unreadable_seed_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = seeded(tmp_path)
+    seed = tmp_path / "seed.jsonl"
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:  # root reads any file, so the refusal is simulated
+        if self == seed:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    refused(CliRunner().invoke(app, ["run", str(config)]), "pools.seed_path", str(seed), "Permission denied")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value"),
+    [
+        ("loop", "tau", float("nan")),
+        ("loop", "tau", float("inf")),
+        ("loop", "hard_easy_ratio", float("inf")),
+        ("budget", "max_usd", float("inf")),
+        ("teacher", "temperature", float("nan")),
+        ("student", "temperature", float("inf")),
+    ],
+)
+def test_non_finite_numbers_in_the_config_are_refused(
+    tmp_path: Path, section: str, field: str, value: float
+) -> None:
+    config = edited(seeded(tmp_path), section, field, value)
+    refused(CliRunner().invoke(app, ["run", str(config)]), f"field '{section}.{field}'", "config.yaml:")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_student_checkpoint_that_does_not_load_is_refused(tmp_path: Path, tiny_student_path: Path) -> None:
+    import shutil
+
+    student = tmp_path / "student"
+    shutil.copytree(tiny_student_path, student)
+    (student / "config.json").write_text('{"model_type": "llama", "hidden_size": ')
+    (tmp_path / "seed.jsonl").write_text('{"instruction": "Reverse abc"}\n')
+    result = CliRunner().invoke(app, ["run", str(local_config(tmp_path, model_path=str(student)))])
+    refused(result, "student.model_path", str(student), "does not load")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    config = seeded(tmp_path)
+    (tmp_path / "run").write_text("not a directory")
+    refused(CliRunner().invoke(app, ["run", str(config)]), "run_dir", str(tmp_path / "run"), "not a directory")
+    assert (tmp_path / "run").read_text() == "not a directory"
+
+
+def test_a_config_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    refused(CliRunner().invoke(app, ["run", str(tmp_path)]), str(tmp_path))
+
+
+def test_a_huge_instruction_is_refused_before_anything_is_paid(tmp_path: Path) -> None:
+    huge = "x" * 10_000_000
+    config = seeded(tmp_path, '{"instruction": "Reverse abc"}\n' + json.dumps({"instruction": huge}) + "\n")
+    refused(CliRunner().invoke(app, ["run", str(config)]), "pools.seed_path", "seed.jsonl:2", "instruction")
+    assert not (tmp_path / "run").exists()
