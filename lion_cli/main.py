@@ -65,6 +65,13 @@ except ProcessLookupError:
 _REAPERS: list[subprocess.Popen] = []
 
 
+def say_error(prefix: str, err: object) -> None:
+    """One line on the console, however long (never wrapped, markup in the message printed as is)."""
+    from rich.markup import escape
+
+    console.print(f"[bold red]{prefix}:[/] {escape(' '.join(str(err).split()))}", soft_wrap=True)
+
+
 def print_table(summaries: list[dict[str, Any]], title: str) -> None:
     """The per-iteration table (the same rows as the report and the Prefect artifact)."""
     from lion_core.report import table_rows
@@ -126,13 +133,13 @@ def run_flow(flow_call) -> Any:
     try:
         return asyncio.run(flow_call)
     except (ConfigError, RecordError) as err:
-        console.print(f"[bold red]error:[/] {err}")
+        say_error("error", err)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except BudgetExceededError as err:
-        console.print(f"[bold red]stopped before exceeding the budget:[/] {err}")
+        say_error("stopped before exceeding the budget", err)
         raise typer.Exit(EXIT_BUDGET) from None
     except LLMError as err:
-        console.print(f"[bold red]an endpoint kept failing:[/] {err}")
+        say_error("an endpoint kept failing", err)
         raise typer.Exit(EXIT_FAILED) from None
 
 
@@ -161,7 +168,7 @@ def hold_run_dir(config):
     try:
         return RunLock(RunDir(config.run_dir)).acquire()
     except RunLockedError as err:
-        console.print(f"[bold red]error:[/] {err}")
+        say_error("error", err)
         raise typer.Exit(EXIT_BUSY) from None
 
 
@@ -202,7 +209,7 @@ def demo(
     try:
         check_directory("--run-dir", run_dir)
     except ConfigError as err:
-        console.print(f"[bold red]error:[/] {err}")
+        say_error("error", err)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     from flows.demo import demo_config, prepare_world_files, world_server
 
@@ -240,7 +247,7 @@ def run(
             config.run_dir = run_dir
         preflight(config)
     except ConfigError as err:
-        console.print(f"[bold red]error:[/] {err}")
+        say_error("error", err)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     with hold_run_dir(config):
         calls_before = api_calls(config)
@@ -293,7 +300,7 @@ def eval_(
             protocol=protocol,
         )
     except (ConfigError, ValueError) as err:
-        console.print(f"[bold red]error:[/] {err}")
+        say_error("error", err)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     result = run_flow(flow_call)
     print_eval(result)
