@@ -19,7 +19,7 @@ import yaml
 
 from flows.demo import demo_config, prepare_world_files, world_server
 from lion_cli.main import api_calls
-from lion_core.config import LionConfig, dump_config
+from lion_core.config import LionConfig, dump_config, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -144,13 +144,13 @@ def test_a_worker_runs_the_distill_deployments_of_prefect_yaml(server, demo: Pat
         assert summary["generated"] > 0 and summary["cache_pool"] > 0
 
         # the config model as the parameter: the same run directory resumes, paying nothing twice
-        paid = api_calls(demo.parent / "run")
+        paid = api_calls(load_config(demo))
         out = run(
             f"lion params {demo} | prefect deployment run 'distill/form' --params - {WATCH}",
             server,
         )
         assert completed(out), out
-        assert api_calls(demo.parent / "run")[0] == paid[0]
+        assert api_calls(load_config(demo))[0] == paid[0]
     finally:
         stop(worker)
     log = (tmp_path / "worker").read_text()
