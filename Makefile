@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH_CPU ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench replication clean
+.PHONY: install demo test lint bench replication reliability clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ bench: $(STAMP)
 
 replication: $(STAMP)
 	$(PY) benchmarks/replication.py
+
+# Faults, SIGKILLs, two runs on one directory, a budget across a kill, hostile input (~10 min on 2 cores).
+reliability: $(STAMP)
+	$(PY) benchmarks/reliability.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
