@@ -28,7 +28,8 @@ async def fan_out(
 ) -> list[R]:
     """Run `call(first_index, batch)` for every batch concurrently; results in input order.
 
-    The ledger is saved as each batch finishes, so a killed run loses at most the batches in flight.
+    RUN/ledger.json, a view of the money journal, is refreshed as each batch finishes (for whoever
+    watches it); a kill loses nothing either way, since every reply's usage is journaled with it.
     """
     progress = await Progress(f"{description} ({len(items)})", len(items)).start()
 
