@@ -52,13 +52,24 @@ CREATE TABLE IF NOT EXISTS cache_hits (
     run TEXT NOT NULL, scope TEXT NOT NULL, role TEXT NOT NULL, hits INTEGER NOT NULL,
     PRIMARY KEY (run, scope, role)
 );
+CREATE TABLE IF NOT EXISTS carried (
+    run TEXT NOT NULL, scope TEXT NOT NULL, role TEXT NOT NULL, requests INTEGER NOT NULL,
+    cache_hits INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL, PRIMARY KEY (run, scope, role)
+);
 """
+# `carried`: the counters of a ledger.json written before the journal existed, imported once, so an
+# older run directory keeps its history and its spend counts against the budget.
 
-# Recorded spend plus every unsettled request at its worst case, of one run.
+# Recorded spend plus every unsettled request at its worst case, of one run (carried spend included).
 SPENT_SQL = f"""
-SELECT COALESCE(SUM(CASE state WHEN '{IN_FLIGHT}' THEN max_usd ELSE cost_usd END), 0),
-       COALESCE(SUM(CASE state WHEN '{IN_FLIGHT}' THEN max_tokens ELSE input_tokens + output_tokens END), 0)
-FROM requests WHERE run = ?
+SELECT COALESCE(SUM(usd), 0), COALESCE(SUM(tokens), 0) FROM (
+    SELECT CASE state WHEN '{IN_FLIGHT}' THEN max_usd ELSE cost_usd END AS usd,
+           CASE state WHEN '{IN_FLIGHT}' THEN max_tokens ELSE input_tokens + output_tokens END AS tokens
+    FROM requests WHERE run = ?1
+    UNION ALL
+    SELECT cost_usd, input_tokens + output_tokens FROM carried WHERE run = ?1
+)
 """
 
 USAGE_SQL = f"""
@@ -189,17 +200,59 @@ class Journal:
             hits = self.db.execute(
                 "SELECT scope, role, hits FROM cache_hits WHERE run = ?", (run,)
             ).fetchall()
+            carried = self.db.execute(
+                "SELECT scope, role, requests, cache_hits, input_tokens, output_tokens, cost_usd "
+                "FROM carried WHERE run = ?",
+                (run,),
+            ).fetchall()
         for scope, role, requests, tin, tout, usd, unsettled, max_tokens, max_usd in rows:
             out.setdefault(scope, {})[role] = RoleUsage(
                 requests, 0, tin, tout, usd, unsettled, max_tokens, max_usd
             )
         for scope, role, n in hits:
             out.setdefault(scope, {}).setdefault(role, RoleUsage()).cache_hits = n
+        for scope, role, *counters in carried:
+            out.setdefault(scope, {}).setdefault(role, RoleUsage()).add(RoleUsage(*counters))
         return out
+
+    def carry(self, run: str, ledger: dict) -> None:
+        """Import an older ledger.json's counters (its scopes, and the rest of its totals unscoped) once,
+        if the journal holds nothing of this run yet."""
+        rows = []
+        scoped: dict[str, RoleUsage] = {}
+        for scope, roles in ledger.get("scopes", {}).items():
+            for role, counters in roles.items():
+                usage = _old_usage(counters)
+                scoped.setdefault(role, RoleUsage()).add(usage)
+                rows.append((scope, role, usage))
+        for role, counters in ledger.get("roles", {}).items():
+            rest = _old_usage(counters)
+            rest.add(RoleUsage(*(-getattr(scoped.get(role, RoleUsage()), f.name) for f in fields(RoleUsage))))
+            rows.append(("", role, rest))
+        with self.transaction() as db:
+            known = sum(
+                db.execute(f"SELECT COUNT(*) FROM {table} WHERE run = ?", (run,)).fetchone()[0]
+                for table in ("requests", "cache_hits", "carried")
+            )
+            if known:
+                return
+            db.executemany(
+                "INSERT INTO carried VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (run, scope, role, u.requests, u.cache_hits, u.input_tokens, u.output_tokens, u.cost_usd)
+                    for scope, role, u in rows
+                ],
+            )
 
     def close(self) -> None:
         with self.lock:
             self.db.close()
+
+
+def _old_usage(counters: dict) -> RoleUsage:
+    """The journal-era counters of an older ledger.json row (unknown fields ignored)."""
+    names = ("requests", "cache_hits", "input_tokens", "output_tokens", "cost_usd")
+    return RoleUsage(**{name: counters.get(name, 0) for name in names})
 
 
 def check_budget(budget: BudgetConfig, spent_usd: float, spent_tokens: int, usd: float, tokens: int) -> None:
@@ -240,12 +293,15 @@ class Ledger:
         self._attached = journal is not None
 
     def attach(self, journal: Journal) -> None:
-        """Record into (and read from) `journal`; a ledger belongs to one journal."""
+        """Record into (and read from) `journal`; a ledger belongs to one journal. An older ledger.json
+        (written before the journal) is carried into it once."""
         if self._attached and journal is not self.journal:
             if journal.path is None or self.journal.path is None or journal.path != self.journal.path:
                 raise ValueError("one ledger cannot record into two response caches")
             return
         self.journal, self._attached = journal, True
+        if journal.path is not None and self.path is not None and self.path.is_file():
+            journal.carry(self.run, json.loads(self.path.read_text(encoding="utf-8")))
 
     @property
     def run(self) -> str:

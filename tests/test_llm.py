@@ -275,3 +275,22 @@ def test_a_reply_the_referee_rejects_is_not_served_again(tmp_path: Path) -> None
         assert not again.cached and referee.parse_scores(again.content) is not None
         assert server.stats.requests == 2
         assert asyncio.run(client.complete(messages)).cached  # a good reply is served from the cache
+
+
+def test_a_ledger_written_before_the_journal_is_carried_into_it(tmp_path: Path, world: WorldServer) -> None:
+    """An older run directory keeps its history, and its spend still counts against the budget."""
+    old = {
+        "teacher": {"requests": 7, "cache_hits": 2, "input_tokens": 700, "output_tokens": 70, "cost_usd": 0}
+    }
+    (tmp_path / "ledger.json").write_text(json.dumps({"roles": old, "scopes": {"iter_1": old}}))
+    client = make_client(world, tmp_path)
+    assert client.ledger.roles["teacher"].input_tokens == 700
+    assert client.ledger.scope_usage("iter_1")["teacher"]["requests"] == 7
+    assert client.ledger.spent()[1] == 770
+    client.guard.config = BudgetConfig(max_tokens=800)
+    _, (messages,) = teacher_conversations(1)
+    with pytest.raises(BudgetExceededError):
+        asyncio.run(client.complete(messages))
+    client.ledger.save()
+    again = make_client(world, tmp_path)  # the view it wrote is not carried a second time
+    assert again.ledger.roles["teacher"].input_tokens == 700
