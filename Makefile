@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 replication: $(STAMP)
+	$(PY) benchmarks/calibration.py
 	$(PY) benchmarks/replication.py
 
 # Faults, SIGKILLs, two runs on one directory, a budget across a kill, hostile input (~10 min on 2 cores).

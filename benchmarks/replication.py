@@ -1,4 +1,5 @@
 """Run as: make replication   (or .venv/bin/python benchmarks/replication.py [--seeds 6] [--quick|--smoke])
+        (--quick: a few-minute CI smoke at small sizes and 2 seeds; its numbers mean nothing)
 
 The miniature replication of Lion's claim on the offline world, built to be able to tell: at an equal
 budget, does choosing which instructions to multiply make a better student than plain imitation? Every
@@ -82,6 +83,8 @@ MODES = ("cumulative", "train_pool")
 LEVELS = (1, 2, 3)  # every level the generator can produce is in the test
 TEST_SEED = 12345
 PLUGINS = ("lion_core.world.keyed",)
+SEEDS = 6  # paired seeds of the full run (power: see the README's table)
+QUICK_SEEDS = 2
 EFFECT = 0.03  # the effect the seed count is powered for (+3 points of macro exact match)
 
 
@@ -418,7 +421,12 @@ def summarize(runs: list[dict[str, Any]], arms: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description="The miniature replication of Lion on the offline world.")
-    parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help=f"seeds (default {SEEDS}; {QUICK_SEEDS} with --quick or --smoke)",
+    )
     parser.add_argument("--modes", default="cumulative", help="cumulative and/or train_pool")
     parser.add_argument("--processes", type=int, default=2, help="runs in parallel (one CPU thread each)")
     parser.add_argument("--quick", action="store_true", help="a few-minute run for CI (small sizes)")
@@ -443,13 +451,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         families=tuple(args.families.split(",")) if args.families else None,
         max_level=args.max_level,
     )
+    seeds = args.seeds or (QUICK_SEEDS if args.quick or args.smoke else SEEDS)
     arms = [a for a in args.arms.split(",") if a]
     modes = [m for m in args.modes.split(",") if m]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        jobs = [
-            (arm, mode, seed, settings, tmp) for mode in modes for seed in range(args.seeds) for arm in arms
-        ]
+        jobs = [(arm, mode, seed, settings, tmp) for mode in modes for seed in range(seeds) for arm in arms]
         with get_context("spawn").Pool(args.processes) as pool:
             runs = pool.map(run_arm, jobs, chunksize=1)
     wall = time.perf_counter() - started
@@ -460,7 +467,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine(),
         "settings": asdict(settings),
         "plugins": os.environ.get("LION_WORLD_PLUGINS", ""),
-        "seeds": args.seeds,
+        "seeds": seeds,
         "modes": modes,
         "paired": {mode: [paired([r for r in runs if r["mode"] == mode], a) for a in arms] for mode in modes},
         "runs": runs,
@@ -470,7 +477,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     atomic_write_text(
         args.out / f"{args.name}.md",
         f"Command: `{command}` — wall time {wall / 60:.1f} min on "
-        f"{machine()['cpus']} CPUs, {args.seeds} seeds. Primary metric: macro exact match over cells "
+        f"{machine()['cpus']} CPUs, {seeds} seeds. Primary metric: macro exact match over cells "
         f"(family × level), paired against {REFERENCE}.\n{table}",
     )
     print(table)
