@@ -35,6 +35,7 @@ from common import REPO, markdown, save
 
 from flows.demo import demo_config, prepare_world_files, world_server
 from lion_core.config import LionConfig, dump_config
+from lion_core.ledger import run_ledger
 from lion_core.rundir import RunDir, response_cache
 from lion_core.world.server import WorldServer
 
@@ -186,7 +187,7 @@ def second_run_refused(server: WorldServer, config_path: Path) -> dict[str, Any]
 
 
 def ledger_against_server(config: LionConfig, server: WorldServer) -> dict[str, Any]:
-    total = json.loads(RunDir(config.run_dir).ledger.read_text())["total"]
+    total = run_ledger(RunDir(config.run_dir).ledger, response_cache(config)).to_dict()["total"]
     served = server.stats.prompt_tokens + server.stats.completion_tokens
     return {
         "served_tokens": served,
