@@ -46,6 +46,29 @@ DataPath = Annotated[
 ]
 
 
+# Experiment trackers a fine-tune can report to (Accelerate's names), plus: auto (TensorBoard when it is
+# installed, else none), all (every tracker installed) and none.
+TrackerName = Literal[
+    "auto",
+    "none",
+    "all",
+    "tensorboard",
+    "mlflow",
+    "wandb",
+    "trackio",
+    "comet_ml",
+    "aim",
+    "clearml",
+    "dvclive",
+    "swanlab",
+]
+
+
+def _one_or_many(value: Any) -> Any:
+    """A single name ("tensorboard") is a list of one, as in transformers' report_to."""
+    return [value] if isinstance(value, str) else value
+
+
 class ConfigError(ValueError):
     """A configuration file or value is invalid; the message names file, line and field."""
 
@@ -224,6 +247,21 @@ class StudentConfig(_Model):
     )
     accelerate_config: Path | None = Field(
         None, description="accelerate config file for multi-GPU training (see deployments/accelerate)."
+    )
+    report_to: Annotated[list[TrackerName], BeforeValidator(_one_or_many)] = Field(
+        default_factory=lambda: ["auto"],
+        description="Experiment trackers that receive the fine-tune's loss, learning rate and examples/s "
+        "(through Accelerate; configured by their usual environment variables, e.g. MLFLOW_TRACKING_URI, "
+        "WANDB_PROJECT): auto (TensorBoard when installed, logs in RUN/iter_K/tensorboard; else none), "
+        "none, all, or names such as tensorboard, mlflow, wandb. A named tracker that is not installed "
+        "fails the fine-tune before it starts.",
+    )
+    log_every_steps: int = Field(
+        10,
+        ge=1,
+        description="Every this many optimizer steps (and at the first and last), a fine-tune log line "
+        "(step, loss, learning rate, examples/s), a tracker record and a progress-artifact update. The "
+        "per-step log RUN/iter_K/student.progress.jsonl has every step.",
     )
 
     @model_validator(mode="before")

@@ -1,5 +1,6 @@
 """Running imitation's fine-tune: in process, or in a separate process group under `accelerate launch`
-(multi-GPU, FSDP/DeepSpeed configs)."""
+(multi-GPU, FSDP/DeepSpeed configs). Either way an `on_step` callback sees every optimizer step: called
+by the trainer in process, or fed from the trainer's per-step log (OUT.progress.jsonl) as it grows."""
 
 from __future__ import annotations
 
@@ -7,12 +8,25 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import IO
 
 from lion_core.config import StudentConfig
 from lion_core.records import atomic_write_text
 from lion_core.student.checkpoint import has_key
-from lion_core.student.train import LOG_FILE, TrainResult, finetune, read_pairs
+from lion_core.student.train import (
+    LOG_FILE,
+    StepCallback,
+    StepRecord,
+    TrainResult,
+    finetune,
+    progress_path,
+    read_pairs,
+)
+
+FOLLOW_POLL_S = 0.5  # how often the per-step log of a training subprocess is read
 
 
 def launch_command(
@@ -44,30 +58,82 @@ def launch_command(
     ]
 
 
+def read_new_steps(path: Path, offset: int) -> tuple[list[StepRecord], int]:
+    """The complete lines of a per-step log from byte `offset` on, and the offset after them (a line
+    still being written is left for the next read)."""
+    if not path.exists():
+        return [], offset
+    with path.open("rb") as file:
+        file.seek(offset)
+        chunk = file.read()
+    complete = chunk[: chunk.rfind(b"\n") + 1]
+    records = [StepRecord(**json.loads(line)) for line in complete.splitlines() if line.strip()]
+    return records, offset + len(complete)
+
+
+def follow_steps(process: subprocess.Popen, path: Path, on_step: StepCallback | None) -> int:
+    """Wait for `process`, passing each step its trainer appends to `path` to `on_step`; its exit code.
+    Stops the process if following fails (an interrupt, a failing callback)."""
+    offset = 0
+    try:
+        while True:
+            finished = process.poll() is not None
+            records, offset = read_new_steps(path, offset)
+            for record in records:
+                if on_step is not None:
+                    on_step(record)
+            if finished:
+                return process.returncode
+            time.sleep(FOLLOW_POLL_S)
+    except BaseException:
+        process.terminate()
+        process.wait()
+        raise
+
+
+def _read_all(file: IO[bytes]) -> str:
+    file.seek(0)
+    return file.read().decode("utf-8", "replace")
+
+
 def finetune_in_processes(
-    base: Path, data: Path, out: Path, config: StudentConfig, seed: int, key: str
+    base: Path,
+    data: Path,
+    out: Path,
+    config: StudentConfig,
+    seed: int,
+    key: str,
+    on_step: StepCallback | None = None,
 ) -> TrainResult:
-    """Run the training entry point under accelerate launch and read its result line."""
+    """Run the training entry point under accelerate launch, following its steps, and read its result
+    line (its output goes to temporary files, so a chatty launcher never blocks on a full pipe)."""
     config_file = out.with_name(out.name + ".student.json")
     atomic_write_text(config_file, config.model_dump_json())
-    run = subprocess.run(
-        launch_command(base, data, out, config_file, config, seed, key),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if run.returncode != 0:
-        raise RuntimeError(f"accelerate launch failed ({run.returncode}): {run.stderr[-2000:]}")
-    return TrainResult(**json.loads(run.stdout.strip().splitlines()[-1]))
+    progress = progress_path(out)
+    progress.unlink(missing_ok=True)  # a killed earlier attempt's steps are not this run's
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(
+            launch_command(base, data, out, config_file, config, seed, key), stdout=stdout, stderr=stderr
+        )
+        returncode = follow_steps(process, progress, on_step)
+        if returncode != 0:
+            raise RuntimeError(f"accelerate launch failed ({returncode}): {_read_all(stderr)[-2000:]}")
+        return TrainResult(**json.loads(_read_all(stdout).strip().splitlines()[-1]))
 
 
 def run_finetune(
-    base: Path, data: Path, out: Path, config: StudentConfig, seed: int, key: str
+    base: Path,
+    data: Path,
+    out: Path,
+    config: StudentConfig,
+    seed: int,
+    key: str,
+    on_step: StepCallback | None = None,
 ) -> TrainResult:
     """Imitation's fine-tune: in this process, or under `accelerate launch` when `num_processes` > 1;
-    a checkpoint already trained under `key` is reused as it is."""
+    a checkpoint already trained under `key` is reused as it is (and `on_step` sees no step)."""
     if has_key(out, key):
         return TrainResult(**json.loads((out / LOG_FILE).read_text(encoding="utf-8")))
     if config.num_processes > 1:
-        return finetune_in_processes(base, data, out, config, seed, key)
-    return finetune(base, read_pairs(data), out, config, seed=seed, key=key)
+        return finetune_in_processes(base, data, out, config, seed, key, on_step)
+    return finetune(base, read_pairs(data), out, config, seed=seed, key=key, on_step=on_step)
