@@ -491,6 +491,7 @@ def summarize(
             "seconds": round(train.seconds, 2),
             "loss_first": train.losses[0] if train.losses else None,
             "loss_last": train.losses[-1] if train.losses else None,
+            "losses": list(train.losses),  # per optimizer step: the report's loss curve
         },
         "usage": usage,
         "heldout": heldout,

@@ -116,8 +116,29 @@ def _line_plot(its: list[int], lines: dict[str, list[float]], title: str, path: 
     return _save(fig, path)
 
 
+def _loss_plot(summaries: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    """The fine-tune loss per optimizer step, iteration after iteration (each continues the previous
+    checkpoint, so the curve is one training; a new round's data shows as a jump). None: no losses."""
+    curves = [(s["iteration"], s.get("train", {}).get("losses") or []) for s in summaries]
+    curves = [(k, losses) for k, losses in curves if losses]
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    start = 0
+    for k, losses in curves:
+        ax.plot(range(start + 1, start + len(losses) + 1), losses, linewidth=1, label=f"iteration {k}")
+        start += len(losses)
+    ax.set_xlabel("optimizer step (all iterations)")
+    ax.set_ylabel("loss")
+    ax.set_title("fine-tune loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def plot(summaries: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """PNG plots: hard share and mean gap per iteration; held-out exact match per family and level."""
+    """PNG plots: hard share and mean gap per iteration; the fine-tune loss curve; held-out exact match
+    per family and level."""
     out_dir.mkdir(parents=True, exist_ok=True)
     its = [s["iteration"] for s in summaries]
     paths = [
@@ -134,6 +155,9 @@ def plot(summaries: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
             out_dir / "mean_gap.png",
         ),
     ]
+    loss = _loss_plot(summaries, out_dir / "train_loss.png")
+    if loss is not None:
+        paths.append(loss)
     if summaries and all(s.get("heldout") for s in summaries):
         for key, title, name in (
             ("per_family", "held-out exact match per family", "heldout_family.png"),

@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from lion_core.config import LionConfig, StudentConfig
 from lion_core.loop import FinetuneJob, student_answers
 from lion_core.records import Instruction, Response
-from lion_core.student.checkpoint import content_key, fingerprint, has_key
+from lion_core.student.checkpoint import NOT_TRAINING, content_key, fingerprint, has_key
 from lion_core.student.launch import run_finetune
-from lion_core.student.train import TrainResult
+from lion_core.student.train import StepRecord, TrainResult, format_step, is_logged
 from lion_core.world.evaluation import evaluate_on_world, read_world_set
 
 
@@ -23,10 +23,42 @@ def _explicit_key(context, parameters: dict) -> str:
     return parameters["key"]
 
 
+class FinetuneProgress:
+    """The fine-tune's progress artifact and log lines: every `log_every_steps` optimizer steps (and the
+    first and the last), the percentage of steps done with the latest loss, learning rate and examples/s.
+    A failed artifact update is logged once and never stops the training."""
+
+    def __init__(self, name: str, every: int) -> None:
+        self.name, self.every = name, every
+        self.logger = get_run_logger()
+        self.artifact_id = create_progress_artifact(0.0, description=f"{name}: starting")
+        self.update_failed = False
+
+    def __call__(self, record: StepRecord) -> None:
+        if not is_logged(record.step, record.steps, self.every):
+            return
+        self.logger.info(f"{self.name}: {format_step(record)}")
+        self.update(100.0 * record.step / record.steps, f"{self.name}: {format_step(record)}")
+
+    def update(self, percent: float, description: str) -> None:
+        try:
+            update_progress_artifact(self.artifact_id, percent, description=description)
+        except Exception as error:  # the UI's view of progress is not worth a fine-tune
+            if not self.update_failed:
+                self.logger.warning(f"{self.name}: progress artifact not updated ({error})")
+            self.update_failed = True
+
+
 @task(name="fine-tune", cache_key_fn=_explicit_key, persist_result=True)
 def finetune_task(base: str, data: str, out_dir: str, student: StudentConfig, seed: int, key: str) -> dict:
-    """Imitation: fine-tune `base` on the round's {prompt, response} file; keyed by (base, data, hparams)."""
-    return asdict(run_finetune(Path(base), Path(data), Path(out_dir), student, seed, key))
+    """Imitation: fine-tune `base` on the round's {prompt, response} file; keyed by (base, data, hparams).
+    Its steps show as a progress artifact and log lines."""
+    out = Path(out_dir)
+    progress = FinetuneProgress(f"fine-tune {out.parent.name}", student.log_every_steps)
+    result = run_finetune(Path(base), Path(data), out, student, seed, key, on_step=progress)
+    last = f", final loss {result.losses[-1]:.4f}" if result.losses else ""
+    progress.update(100.0, f"{progress.name}: {result.steps}/{result.steps} steps done{last}")
+    return asdict(result)
 
 
 def finetune_step(config: LionConfig, job: FinetuneJob) -> TrainResult:
@@ -41,7 +73,7 @@ def finetune_step(config: LionConfig, job: FinetuneJob) -> TrainResult:
 def _answers_key(context, parameters: dict) -> str:
     """(checkpoint identity, the items' ids and texts, student settings, seed): never the model itself."""
     items = [(i.id, i.text) for i in parameters["items"]]
-    student = parameters["student"].model_dump(mode="json")
+    student = parameters["student"].model_dump(mode="json", exclude=NOT_TRAINING)
     return content_key(
         fingerprint(Path(parameters["checkpoint"])),
         items,
