@@ -201,7 +201,9 @@ def test_a_student_checkpoint_that_does_not_load_is_refused(tmp_path: Path, tiny
 def test_a_run_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     config = seeded(tmp_path)
     (tmp_path / "run").write_text("not a directory")
-    refused(CliRunner().invoke(app, ["run", str(config)]), "run_dir", str(tmp_path / "run"), "not a directory")
+    refused(
+        CliRunner().invoke(app, ["run", str(config)]), "run_dir", str(tmp_path / "run"), "not a directory"
+    )
     assert (tmp_path / "run").read_text() == "not a directory"
 
 
