@@ -37,8 +37,8 @@ class FinetuneProgress:
     def __call__(self, record: StepRecord) -> None:
         if not is_logged(record.step, record.steps, self.every):
             return
-        self.logger.info(f"{self.name}: {format_step(record)}")
-        self.update(100.0 * record.step / record.steps, f"{self.name}: {format_step(record)}")
+        self.logger.info(f"{self.name} {format_step(record)}")
+        self.update(100.0 * record.step / record.steps, f"{self.name} {format_step(record)}")
 
     def update(self, percent: float, description: str) -> None:
         try:

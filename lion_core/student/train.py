@@ -95,9 +95,9 @@ def is_logged(step: int, steps: int, every: int) -> bool:
 
 
 def format_step(record: StepRecord) -> str:
-    """The log line of a step."""
+    """What a step's log line says: `step 10/256: loss 1.2345, lr 2.000e-05, 812.3 examples/s`."""
     return (
-        f"fine-tune step {record.step}/{record.steps}: loss {record.loss:.4f}, "
+        f"step {record.step}/{record.steps}: loss {record.loss:.4f}, "
         f"lr {record.learning_rate:.3e}, {record.examples_per_s:.1f} examples/s"
     )
 
@@ -186,7 +186,7 @@ class StepReporter:
         self.file.write(json.dumps(asdict(record)) + "\n")
         self.file.flush()
         if logged:
-            logger.info(format_step(record))
+            logger.info(f"fine-tune {format_step(record)}")
         if self.on_step is not None:
             self.on_step(record)
 
@@ -213,7 +213,10 @@ def reporting(
         yield reporter
     finally:
         reporter.close()
-        accelerator.end_training()
+        # Not accelerator.end_training(): it also destroys the process group, which saving still needs.
+        for tracker in accelerator.trackers:
+            tracker.finish()
+        accelerator.trackers.clear()
 
 
 def planned_steps(config: StudentConfig, batches_per_epoch: int) -> int:
