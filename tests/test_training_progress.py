@@ -375,3 +375,47 @@ def test_the_finetune_task_shows_a_progress_artifact_and_log_lines(
     assert progress.description == f"fine-tune iter_1: 4/4 steps done, final loss {result['losses'][-1]:.4f}"
     steps = [m for m in lines.messages if m.startswith("fine-tune iter_1 step ")]
     assert [m.split("step ")[1].split(":")[0] for m in steps] == ["1/4", "2/4", "4/4"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_fine_tune_under_accelerate_launch_reports_every_step(
+    tiny_student_path: Path, tmp_path: Path
+) -> None:
+    """Two CPU processes (torchrun through accelerate launch, gloo): the steps come from the per-step log
+    the main process writes, with the losses the result reports and the examples of both processes."""
+    from lion_core.student.launch import run_finetune
+
+    accelerate_config = tmp_path / "two_processes.yaml"
+    accelerate_config.write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_machines: 1\n"
+        f"num_processes: 2\nmachine_rank: 0\nmain_process_port: {free_port()}\nmixed_precision: 'no'\n"
+    )
+    data = tmp_path / "sft.jsonl"
+    data.write_text(
+        "".join(json.dumps({"prompt": p.prompt, "response": p.response}) + "\n" for p in pairs(64))
+    )
+    settings = config(
+        tiny_student_path,
+        max_steps=4,
+        gradient_accumulation_steps=1,
+        num_processes=2,
+        accelerate_config=accelerate_config,
+    )
+    out = tmp_path / "run" / "iter_1" / "student"
+    out.parent.mkdir(parents=True)
+    seen: list[StepRecord] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        result = run_finetune(tiny_student_path, data, out, settings, 0, "two", on_step=seen.append)
+    assert result.processes == 2
+    assert [r.step for r in seen] == [1, 2, 3, 4]
+    assert [r.loss for r in seen] == result.losses
+    assert [r.examples for r in seen] == [2 * BATCH * s for s in range(1, 5)]
