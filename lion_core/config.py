@@ -251,10 +251,11 @@ class StudentConfig(_Model):
     report_to: Annotated[list[TrackerName], BeforeValidator(_one_or_many)] = Field(
         default_factory=lambda: ["auto"],
         description="Experiment trackers that receive the fine-tune's loss, learning rate and examples/s "
-        "(through Accelerate; configured by their usual environment variables, e.g. MLFLOW_TRACKING_URI, "
-        "WANDB_PROJECT): auto (TensorBoard when installed, logs in RUN/iter_K/tensorboard; else none), "
-        "none, all, or names such as tensorboard, mlflow, wandb. A named tracker that is not installed "
-        "fails the fine-tune before it starts.",
+        "through Accelerate (project/experiment 'lion', run 'RUN/iter_K'; otherwise configured by their "
+        "usual environment variables, e.g. MLFLOW_TRACKING_URI): auto (TensorBoard when installed, logs in "
+        "RUN/iter_K/tensorboard; else none), none, all (every one installed), or names such as "
+        "tensorboard, mlflow, wandb. A named tracker that is not installed fails the fine-tune before it "
+        "trains.",
     )
     log_every_steps: int = Field(
         10,
