@@ -82,8 +82,55 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+class BatchSettings(_Model):
+    """How a role in `mode: batch` uses the provider's Batch API (upload a JSONL file, create a batch,
+    poll it, download its output and error files). Limits default to OpenAI's."""
+
+    completion_window: Literal["24h"] = Field(
+        "24h", description="The batch's completion window (the Batch API accepts only 24h)."
+    )
+    poll_interval_s: float = Field(
+        30.0, gt=0, description="Seconds between two status checks of a batch in flight (not a busy loop)."
+    )
+    collect_s: float = Field(
+        0.5,
+        gt=0,
+        description="Requests are gathered into one batch until none has arrived for this many seconds.",
+    )
+    price_factor: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of the list prices (price_input_per_1k, price_output_per_1k) a batched request "
+        "costs: OpenAI's Batch API charges half. The ledger, the budget guard and the report use it.",
+    )
+    max_requests: int = Field(
+        50_000, ge=1, description="Most requests in one batch file (the provider's limit; larger is split)."
+    )
+    max_bytes: int = Field(
+        200 * 1024 * 1024,
+        ge=1,
+        description="Most bytes in one batch file (the provider's limit, 200 MB at OpenAI; larger is split).",
+    )
+    max_resubmits: int = Field(
+        5,
+        ge=0,
+        description="Times a request missing from a finished batch (failed line, expired or cancelled "
+        "batch) is put in a new batch before it fails.",
+    )
+
+
 class EndpointConfig(_Model):
     """One OpenAI-compatible chat endpoint (one per role: teacher, referee, generator, judge)."""
+
+    mode: Literal["sync", "batch"] = Field(
+        "sync",
+        description="sync: one HTTP request per reply; batch: the provider's Batch API at its discount "
+        "(replies within the completion window; a re-run re-attaches to a batch in flight).",
+    )
+    batch: BatchSettings = Field(
+        default_factory=BatchSettings, description="Batch API settings (mode: batch)."
+    )
 
     base_url: str = Field(
         "http://127.0.0.1:8765/v1", description="OpenAI-compatible base URL, ending in /v1."
@@ -128,8 +175,10 @@ class EndpointConfig(_Model):
         )
 
     def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
-        """Price of a request with these token counts."""
-        return (input_tokens * self.price_input_per_1k + output_tokens * self.price_output_per_1k) / 1000.0
+        """Price of a request with these token counts (at the batch price in mode batch)."""
+        factor = self.batch.price_factor if self.mode == "batch" else 1.0
+        list_price = input_tokens * self.price_input_per_1k + output_tokens * self.price_output_per_1k
+        return factor * list_price / 1000.0
 
 
 class TeacherEndpoint(EndpointConfig):
@@ -470,6 +519,7 @@ class DecontaminationConfig(_Model):
         description="Largest share of an instruction's n-grams that may occur in the eval sets (0: any one "
         "shared n-gram rejects it, the lm-evaluation-harness convention).",
     )
+
 
 class LionConfig(_Model):
     """Everything a Lion run needs. The top flow takes this model as its only parameter."""

@@ -225,7 +225,7 @@ class OpenAIChatClient:
         """SDK client and semaphore of the running event loop (they cannot cross loops)."""
         loop = asyncio.get_running_loop()
         if self._sdk is None or self._loop is not loop:
-            http = openai.DefaultAsyncHttpxClient(event_hooks={"request": [self._on_http_request]})
+            http = self._http_client()
             key = self._api_key.get_secret_value() if self._api_key else "no-key"
             self._sdk = openai.AsyncOpenAI(
                 api_key=key,
@@ -238,6 +238,10 @@ class OpenAIChatClient:
             self._loop = loop
             self._inflight = {}
         return self._sdk
+
+    def _http_client(self) -> openai.DefaultAsyncHttpxClient:
+        """The SDK's HTTP client: each request is rate-limited and counted (`_on_http_request`)."""
+        return openai.DefaultAsyncHttpxClient(event_hooks={"request": [self._on_http_request]})
 
     async def _on_http_request(self, request: object) -> None:
         """Every HTTP request, retries included: rate-limit it, then count it on its journal ticket."""
@@ -371,7 +375,14 @@ def build_client(
     cache: ResponseCache | None,
     budget: BudgetConfig | None = None,
 ) -> OpenAIChatClient:
-    """A client for a role, with the key from the environment (raises before any work if missing)."""
+    """A client for a role, with the key from the environment (raises before any work if missing); in
+    `mode: batch` it sends through the provider's Batch API (lion_core.batch)."""
+    if endpoint.mode == "batch":
+        from lion_core.batch import BatchChatClient  # it builds on this module
+
+        return BatchChatClient(
+            role, endpoint, cache=cache, ledger=ledger, budget=budget, api_key=endpoint.api_key()
+        )
     return OpenAIChatClient(
         role, endpoint, cache=cache, ledger=ledger, budget=budget, api_key=endpoint.api_key()
     )

@@ -6,7 +6,8 @@ RUN/eval/<candidate>/, RUN/export/, RUN/.prefect-results/,
 RUN/iter_K/{train_pool,cache_pool,teacher,student,judgements,hard,easy,generated,sft}.jsonl,
 RUN/iter_K/student/ (checkpoint), RUN/iter_K/summary.json (the iteration's statistics);
 what `lion demo` brings itself: RUN/tiny-student/, RUN/seed.jsonl, RUN/heldout.jsonl;
-RUN/.lock: the lock a running `lion run`/`lion demo` holds (its pid inside), one run per directory.
+RUN/.lock: the lock a running `lion run`/`lion demo` holds (its pid inside), one run per directory;
+RUN/batches/: the Batch API files of roles in `mode: batch` (beside the response cache that records them).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from lion_core.records import RecordError, atomic_write_text, read_instructions
 
 RESPONSES_FILE = "responses.sqlite"
 LOCK_FILE = ".lock"
+BATCHES_DIR = "batches"
 ADAPTER_FILE = "adapter_config.json"
 ITERATION_FILES = (
     "train_pool",
@@ -152,6 +154,12 @@ class RunDir:
 def response_cache(config: LionConfig) -> Path:
     """The response cache file: the shared cache_dir's, else the run directory's."""
     return (config.cache_dir / RESPONSES_FILE) if config.cache_dir else RunDir(config.run_dir).responses
+
+
+def batch_files(cache_file: Path) -> Path:
+    """Where the Batch API's input, output and error files of a response cache's batches are kept
+    (RUN/batches/ for the run directory's cache); the batches themselves are recorded in the cache."""
+    return Path(cache_file).parent / BATCHES_DIR
 
 
 def check_same_seed(run: RunDir, pools: dict[str, Any]) -> None:

@@ -3,7 +3,8 @@
 Run as:  lion world serve --port 8765 [--latency-ms 20 --fault-429 0.1 --fault-5xx 0.2 ...]
 
 Endpoints: `/v1/models`, `/v1/chat/completions` (teacher, referee and generator, read from the
-prompt), `/world/stats` (what the server saw: requests per role, tokens, repeated teacher requests)
+prompt), `/v1/files` and `/v1/batches` (the Batch API, lion_core.world.batches), `/world/stats`
+(what the server saw: requests per role, tokens, repeated teacher requests, batches)
 and `/world/faults` (GET/POST the fault knobs at run time). Every 200 reply carries exact `usage`
 counts under the world's tokenizer (`count_tokens`); failed requests carry none.
 """
@@ -26,6 +27,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from lion_core.world.batches import BatchWorld
 from lion_core.world.roles import RoleSettings, classify, reply
 
 TOKEN_RE = re.compile(r"\w+|[^\w\s]")
@@ -58,6 +60,12 @@ class Faults:
     rate_limit_rpm: float | None = None
     roles: list[str] | None = None  # the roles that suffer faults (None: all)
     max_faults: int | None = None  # an outage: faults stop after this many (None: never)
+    # Batch API faults (lion_core.world.batches)
+    batch_delay_s: float = 0.0  # seconds a batch is in progress before its lines run
+    batch_failed_share: float = 0.0  # share of batch lines answered with an error
+    batch_expire_share: float | None = None  # a batch expires after answering this share of its lines
+    batch_cancel_share: float | None = None  # a batch is cancelled after answering this share
+    batch_faulty: int | None = None  # only the first N batches suffer batch faults (None: all)
 
 
 @dataclass
@@ -71,9 +79,11 @@ class Stats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     teacher_keys: Counter = field(default_factory=Counter)
+    batches: Counter = field(default_factory=Counter)  # created, completed, expired, ..., lines
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "batches": dict(self.batches),
             "requests": self.requests,
             "received": dict(self.received),
             "answered": dict(self.answered),
@@ -129,6 +139,7 @@ class WorldServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
+        self.batches = BatchWorld(self.answer, lambda: self.faults, lambda: self.stats.batches, seed)
         self.app = self._build_app()
 
     @property
@@ -143,6 +154,7 @@ class WorldServer:
         app.get("/world/stats")(lambda: self.stats.to_dict())
         app.get("/world/faults")(lambda: asdict(self.faults))
         app.post("/world/faults")(self._set_faults)
+        self.batches.mount(app)
         return app
 
     async def _models(self) -> dict[str, Any]:
@@ -187,9 +199,8 @@ class WorldServer:
             self.roles, referee_malformed_share=share, malformed_share=max(self.roles.malformed_share, share)
         )
 
-    async def _chat(self, request: Request) -> Any:
-        body = await request.json()
-        messages = body.get("messages") or []
+    def _receive(self, messages: list[dict[str, str]]) -> str:
+        """Count a request in the stats; returns its role."""
         role = classify(messages)
         self.stats.requests += 1
         self.stats.received[role] += 1
@@ -197,6 +208,19 @@ class WorldServer:
             self.stats.teacher_keys[
                 hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
             ] += 1
+        return role
+
+    def answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A chat completion for one request body, without HTTP faults (a batch line)."""
+        messages = body.get("messages") or []
+        role = self._receive(messages)
+        _, content = reply(messages, self._request_rng(messages), self._role_settings())
+        return self._completion(body, messages, role, content)
+
+    async def _chat(self, request: Request) -> Any:
+        body = await request.json()
+        messages = body.get("messages") or []
+        role = self._receive(messages)
         if self.faults.latency_ms:
             await asyncio.sleep(self.faults.latency_ms / 1000.0)
         fault = self._fault(role)
