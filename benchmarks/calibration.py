@@ -3,8 +3,9 @@
 The lab's positive control: which cells (family × level) of the offline world can the replication's
 tiny student learn from more data? From the round-0 student of the replication (seed 0, the same
 initial pool, base and recipe), one round of training (the replication's steps, cumulative data) on the
-pool plus N items *of one cell* (targeted), against the pool plus N items *uniform over all cells*, for
-two doses N. Each cell is then, by measurement:
+pool plus N items *of one family* (targeted, uniform over its levels; `--per cell`: of one cell), against
+the pool plus N items *uniform over all cells*, for two doses N; each cell is read on its own test
+tasks. Each cell is then, by measurement:
 
 - learnt:       round-0 exact match ≥ LEARNT already;
 - frontier:     targeted data raises the cell by ≥ MIN_GAIN over the uniform dose at the large dose;
@@ -33,14 +34,14 @@ from replication import LEVELS, PLUGINS, QUICK, Settings, cell, seed_pool, stude
 
 from lion_core.records import atomic_write_text, write_jsonl
 from lion_core.student.launch import run_finetune
-from lion_core.world.families import Task, families, load_plugins, sample_tasks
+from lion_core.world.families import Task, families, load_plugins, sample_task, sample_tasks
 from lion_core.world.student import TinyStudentSpec, build_tiny_student
 
 SEED = 0
 CALIBRATION_TEST_SEED = 777  # its own test draw: more tasks per cell than the replication's test
 TEST_PER_CELL = 50
 LEARNT = 0.8  # a cell at or above this exact match after round 0 is learnt
-DRAW_MARGIN = 50  # extra draws when looking for unseen tasks
+DRAW_ATTEMPTS = 50  # draws per wanted task before a target is declared too small
 MIN_GAIN = 0.1  # targeted data must beat uniform by this much (absolute) to call a cell a frontier
 
 
@@ -54,6 +55,18 @@ def cells_of(settings: Settings) -> list[tuple[str, int]]:
     return [(f.name, lv) for f in families(settings.families) for lv in LEVELS if lv <= f.max_level]
 
 
+def targets_of(settings: Settings, per: str) -> list[str]:
+    """The targeted doses' targets: family names, or cells (name@Llevel)."""
+    if per == "family":
+        return [f.name for f in families(settings.families)]
+    return [f"{n}@L{lv}" for n, lv in cells_of(settings)]
+
+
+def target_of(cell_key: str, per: str) -> str:
+    """The target whose dose feeds a cell: its family, or the cell itself."""
+    return cell_key.split("@")[0] if per == "family" else cell_key
+
+
 def calibration_tests(settings: Settings, banned: set[str]) -> list[Task]:
     rng = Random(CALIBRATION_TEST_SEED)
     return [
@@ -65,18 +78,26 @@ def calibration_tests(settings: Settings, banned: set[str]) -> list[Task]:
 
 
 def extra_tasks(settings: Settings, dose: int, target: str | None, seen: set[str], salt: str) -> list[Task]:
-    """`dose` new tasks, all of cell `target` (name@Llevel) or uniform over cells (None), unseen."""
+    """`dose` new tasks, all of `target` (a family, uniform over its levels, or a cell name@Llevel) or
+    uniform over cells (None), unseen."""
     rng = Random(f"{SEED}:calibration:{salt}")
     if target is None:
         names, levels = settings.families, LEVELS
+    elif "@L" not in target:
+        names, levels = [target], LEVELS
     else:
         name, level = target.split("@L")
         names, levels = [name], (int(level),)
-    drawn = sample_tasks(2 * dose + DRAW_MARGIN, rng, names, levels)
-    fresh = [t for t in drawn if t.instruction.lower() not in seen][:dose]
-    if len(fresh) < dose:
-        raise ValueError(f"only {len(fresh)} unseen tasks of {target or 'all cells'} for a dose of {dose}")
-    return fresh
+    grid = [(f, lv) for f in families(names) for lv in levels if lv <= f.max_level]
+    fresh: dict[str, Task] = {}
+    for attempt in range(DRAW_ATTEMPTS * dose):  # round-robin over the cells; a small cell runs dry
+        family, level = grid[attempt % len(grid)]
+        task = sample_task(family, rng, level)
+        if task.instruction.lower() not in seen:
+            fresh.setdefault(task.instruction.lower(), task)
+        if len(fresh) == dose:
+            return list(fresh.values())
+    raise ValueError(f"only {len(fresh)} unseen tasks of {target or 'all cells'} for a dose of {dose}")
 
 
 def score_cells(checkpoint: Path, tests: list[Task], settings: Settings) -> dict[str, float]:
@@ -162,6 +183,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--doses", default=None, help="comma-separated N (default: a quarter of and one round's N)"
     )
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--per",
+        choices=("family", "cell"),
+        default="family",
+        help="what a targeted dose is made of: one family (uniform over its levels; 10 runs per dose, "
+        "the default) or one cell (30 runs per dose)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="calibration")
     parser.add_argument("--world-plugin", action="append", default=None, help="as in replication.py")
@@ -175,24 +203,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         root = Path(tmp)
         import torch
 
-        torch.set_num_threads(args.processes)
+        torch.set_num_threads(1)  # more threads on a shared 2-core machine only thrash
         checkpoint, pool, seen = round_zero(settings, root)
         before = score_cells(checkpoint, calibration_tests(settings, seen), settings)
         (root / "pool.json").write_text(json.dumps(sft_rows(pool)))
         (root / "seen.json").write_text(json.dumps(sorted(seen)))
-        targets = [None, *(f"{n}@L{lv}" for n, lv in cells_of(settings))]
+        targets = [None, *targets_of(settings, args.per)]
         jobs = [(t, d, settings, tmp) for d in doses for t in targets]
         with get_context("spawn").Pool(args.processes) as workers:
             results = workers.map(run_job, jobs, chunksize=1)
     uniform = {r["dose"]: r["cells"] for r in results if r["target"] is None}
-    targeted = {(r["target"], r["dose"]): r["cells"][r["target"]] for r in results if r["target"] is not None}
+    targeted = {(r["target"], r["dose"]): r["cells"] for r in results if r["target"] is not None}
     cells = []
     for key in sorted(before):
         row = {
             "cell": key,
             "round0": before[key],
             "uniform": {str(d): uniform[d][key] for d in doses},
-            "targeted": {str(d): targeted[(key, d)] for d in doses},
+            "targeted": {str(d): targeted[(target_of(key, args.per), d)][key] for d in doses},
         }
         row["effect"] = row["targeted"][str(doses[-1])] - row["uniform"][str(doses[-1])]
         row["class"] = classify(before[key], row["targeted"][str(doses[-1])], row["uniform"][str(doses[-1])])
@@ -205,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine(),
         "settings": asdict(replace(settings)),
         "doses": doses,
+        "per": args.per,
         "test_per_cell": TEST_PER_CELL,
         "thresholds": {"learnt": LEARNT, "min_gain": MIN_GAIN},
         "cells": cells,

@@ -65,7 +65,7 @@ from lion_core.student.launch import run_finetune
 from lion_core.student.train import TrainResult
 from lion_core.world.client import WorldChatClient
 from lion_core.world.evaluation import score_world
-from lion_core.world.families import Task, families, identify, load_plugins, sample_tasks
+from lion_core.world.families import Task, families, identify, load_plugins, sample_task, sample_tasks
 from lion_core.world.roles import RoleSettings
 from lion_core.world.student import TinyStudentSpec, build_tiny_student
 
@@ -187,9 +187,13 @@ def oracle_sampler(seed: int, names: tuple[str, ...] | None) -> Ask:
     """The oracle arm's 'generator': a fresh task of the test distribution for each request (the parent
     is ignored), drawn from the request's variant, so the same request draws the same task."""
 
+    def one(variant: int) -> Task:
+        rng = Random(f"{seed}:{variant}")
+        family = rng.choice(families(names))  # a random cell: sample_tasks(1, …) always drew the first
+        return sample_task(family, rng, rng.choice([lv for lv in LEVELS if lv <= family.max_level]))
+
     async def draw(requests: list[GenerationRequest]) -> list[Completion]:
-        tasks = [sample_tasks(1, Random(f"{seed}:{r.variant}"), names, LEVELS)[0] for r in requests]
-        return [Completion(t.instruction, "stop", 0, 0) for t in tasks]
+        return [Completion(one(r.variant).instruction, "stop", 0, 0) for r in requests]
 
     return draw
 
@@ -393,9 +397,48 @@ def stalled_share(run: dict[str, Any]) -> float:
     return spent / sum(counts) if counts else 0.0
 
 
-def summarize(runs: list[dict[str, Any]], arms: list[str]) -> str:
-    """Markdown: per mode, the paired table (primary), details, families, and the share of new data on
-    cells that never improved."""
+def calibrated_classes(path: Path) -> dict[str, str]:
+    """cell → learnt | frontier | out of reach, from benchmarks/results/calibration.json ({} if absent)."""
+    if not path.exists():
+        return {}
+    return {row["cell"]: row["class"] for row in json.loads(path.read_text())["cells"]}
+
+
+def class_table(runs: list[dict[str, Any]], arms: list[str], classes: dict[str, str]) -> list[str]:
+    """Per arm: exact match on the calibrated classes' cells, and the share of new data spent on each."""
+    names = ("learnt", "frontier", "out of reach")
+    head = " | ".join(f"EM {n}" for n in names) + " | " + " | ".join(f"new data {n}" for n in names)
+    lines = [f"| arm | {head} |", "|---|" + "---|" * 2 * len(names)]
+    for arm in arms:
+        rs = [r for r in runs if r["arm"] == arm]
+        ems = []
+        for name in names:
+            cells = [c for c, k in classes.items() if k == name]
+            ems.append(
+                statistics.mean(
+                    statistics.mean(r["final"]["per_family_level"].get(c, 0.0) for c in cells) for r in rs
+                )
+                if cells
+                else 0.0
+            )
+        spent = []
+        for name in names:
+            shares = []
+            for r in rs:
+                counts = [(c, n) for rnd in r["new_cells"] for c, n in rnd.items()]
+                total = sum(n for _, n in counts) or 1
+                shares.append(sum(n for c, n in counts if classes.get(c) == name) / total)
+            spent.append(statistics.mean(shares))
+        cells = (
+            " | ".join(f"{100 * v:.1f}" for v in ems) + " | " + " | ".join(f"{100 * v:.0f}%" for v in spent)
+        )
+        lines.append(f"| {arm} | {cells} |")
+    return lines
+
+
+def summarize(runs: list[dict[str, Any]], arms: list[str], classes: dict[str, str] | None = None) -> str:
+    """Markdown: per mode, the paired table (primary), details, families, the share of new data on
+    cells that never improved, and (with the calibration) the calibrated classes."""
     lines = []
     for mode in MODES:
         chosen = [r for r in runs if r["mode"] == mode]
@@ -416,6 +459,13 @@ def summarize(runs: list[dict[str, Any]], arms: list[str]) -> str:
             "",
             f"New data spent on cells that never improved over round 0: {waste}.",
         ]
+        if classes:
+            lines += [
+                "",
+                "By calibrated class (benchmarks/results/calibration.json):",
+                "",
+                *class_table(chosen, present, classes),
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -443,7 +493,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="a module that registers task families "
         f"(repeatable; default {','.join(PLUGINS)}; 'none' for the built-in families only)",
     )
+    parser.add_argument("--report-only", action="store_true", help="re-render <name>.md from <name>.json")
     args = parser.parse_args(argv)
+    if args.report_only:
+        return render(args.out, args.name)
     plugins = [p for p in (args.world_plugin or PLUGINS) if p != "none"]
     load_plugins(plugins)  # sets LION_WORLD_PLUGINS: the spawned workers import them too
     settings = replace(
@@ -472,16 +525,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "paired": {mode: [paired([r for r in runs if r["mode"] == mode], a) for a in arms] for mode in modes},
         "runs": runs,
     }
-    table = summarize(runs, arms)
     atomic_write_text(args.out / f"{args.name}.json", json.dumps(report, indent=1) + "\n")
+    return render(args.out, args.name)
+
+
+def render(out: Path, name: str) -> dict[str, Any]:
+    """<name>.md from <name>.json (and the calibration's classes when present); prints the tables."""
+    report = json.loads((out / f"{name}.json").read_text())
+    arms = [a for a in ARMS if any(r["arm"] == a for r in report["runs"])]
+    table = summarize(report["runs"], arms, calibrated_classes(out / "calibration.json"))
     atomic_write_text(
-        args.out / f"{args.name}.md",
-        f"Command: `{command}` — wall time {wall / 60:.1f} min on "
-        f"{machine()['cpus']} CPUs, {seeds} seeds. Primary metric: macro exact match over cells "
-        f"(family × level), paired against {REFERENCE}.\n{table}",
+        out / f"{name}.md",
+        f"Command: `{report['command']}` — wall time {report['wall_s'] / 60:.1f} min on "
+        f"{report['machine']['cpus']} CPUs, {report['seeds']} seeds. Primary metric: macro exact match over "
+        f"cells (family × level), paired against {REFERENCE}.\n{table}",
     )
     print(table)
-    print(f"wall time: {wall / 60:.1f} min")
+    print(f"wall time: {report['wall_s'] / 60:.1f} min")
     return report
 
 
