@@ -51,7 +51,13 @@ def task_effects(config: LionConfig, roles: Roles) -> Effects:
     async def judge(items: list[JudgeItem]) -> list[Judgement]:
         async def call(first: int, part: list[JudgeItem]) -> list[Judgement]:
             return await batch_task(config, referee_batch)(
-                referee, endpoint_id(referee), part, loop.tau, loop.referee_retries, first
+                referee,
+                endpoint_id(referee),
+                part,
+                loop.tau,
+                loop.referee_retries,
+                first,
+                config.referee.skip_identical,
             )
 
         return await fan_out(

@@ -36,7 +36,7 @@ from lion_core.batch_format import (
     encode_file,
     request_body,
 )
-from lion_core.batch_store import ABANDONED, COLLECTED, SUBMITTING, BatchStore
+from lion_core.batch_store import ABANDONED, COLLECTED, LOST, SUBMITTING, BatchStore
 from lion_core.ledger import BudgetExceededError, Ticket
 from lion_core.llm import Completion, LLMError, Messages, OpenAIChatClient
 from lion_core.records import atomic_write_text
@@ -74,6 +74,10 @@ class _Pending:
     body: dict[str, Any]
     worst: tuple[float, int]
     future: asyncio.Future[int]
+
+
+class _Lost(Exception):
+    """The provider does not know the batch (404)."""
 
 
 ProgressCallback = Callable[[BatchProgress], Awaitable[None] | None]
@@ -234,7 +238,11 @@ class BatchChatClient(OpenAIChatClient):
         if record.state == COLLECTED or batch_id is None:
             return Outcome(status=record.state)
         while True:
-            batch = await self._call(sdk.batches.retrieve(batch_id))
+            try:
+                batch = await self._call(sdk.batches.retrieve(batch_id))
+            except _Lost:
+                self.store.close(row, LOST, [])
+                return Outcome(status=LOST)
             self.store.status(row, batch.status)
             await self._report(batch)
             if batch.status in TERMINAL:
@@ -245,6 +253,8 @@ class BatchChatClient(OpenAIChatClient):
         """One SDK call of batch traffic; an APIError after the SDK's retries is an LLMError."""
         try:
             return await request
+        except openai.NotFoundError:
+            raise _Lost from None
         except openai.APIError as err:
             raise LLMError(f"{self.role} at {self.endpoint.base_url}: {type(err).__name__}: {err}") from None
 

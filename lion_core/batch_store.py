@@ -10,7 +10,8 @@ A batch is recorded in three steps, each one committed:
    submitting the request again.
 When the batch ends its replies are stored and settled (lion_core.llm.ResponseCache.put), the tickets
 of lines without a reply are closed as failed, and the batch is `collected`. A batch that was never
-created at the provider is `abandoned` (its tickets failed: nothing was sent).
+created at the provider is `abandoned` (its tickets failed: nothing was sent); one the provider no longer
+knows (a restarted local server) is `lost`: its tickets stay in flight, counted at their worst case.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from lion_core.ledger import FAILED, IN_FLIGHT, Journal, Ticket
 
 SUBMITTING, OPEN, COLLECTED, ABANDONED = "submitting", "open", "collected", "abandoned"
+LOST = "lost"  # the provider no longer knows the batch: its requests stay unsettled at their worst case
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (

@@ -201,6 +201,13 @@ class RefereeEndpoint(EndpointConfig):
     max_tokens: int = Field(
         512, ge=1, description="Maximum tokens in one verdict (the original referee: 512)."
     )
+    skip_identical: bool = Field(
+        True,
+        description="When the student's answer equals the teacher's (after whitespace normalisation), "
+        "record the verdict 'identical' (gap 0, easy at tau > 0) without asking the referee: for equal "
+        "answers both orders are the same request, so the two-order gap is 0 whatever scores it gives. "
+        "Counted per iteration ('identical' in summary.json). false: ask anyway, as the original.",
+    )
 
 
 class GeneratorEndpoint(EndpointConfig):

@@ -60,6 +60,24 @@ def make_judgement(
     )
 
 
+# The reason an identical-answers verdict carries (the referee was not asked; see referee.judge).
+IDENTICAL_REASON = "identical answers: gap 0 by the paper's rule, not judged"
+
+
+def identical_judgement(item_id: str, tau: float) -> Judgement:
+    """The verdict on an item whose student answer equals the teacher's: gap 0, no scores, no call."""
+    return Judgement(
+        id=item_id,
+        teacher_scores=[None, None],
+        student_scores=[None, None],
+        teacher_score=None,
+        student_score=None,
+        gap=0.0,
+        label=label_for(Fraction(0), tau),
+        reason=IDENTICAL_REASON,
+    )
+
+
 @dataclass(frozen=True)
 class Split:
     """The Cache Pool divided by the referee, with statistics of the division."""
@@ -84,7 +102,7 @@ def order_disagreement(judgements: list[Judgement]) -> float:
     """Share of scorable items whose winner flips between the two orders (a position-bias measure)."""
     flips = total = 0
     for j in judgements:
-        if j.label == "unscorable":
+        if j.label == "unscorable" or j.reason == IDENTICAL_REASON:  # not judged: no order to compare
             continue
         first = _sign(j.teacher_scores[0] - j.student_scores[0])  # type: ignore[operator]
         second = _sign(j.teacher_scores[1] - j.student_scores[1])  # type: ignore[operator]
@@ -114,6 +132,7 @@ def split(pool: list[Instruction], judgements: list[Judgement]) -> Split:
         "hard": len(groups["hard"]),
         "easy": len(groups["easy"]),
         "unscorable": len(groups["unscorable"]),
+        "identical": sum(j.reason == IDENTICAL_REASON for j in judgements),
         "mean_gap": sum(gaps) / len(gaps) if gaps else 0.0,
         "gap_histogram": gap_histogram(gaps),
         "order_disagreement": order_disagreement(judgements),

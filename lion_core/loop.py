@@ -130,7 +130,13 @@ def direct_effects(
     loop = config.loop
 
     async def judge(items: list[JudgeItem]) -> list[Judgement]:
-        return await referee.judge_all(roles.referee, items, tau=loop.tau, retries=loop.referee_retries)
+        return await referee.judge_all(
+            roles.referee,
+            items,
+            tau=loop.tau,
+            retries=loop.referee_retries,
+            skip_identical=config.referee.skip_identical,
+        )
 
     def usage() -> dict[str, Any]:
         ledger = roles.ledger
@@ -471,6 +477,7 @@ def summarize(
             key: split.stats[key]
             for key in ("hard", "easy", "unscorable", "mean_gap", "order_disagreement", "gap_histogram")
         },
+        "identical": split.stats.get("identical", 0),  # verdicts without a referee request
         "hard_share": split.hard_share,
         "selection": {key: value for key, value in split.stats.items() if key in SELECTION_STATS},
         **(

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from lion_core import prompts
-from lion_core.discrimination import make_judgement
+from lion_core.discrimination import identical_judgement, make_judgement
 from lion_core.llm import ChatClient
 from lion_core.records import Instruction, Judgement
 
@@ -143,6 +143,11 @@ def _failure(order: int, retries: int, last_reply: str) -> str:
     return f"order {order}: no scores in {retries + 1} replies; last: {last_reply[:REASON_PREVIEW_CHARS]!r}"
 
 
+def same_answer(first: str, second: str) -> bool:
+    """Equal after whitespace normalisation (runs of whitespace are one space; ends stripped)."""
+    return " ".join(first.split()) == " ".join(second.split())
+
+
 async def judge(
     client: ChatClient,
     item_id: str,
@@ -152,11 +157,16 @@ async def judge(
     *,
     tau: float,
     retries: int,
+    skip_identical: bool = False,
 ) -> Judgement:
     """The two-order verdict on one instruction (its text including the input), labelled by `tau`.
 
     Order 1: Assistant 1 = teacher, Assistant 2 = student; order 2: the reverse. Both are asked at once.
+    `skip_identical` (config `referee.skip_identical`): equal answers get the verdict `identical`
+    (gap 0) without a request.
     """
+    if skip_identical and same_answer(teacher_answer, student_answer):
+        return identical_judgement(item_id, tau)
     orders = (
         render(instruction, teacher_answer, student_answer),
         render(instruction, student_answer, teacher_answer),
@@ -181,10 +191,12 @@ async def judge_all(
     tau: float,
     retries: int,
     on_done: Callable[[int], None] | None = None,
+    skip_identical: bool = False,
 ) -> list[Judgement]:
     """Judgements of (id, instruction, teacher_answer, student_answer) items, concurrently, in input order.
 
-    `on_done(n)` is called with the number of items judged so far after each one finishes.
+    `on_done(n)` is called with the number of items judged so far after each one finishes;
+    `skip_identical`: see `judge`.
     """
     done = 0
 
@@ -192,7 +204,14 @@ async def judge_all(
         nonlocal done
         item_id, instruction, teacher_answer, student_answer = item
         result = await judge(
-            client, item_id, instruction, teacher_answer, student_answer, tau=tau, retries=retries
+            client,
+            item_id,
+            instruction,
+            teacher_answer,
+            student_answer,
+            tau=tau,
+            retries=retries,
+            skip_identical=skip_identical,
         )
         done += 1
         if on_done is not None:

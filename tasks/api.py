@@ -61,9 +61,11 @@ async def referee_batch(
     tau: float,
     retries: int,
     first: int,
+    skip_identical: bool = False,
 ) -> list[Judgement]:
-    """Two-order judgements of one batch of (id, instruction, teacher answer, student answer)."""
-    return await referee.judge_all(client, items, tau=tau, retries=retries)
+    """Two-order judgements of one batch of (id, instruction, teacher answer, student answer); equal
+    answers get the verdict `identical` without a request when `skip_identical`."""
+    return await referee.judge_all(client, items, tau=tau, retries=retries, skip_identical=skip_identical)
 
 
 @api_task(name="generator-batch", task_run_name="generator-batch-{first}")

@@ -316,3 +316,24 @@ def test_a_batch_cancelled_by_someone_else_is_resubmitted(tmp_path: Path, world:
     replies, _ = asyncio.run(both())
     assert [r.content for r in replies] == answers
     assert world.stats.batches["cancelled"] == 1 and world.stats.batches["completed"] == 1
+
+
+def test_a_batch_the_provider_lost_is_resubmitted_and_counted_at_worst_case(tmp_path: Path) -> None:
+    """A local server restarted while its batch was in flight: the batch is gone (404)."""
+    answers, convs = conversations(5)
+    with WorldServer(seed=0) as first:
+        first.faults.batch_delay_s = 3600.0
+        port = first.port
+
+        async def until_created(client: BatchChatClient):
+            task = asyncio.ensure_future(complete_all(client, convs))
+            while first.stats.batches["created"] == 0:
+                await asyncio.sleep(0.02)
+            task.cancel()
+
+        asyncio.run(until_created(make_client(first, tmp_path)))
+    with WorldServer(seed=0).start(port=port) as second:
+        client = make_client(second, tmp_path)
+        assert [r.content for r in run_all(client, convs)] == answers
+        assert second.stats.batches["created"] == 1
+        assert client.ledger.roles["teacher"].unsettled == 5  # the lost batch, at its worst case

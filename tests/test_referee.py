@@ -372,3 +372,33 @@ def test_sometimes_malformed_replies_are_mostly_recovered_by_retries(tmp_path: P
     for task, result in scorable:
         unbiased_gap = score_answer(task.answer, task.answer) - score_answer(wrong(task), task.answer)
         assert result.gap == pytest.approx(unbiased_gap)
+
+
+# ----------------------------------------------------------------------------- identical answers
+
+
+def test_identical_answers_get_the_identical_verdict_without_a_request() -> None:
+    from lion_core.discrimination import IDENTICAL_REASON, split
+    from lion_core.records import Instruction
+
+    referee = ScriptedReferee({("T", 0): verdict(9, 4), ("S", 0): verdict(5, 8)})
+    items = [
+        ("a", "Do it", "T", "S"),
+        ("b", "Do it", "same  answer\n", " same answer"),
+        ("c", "Do it", "", ""),
+    ]
+    results = asyncio.run(judge_all(referee, items, tau=1.0, retries=0, skip_identical=True))
+    assert len(referee.calls) == 2  # only item a's two orders
+    assert [j.reason for j in results[1:]] == [IDENTICAL_REASON, IDENTICAL_REASON]
+    assert all(j.gap == 0.0 and j.label == "easy" and j.teacher_score is None for j in results[1:])
+    pool = [Instruction(id=i, instruction="Do it") for i in "abc"]
+    judged = split(pool, results)
+    assert judged.stats["identical"] == 2 and len(judged.easy) == 2 and len(judged.hard) == 1
+    assert judged.stats["order_disagreement"] == 0.0  # identical verdicts have no orders to compare
+
+
+def test_identical_answers_are_judged_when_the_rule_is_off() -> None:
+    referee = ScriptedReferee({("T", 0): verdict(7, 7)})
+    result = asyncio.run(judge(referee, "x", "Do it", "T", "T", tau=1.0, retries=0))
+    assert referee.calls == [("T", 0), ("T", 0)]  # both orders are the same request (a cache sends it once)
+    assert result.gap == 0.0 and result.reason is None

@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from lion_core.batch_format import BatchFormatError, decode_requests, result_line
 
 DEFAULT_LIST_LIMIT = 20
+DELAY_STEP_S = 0.05  # how often a delayed batch re-reads batch_delay_s
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
@@ -192,7 +193,7 @@ class BatchWorld:
         faulty = knobs.batch_faulty is None or number <= knobs.batch_faulty
         batch["request_counts"]["total"] = len(lines)
         batch.update(status="in_progress", in_progress_at=int(time.time()))
-        await asyncio.sleep(knobs.batch_delay_s)
+        await self._delay(batch)
         limit, end = self._stop_after(len(lines), faulty)
         output, errors, ran = await self._execute(batch, lines[:limit], faulty)
         if batch["status"] == "cancelling":
@@ -213,6 +214,12 @@ class BatchWorld:
                 ]
         batch.update(status=end, **{f"{end}_at": int(time.time())})
         self.stats[end] += 1
+
+    async def _delay(self, batch: dict[str, Any]) -> None:
+        """Stay in progress for batch_delay_s (read live: a test may shorten it), unless cancelled."""
+        started = time.monotonic()
+        while time.monotonic() - started < self.knobs().batch_delay_s and batch["status"] != "cancelling":
+            await asyncio.sleep(DELAY_STEP_S)
 
     async def _execute(
         self, batch: dict[str, Any], lines: list[tuple[str, dict[str, Any]]], faulty: bool
