@@ -14,9 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,7 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_BUDGET = 3
 EXIT_BUSY = 4  # another process is running the same run directory
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as a shell reports it)
 
 # Run beside Prefect's temporary server: waits until the `lion` process that started it ends, however it
 # ends (its stdin pipe closes), then stops the server, so it never outlives its run. A pidfd names the
@@ -102,9 +107,43 @@ class QuietBudgetStop(logging.Filter):
         )
 
 
+@contextmanager
+def own_session() -> Iterator[None]:
+    """Processes started meanwhile get a session of their own, out of the terminal's reach: Ctrl-C (a
+    SIGINT to the terminal's foreground process group) does not kill them under the run that still
+    talks to them; their output goes nowhere (the temporary server's shutdown, interrupting its event
+    flush, would print tracebacks). Prefect starts its server with a plain subprocess.Popen, hence the
+    substitution."""
+    real = subprocess.Popen
+
+    class OwnSession(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("start_new_session", True)
+            kwargs.setdefault("stdout", subprocess.DEVNULL)
+            kwargs.setdefault("stderr", subprocess.DEVNULL)
+            super().__init__(*args, **kwargs)
+
+    subprocess.Popen = OwnSession  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        subprocess.Popen = real  # type: ignore[misc]
+
+
+class QuietInterrupt(logging.Filter):
+    """After Ctrl-C, drops Prefect's warnings and errors (crashed task and flow runs): the CLI says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from lion_core.interrupt import STOP
+
+        return not (STOP.is_set() and record.levelno >= logging.WARNING)
+
+
 def tie_embedded_server() -> None:
     """Start Prefect's temporary server now (the first flow run would) and SERVER_REAPER beside it
-    (nothing to do when PREFECT_API_URL names a server of the user's)."""
+    (nothing to do when PREFECT_API_URL names a server of the user's). The server runs in a session of
+    its own, so that Ctrl-C stops the run cleanly instead of killing the server under it first; the
+    reaper stops it when `lion` ends."""
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
@@ -112,16 +151,73 @@ def tie_embedded_server() -> None:
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()
-    server.start()
+    with own_session():
+        server.start()
     assert server.server_process is not None
     if not _REAPERS:
         reaper = [sys.executable, "-c", SERVER_REAPER, str(server.server_process.pid)]
         _REAPERS.append(subprocess.Popen(reaper, stdin=subprocess.PIPE))
 
 
+class CtrlC:
+    """What Ctrl-C does during `lion run`/`lion demo`: set the stop flag (lion_core.interrupt.STOP, which
+    the fine-tune and the student's answers check between steps) and cancel the flow's task, as
+    asyncio.run would; a second Ctrl-C raises KeyboardInterrupt at once."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task | None = None
+        self.presses = 0
+
+    def __call__(self, signum: int, frame: object) -> None:
+        from lion_core.interrupt import STOP
+
+        STOP.set()
+        self.presses += 1
+        if self.presses == 1 and self.loop is not None and self.task is not None and not self.task.done():
+            self.loop.call_soon_threadsafe(self.task.cancel)
+            return
+        raise KeyboardInterrupt
+
+    async def run(self, flow_call) -> Any:
+        """Await `flow_call` as the task that Ctrl-C cancels."""
+        self.loop, self.task = asyncio.get_running_loop(), asyncio.current_task()
+        try:
+            return await flow_call
+        finally:
+            self.loop = self.task = None
+
+
+_CTRL_C = CtrlC()
+
+
+@contextmanager
+def interruptible(resume: str) -> Iterator[None]:
+    """Ctrl-C in this block stops the run within seconds (see CtrlC) and exits 130 with one line saying
+    how to resume; every file is written atomically and a stopped fine-tune saves nothing, so nothing
+    is left half-written."""
+    from lion_core.interrupt import STOP
+
+    previous = signal.signal(signal.SIGINT, _CTRL_C)
+    try:
+        yield
+    except BaseException as err:
+        if not STOP.is_set() or isinstance(err, typer.Exit | SystemExit):
+            raise
+        console.print(
+            f"interrupted: stopped on Ctrl-C, nothing half-written; resume with: {resume}",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_flow(flow_call) -> Any:
     """Run a flow coroutine on the embedded Prefect (or the server PREFECT_API_URL names); clean exits:
-    one line and an exit code for bad input, a budget stop and an endpoint that kept failing."""
+    one line and an exit code for bad input, a budget stop and an endpoint that kept failing (Ctrl-C:
+    see `interruptible`)."""
     from lion_core.config import ConfigError
     from lion_core.ledger import BudgetExceededError
     from lion_core.llm import LLMError
@@ -129,9 +225,17 @@ def run_flow(flow_call) -> Any:
 
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logging.getLogger(name).addFilter(QuietBudgetStop())
+        logging.getLogger(name).addFilter(QuietInterrupt())
+    from lion_core.interrupt import STOP, Interrupted
+
     tie_embedded_server()
     try:
-        return asyncio.run(flow_call)
+        try:
+            return asyncio.run(_CTRL_C.run(flow_call))
+        except Exception as err:  # whatever a stopped flow raises on its way out is the stop
+            if STOP.is_set():
+                raise Interrupted(str(err)) from None
+            raise
     except (ConfigError, RecordError) as err:
         say_error("error", err)
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -198,7 +302,9 @@ def demo(
     iterations: int = typer.Option(3, min=1, help="Adversarial iterations."),
     seed: int = typer.Option(0, help="Seed of the world, the student and the loop."),
     port: int = typer.Option(
-        8765, help="Port of the offline world server (fixed, so a re-run hits the cache)."
+        None,
+        help="Port of the offline world server; default 8765, or a free port when 8765 is taken (the "
+        "response cache knows the world by its seed and settings, not its port).",
     ),
 ) -> None:
     """Start the offline world, build the tiny student, run the loop on the embedded Prefect."""
@@ -211,24 +317,26 @@ def demo(
     except ConfigError as err:
         say_error("error", err)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    from flows.demo import demo_config, prepare_world_files, world_server
+    from flows.demo import DEFAULT_PORT, demo_config, prepare_world_files, start_world
 
-    config = demo_config(run_dir, iterations, seed, port)
-    with hold_run_dir(config):
-        prepare_world_files(config)
-        calls_before = api_calls(config)
-        try:
-            server = world_server(config).start(port=port)
-        except OSError as err:
-            console.print(
-                f"[bold red]cannot start the world server on 127.0.0.1:{port}:[/] {err} (try --port)"
-            )
-            raise typer.Exit(EXIT_FAILED) from None
-        try:
-            summaries = run_distill(config)
-        finally:
-            server.stop()
-        finish(config, summaries, started, calls_before)
+    config = demo_config(run_dir, iterations, seed, port or DEFAULT_PORT)
+    resume = ["lion", "demo", "--run-dir", str(run_dir), "--iterations", str(iterations)]
+    resume += ["--seed", str(seed)] if seed else []
+    try:
+        server = start_world(config, port)
+    except OSError as err:  # only an explicit --port that is taken; nothing is written
+        say_error(
+            f"cannot start the world server on 127.0.0.1:{port}", f"{err} (leave --port out for a free one)"
+        )
+        raise typer.Exit(EXIT_FAILED) from None
+    try:
+        config = demo_config(run_dir, iterations, seed, server.port)
+        with hold_run_dir(config), interruptible(shlex.join(resume)):
+            prepare_world_files(config)
+            calls_before = api_calls(config)
+            finish(config, run_distill(config), started, calls_before)
+    finally:
+        server.stop()
 
 
 @app.command()
@@ -249,7 +357,8 @@ def run(
     except ConfigError as err:
         say_error("error", err)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    with hold_run_dir(config):
+    resume = ["lion", "run", str(config_path), *(["--run-dir", str(run_dir)] if run_dir is not None else [])]
+    with hold_run_dir(config), interruptible(shlex.join(resume)):
         calls_before = api_calls(config)
         finish(config, run_distill(config), started, calls_before)
 

@@ -136,6 +136,13 @@ class EndpointConfig(_Model):
         "http://127.0.0.1:8765/v1", description="OpenAI-compatible base URL, ending in /v1."
     )
     model: str = Field("world", description="Model name sent with every request.")
+    cache_identity: str | None = Field(
+        None,
+        description="What identifies this endpoint in the response cache key, in place of base_url: set "
+        "it when one server can be reached at different addresses (lion demo sets 'world:<seed and "
+        "settings>', so a world on another port replays the cache). None: the base_url, so that two "
+        "providers never share replies.",
+    )
     api_key_env: str | None = Field(
         None,
         description="Environment variable holding the API key. None: no key (local servers only).",
@@ -156,6 +163,11 @@ class EndpointConfig(_Model):
     )
     price_input_per_1k: float = Field(0.0, ge=0, description="USD per 1K prompt tokens.")
     price_output_per_1k: float = Field(0.0, ge=0, description="USD per 1K completion tokens.")
+
+    @property
+    def identity(self) -> str:
+        """The endpoint in the response cache key: cache_identity, else the base URL."""
+        return self.cache_identity or self.base_url.rstrip("/")
 
     @property
     def is_local(self) -> bool:

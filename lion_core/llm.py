@@ -219,7 +219,7 @@ class OpenAIChatClient:
     def key(self, messages: Messages, variant: int = 0, max_tokens: int | None = None) -> str:
         params = self.request_params(max_tokens)
         params = dict(params, variant=variant) if variant else params
-        return cache_key(self.endpoint.base_url, self.model_name, messages, params)
+        return cache_key(self.endpoint.identity, self.model_name, messages, params)
 
     def _bind(self) -> openai.AsyncOpenAI:
         """SDK client and semaphore of the running event loop (they cannot cross loops)."""

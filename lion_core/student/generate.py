@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from lion_core.config import StudentConfig
+from lion_core.interrupt import check as check_stop
 from lion_core.student.checkpoint import is_adapter, load_for_inference, load_tokenizer
 from lion_core.student.data import prompt_ids
 
@@ -56,6 +57,7 @@ def generate(
     device = next(model.parameters()).device
     done = 0
     for batch in length_sorted_batches([len(e) for e in encoded], batch_size):
+        check_stop("student answers")  # Ctrl-C: stop between batches
         ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id)
         sampling = {"do_sample": True, "temperature": temperature} if do_sample else {"do_sample": False}
         generated = model.generate(

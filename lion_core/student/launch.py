@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from lion_core.config import StudentConfig
+from lion_core.interrupt import check as check_stop
 from lion_core.records import atomic_write_text
 from lion_core.student.checkpoint import has_key
 from lion_core.student.train import (
@@ -77,6 +78,7 @@ def follow_steps(process: subprocess.Popen, path: Path, on_step: StepCallback | 
     offset = 0
     try:
         while True:
+            check_stop("fine-tune")  # Ctrl-C: the except below stops the training processes
             finished = process.poll() is not None
             records, offset = read_new_steps(path, offset)
             for record in records:

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
 from lion_core.config import StudentConfig
+from lion_core.interrupt import check as check_stop
 from lion_core.records import atomic_write_text
 from lion_core.student.checkpoint import (
     FINGERPRINT_FILE,
@@ -307,6 +308,7 @@ def _train_loop(
     step_loss = torch.zeros((), device=accelerator.device)
     micro = tokens = examples = 0
     for batch in _batches(loader):
+        check_stop("fine-tune")  # Ctrl-C: stop before the next micro-batch, saving nothing
         with accelerator.accumulate(model):
             loss = model(**batch).loss
             accelerator.backward(loss)
