@@ -216,3 +216,102 @@ def test_a_huge_instruction_is_refused_before_anything_is_paid(tmp_path: Path) -
     config = seeded(tmp_path, '{"instruction": "Reverse abc"}\n' + json.dumps({"instruction": huge}) + "\n")
     refused(CliRunner().invoke(app, ["run", str(config)]), "pools.seed_path", "seed.jsonl:2", "instruction")
     assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------- demo ports (issue 14, item 6)
+
+
+@pytest.fixture
+def port_8765_taken():
+    """127.0.0.1:8765 in use (by this socket, or already by another demo or test)."""
+    import socket
+
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        holder.bind(("127.0.0.1", 8765))
+        holder.listen()
+    except OSError:
+        pass  # someone else holds it: taken all the same
+    yield
+    holder.close()
+
+
+def test_demo_takes_a_free_port_when_8765_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, port_8765_taken: None
+) -> None:
+    import flows.demo
+    import lion_cli.main
+
+    seen = []
+    monkeypatch.setattr(flows.demo, "prepare_world_files", lambda config: None)
+    monkeypatch.setattr(lion_cli.main, "run_distill", lambda config: seen.append(config) or [])
+    result = CliRunner().invoke(app, ["demo", "--run-dir", str(tmp_path / "run"), "--iterations", "1"])
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    assert config.teacher.base_url.startswith("http://127.0.0.1:")
+    assert ":8765/" not in config.teacher.base_url
+    assert (
+        config.teacher.cache_identity
+        == config.referee.cache_identity
+        == "world:"
+        + ("seed=0,referee_bias=0.0,referee_noise=0.0,near_duplicate_share=0.1,malformed_share=0.05")
+    )
+
+
+def test_demo_on_an_explicit_port_that_is_taken_fails_at_once_writing_nothing(
+    tmp_path: Path, port_8765_taken: None
+) -> None:
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["demo", "--run-dir", str(run), "--port", "8765"])
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "cannot start the world server on 127.0.0.1:8765" in text and "leave --port out" in text
+    assert len(result.output.strip().splitlines()) <= 2 and "Traceback" not in result.output
+    assert not run.exists()
+
+
+def teacher_client(endpoint, cache_path: Path):
+    from lion_core.ledger import Ledger
+    from lion_core.llm import OpenAIChatClient, ResponseCache
+
+    ledger = Ledger(cache_path.with_suffix(".json"))
+    return OpenAIChatClient("teacher", endpoint, cache=ResponseCache(cache_path), ledger=ledger)
+
+
+def test_a_demo_world_on_another_port_replays_the_cache(tmp_path: Path) -> None:
+    import asyncio
+    from random import Random
+
+    from flows.demo import demo_config
+    from lion_core import prompts
+    from lion_core.llm import complete_all
+    from lion_core.world.families import sample_tasks
+    from lion_core.world.server import WorldServer
+
+    conversations = [prompts.teacher_messages(t.instruction) for t in sample_tasks(20, Random(0))]
+    cache = tmp_path / "responses.sqlite"
+    with WorldServer(seed=0) as first, WorldServer(seed=0) as second:
+        assert first.port != second.port
+        before = demo_config(tmp_path / "run", 1, 0, first.port).teacher
+        paid = asyncio.run(complete_all(teacher_client(before, cache), conversations))
+        after = demo_config(tmp_path / "run", 1, 0, second.port).teacher
+        replayed = asyncio.run(complete_all(teacher_client(after, cache), conversations))
+        assert first.stats.requests == 20 and second.stats.requests == 0  # nothing bought twice
+        assert [r.content for r in replayed] == [r.content for r in paid] and all(r.cached for r in replayed)
+
+
+def test_the_cache_key_names_the_world_by_its_settings_and_a_provider_by_its_url(tmp_path: Path) -> None:
+    from flows.demo import demo_config
+    from lion_core.config import EndpointConfig
+
+    messages = [{"role": "user", "content": "Reverse abc"}]
+
+    def key(endpoint: EndpointConfig) -> str:
+        return teacher_client(endpoint, tmp_path / "c.sqlite").key(messages)
+
+    world = [demo_config(tmp_path / "run", 1, seed, 9000).teacher for seed in (0, 1)]
+    assert key(world[0]) != key(world[1])  # another world on the same port: other replies
+    assert key(world[0]) == key(world[0].model_copy(update={"base_url": "http://localhost:9/v1"}))
+    a, b = EndpointConfig(base_url="https://a.example/v1"), EndpointConfig(base_url="https://b.example/v1")
+    assert key(a) != key(b)  # two providers never share replies
+    assert key(a) == key(EndpointConfig(base_url="https://a.example/v1/"))
