@@ -9,6 +9,7 @@ RUN/iter_K (lion_core.rundir) and its statistics into RUN/iter_K/summary.json.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -387,9 +388,19 @@ async def run_iteration(fx: Effects, config: LionConfig, run: RunDir, k: int) ->
     heldout = fx.heldout(run.iteration(k).student) if fx.heldout else None
     notes = cut_answers_note(answers, config.teacher.max_tokens) + (gen.notes if gen else [])
     summary = summarize(k, pools, judged.split, gen, notes, train, fx.usage(), heldout, stopped)
-    summary["seconds"] = round(time.perf_counter() - started, 2)
+    summary["seconds"] = recorded_seconds(run, k) or round(time.perf_counter() - started, 2)
     write_json(run.iteration(k).summary, summary)
     return IterationOutcome(k, pools, train, judged, gen, after, stopped, summary)
+
+
+def recorded_seconds(run: RunDir, k: int) -> float | None:
+    """The wall time of iteration k as the run that first finished it recorded (None before): a re-run
+    replays a finished iteration from the caches, and its few seconds are not what the iteration took."""
+    path = run.iteration(k).summary
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("seconds") if path.exists() else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def prepare_first_pools(config: LionConfig, run: RunDir) -> None:
