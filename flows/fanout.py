@@ -1,5 +1,5 @@
-"""Fan-out of API calls as Prefect tasks: one task per batch, run concurrently, retried alone; and
-where the flows keep their task results."""
+"""Fan-out of API calls as Prefect tasks: one task per batch, run concurrently, retried alone; the
+progress artifacts of Batch API batches; and where the flows keep their task results."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from prefect import Flow, Task
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 
+from lion_core.batch import BatchProgress
 from lion_core.config import LionConfig
 from lion_core.ledger import Ledger
 from lion_core.rundir import RunDir
@@ -42,6 +44,25 @@ async def fan_out(
 
     results = await asyncio.gather(*(one(first) for first in range(0, len(items), size)))
     return [r for batch in results for r in batch]
+
+
+def batch_progress(run_name: str) -> Callable[[BatchProgress], Awaitable[None]]:
+    """A Batch API client's progress callback as Prefect progress artifacts: one per provider batch,
+    at requests completed (or failed) / total, updated at every poll."""
+    artifacts: dict[str, object] = {}
+
+    async def report(progress: BatchProgress) -> None:
+        share = 100.0 * (progress.completed + progress.failed) / max(1, progress.total)
+        if progress.batch_id not in artifacts:
+            artifacts[progress.batch_id] = await acreate_progress_artifact(
+                share,
+                description=f"{run_name}: {progress.role} batch {progress.batch_id} "
+                f"({progress.total} requests)",
+            )
+        else:
+            await aupdate_progress_artifact(artifacts[progress.batch_id], share)
+
+    return report
 
 
 def batch_task(config: LionConfig, api: Task) -> Task:

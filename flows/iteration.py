@@ -15,7 +15,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fanout import batch_task, fan_out
+from flows.fanout import batch_progress, batch_task, fan_out
 from lion_core.config import LionConfig
 from lion_core.generation import GenerationRequest
 from lion_core.ledger import Ledger
@@ -39,6 +39,9 @@ def task_effects(config: LionConfig, roles: Roles) -> Effects:
     """The method's effects as Prefect tasks: batched API fan-outs, cached student steps."""
     loop, ledger = config.loop, roles.ledger
     teacher, referee, generator = roles.teacher, roles.referee, roles.generator
+    for client in (teacher, referee, generator):  # roles in mode: batch show each batch's progress
+        if hasattr(client, "on_progress"):
+            client.on_progress = batch_progress(Path(config.run_dir).name)
 
     async def teacher_answers(items: list[Instruction]) -> list[Response]:
         async def call(first: int, part: list[Instruction]) -> list[Response]:

@@ -337,3 +337,74 @@ def test_a_batch_the_provider_lost_is_resubmitted_and_counted_at_worst_case(tmp_
         assert [r.content for r in run_all(client, convs)] == answers
         assert second.stats.batches["created"] == 1
         assert client.ledger.roles["teacher"].unsettled == 5  # the lost batch, at its worst case
+
+
+# ---------------------------------------------------------- a demo-sized run, every role in batch mode
+
+BATCH_MODE = {"mode": "batch", "batch": {"poll_interval_s": 0.1, "collect_s": 0.3}}
+
+
+def batch_demo_config(run_dir: Path, port: int):
+    """The demo shrunk to seconds (60 seeds, 24 new per iteration, 20 steps), every role in batch mode."""
+    from flows.demo import demo_config
+    from lion_core.config import LionConfig
+
+    data = demo_config(run_dir, 2, 0, port).model_dump()
+    data["world"].update(seed_size=60, heldout_size=36)
+    data["student"].update(max_steps=20, epochs=1)
+    data["loop"].update(new_per_iteration=24, batch_size=16, task_retry_delay_s=0.2)
+    for role in ("teacher", "referee", "generator"):
+        data[role].update(BATCH_MODE)
+    return LionConfig.model_validate(data)
+
+
+@pytest.mark.slow
+def test_batch_mode_run_killed_mid_batch_reattaches_and_finishes(tmp_path: Path) -> None:
+    from flows.demo import prepare_world_files, world_server
+    from lion_core.config import dump_config
+    from lion_core.rundir import RunDir, response_cache
+
+    config = batch_demo_config(tmp_path / "run", 0)
+    with world_server(config).start() as server:
+        config = batch_demo_config(tmp_path / "run", server.port)
+        prepare_world_files(config)
+        path = tmp_path / "config.yaml"
+        dump_config(config, path)
+        command = [sys.executable, "-m", "lion_cli", "run", str(path)]
+        env = {**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING"}
+        server.faults.batch_delay_s = 3600.0  # the first batch stays in flight until after the kill
+        first = subprocess.Popen(
+            command,
+            cwd=Path(__file__).parents[1],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 300
+        while server.stats.batches["created"] == 0:
+            assert first.poll() is None and time.monotonic() < deadline, "the run ended before the kill"
+            time.sleep(0.05)
+        time.sleep(1.0)  # polling the batch it recorded
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        assert server.stats.batches["created"] == 1
+        server.faults.batch_delay_s = 0.0
+        second = subprocess.run(
+            command, cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=900
+        )
+        assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+        assert server.stats.repeated_teacher_requests() == 0  # the first batch was re-attached, not re-sent
+        assert server.stats.batches["completed"] == server.stats.batches["created"] > 1
+        run = RunDir(config.run_dir)
+        summaries = [json.loads(run.iteration(k).summary.read_text()) for k in (1, 2)]
+        assert all("identical" in s for s in summaries)
+        store = BatchStore(ResponseCache(response_cache(config)).journal)
+        assert store.counts() == {"collected": server.stats.batches["created"]}
+        ledger = json.loads(run.ledger.read_text())
+        assert all(role["unsettled"] == 0 for role in ledger["roles"].values())
+        assert ledger["total"]["tokens"] == server.stats.prompt_tokens + server.stats.completion_tokens
+        third = subprocess.run(
+            command, cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert third.returncode == 0 and "this run: 0 API requests sent" in third.stdout
