@@ -346,7 +346,7 @@ def run(
 ) -> None:
     """Run the distill flow with real endpoints; keys come from the environment."""
     from lion_core.config import ConfigError, load_config
-    from lion_core.rundir import preflight
+    from lion_core.rundir import check_endpoints, preflight
 
     started = time.perf_counter()
     try:
@@ -354,6 +354,7 @@ def run(
         if run_dir is not None:
             config.run_dir = run_dir
         preflight(config)
+        check_endpoints(config)  # one quick request each: a server that is not there fails now, in one line
     except ConfigError as err:
         say_error("error", err)
         raise typer.Exit(EXIT_BAD_INPUT) from None

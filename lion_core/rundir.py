@@ -279,6 +279,36 @@ def preflight(config: LionConfig) -> None:
     check_checkpoint(model)
 
 
+REACH_TIMEOUT_S = 5.0  # the pre-flight request per endpoint: a server that answers at all does by then
+ROLES = ("teacher", "referee", "generator")
+
+
+def unreachable(base_url: str, timeout_s: float = REACH_TIMEOUT_S) -> str | None:
+    """Why `base_url` cannot be reached (connection refused, unknown host, no answer in time), or None:
+    one GET of its /models, without the key; any HTTP answer, an error status included, is an answer."""
+    import httpx  # the openai SDK's HTTP client
+
+    try:
+        httpx.get(f"{base_url.rstrip('/')}/models", timeout=timeout_s)
+    except httpx.TransportError as err:
+        return f"{type(err).__name__}: {' '.join(str(err).split()) or 'no answer'}"
+    return None
+
+
+def check_endpoints(config: LionConfig, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """The teacher's, referee's and generator's endpoints answer (each URL asked once, with a short
+    timeout), before any work: raise ConfigError naming the role's base_url rather than retrying a
+    server that is not there for minutes."""
+    reasons: dict[str, str | None] = {}
+    for role in ROLES:
+        url = getattr(config, role).base_url
+        if url not in reasons:
+            reasons[url] = unreachable(url, timeout_s)
+        if reasons[url] is not None:
+            hint = " (is the server running?)" if getattr(config, role).is_local else ""
+            raise ConfigError(f"{role}.base_url: {url} is not reachable{hint}: {reasons[url]}")
+
+
 def write_json(path: Path, data: Any) -> None:
     """JSON written atomically."""
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

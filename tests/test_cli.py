@@ -315,3 +315,42 @@ def test_the_cache_key_names_the_world_by_its_settings_and_a_provider_by_its_url
     a, b = EndpointConfig(base_url="https://a.example/v1"), EndpointConfig(base_url="https://b.example/v1")
     assert key(a) != key(b)  # two providers never share replies
     assert key(a) == key(EndpointConfig(base_url="https://a.example/v1/"))
+
+
+# ------------------------------------------------------------------------ start-up errors (issue 14, item 9)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (connections are refused)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_run_against_an_endpoint_that_refuses_connections_fails_at_once_in_one_line(
+    tmp_path: Path, tiny_student_path: Path
+) -> None:
+    (tmp_path / "seed.jsonl").write_text('{"instruction": "Reverse abc"}\n')
+    config = local_config(tmp_path, model_path=str(tiny_student_path))
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    for role in ("teacher", "referee", "generator"):
+        edited(config, role, "base_url", url)
+    result = CliRunner().invoke(app, ["run", str(config)])
+    refused(result, f"teacher.base_url: {url} is not reachable", "ConnectError")
+    assert not (tmp_path / "run").exists()  # nothing written, nothing started
+
+
+def test_the_reachability_check_asks_each_endpoint_once_and_takes_any_answer(tmp_path: Path, world) -> None:
+    from lion_core.config import ConfigError, LionConfig
+    from lion_core.rundir import check_endpoints
+
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    config = LionConfig(teacher={"base_url": world.url}, referee={"base_url": world.url}, generator={})
+    config.generator.base_url = url
+    with pytest.raises(ConfigError, match=f"generator.base_url: {url} is not reachable"):
+        check_endpoints(config)
+    config.generator.base_url = world.url.replace("/v1", "/nowhere/v1")  # a 404 is still an answer
+    check_endpoints(config)
+    assert world.stats.requests == 0  # /models only: no chat request, nothing paid
