@@ -30,7 +30,7 @@ def endpoint_id(client: ChatClient) -> str:
     """What makes one endpoint's replies differ from another's (part of the batch cache key)."""
     endpoint = getattr(client, "endpoint", None)
     params = getattr(client, "params", {})
-    return f"{getattr(endpoint, 'base_url', '')}|{client.model_name}|{sorted(params.items())}"
+    return f"{getattr(endpoint, 'identity', '')}|{client.model_name}|{sorted(params.items())}"
 
 
 api_task = task(cache_policy=API_CACHE, persist_result=True, retry_condition_fn=not_over_budget)
