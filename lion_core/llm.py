@@ -40,6 +40,9 @@ Messages = list[dict[str, str]]
 MESSAGE_OVERHEAD_TOKENS = 4
 
 
+SEED_RANGE = 2**31  # OpenAI's `seed` is a signed 32-bit integer
+
+
 class LLMError(RuntimeError):
     """A request failed after all retries; names the role and the endpoint, never the key."""
 
@@ -216,6 +219,13 @@ class OpenAIChatClient:
         """The decoding parameters of one request: `max_tokens` overrides the endpoint's limit."""
         return self.params if max_tokens is None else {**self.params, "max_tokens": max_tokens}
 
+    def sent_params(self, max_tokens: int | None = None, variant: int = 0) -> dict[str, object]:
+        """What a request sends: its decoding parameters, and for the k-th sample of an otherwise
+        identical request (variant > 0) the OpenAI `seed` parameter, so that a provider that honours
+        seeds (the offline world does) answers each sample the same way whatever order they arrive in."""
+        params = self.request_params(max_tokens)
+        return {**params, "seed": variant % SEED_RANGE} if variant else params
+
     def key(self, messages: Messages, variant: int = 0, max_tokens: int | None = None) -> str:
         params = self.request_params(max_tokens)
         params = dict(params, variant=variant) if variant else params
@@ -280,7 +290,7 @@ class OpenAIChatClient:
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            completion = await self._send(sdk, key, messages, max_tokens)
+            completion = await self._send(sdk, key, messages, max_tokens, variant)
             future.set_result(completion)
             return completion
         except BaseException as err:
@@ -291,7 +301,12 @@ class OpenAIChatClient:
             self._inflight.pop(key, None)
 
     async def _send(
-        self, sdk: openai.AsyncOpenAI, key: str, messages: Messages, max_tokens: int | None = None
+        self,
+        sdk: openai.AsyncOpenAI,
+        key: str,
+        messages: Messages,
+        max_tokens: int | None = None,
+        variant: int = 0,
     ) -> Completion:
         """Journal the request (in flight, worst case; refused over budget), send it, then store the
         reply with its usage in one transaction. A request cut off here (a kill, a cancelled task)
@@ -303,7 +318,7 @@ class OpenAIChatClient:
             sending = _SENDING.set(ticket)
             try:
                 reply = await sdk.chat.completions.create(
-                    model=self.model_name, messages=messages, **self.request_params(max_tokens)
+                    model=self.model_name, messages=messages, **self.sent_params(max_tokens, variant)
                 )
             except openai.APIError as err:
                 self.ledger.journal.fail(ticket)

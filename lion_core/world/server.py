@@ -186,9 +186,13 @@ class WorldServer:
             draw -= share
         return None
 
-    def _request_rng(self, messages: list[dict[str, str]]) -> Random:
-        """A seed per (request, how often it was seen): replies reproduce across runs, resamples differ."""
+    def _request_rng(self, messages: list[dict[str, str]], seed: int | None = None) -> Random:
+        """A seed per request: with the request's own `seed` parameter (a sample of an otherwise identical
+        request), that seed; else how often the request was seen. Replies reproduce across runs, whatever
+        order concurrent requests arrive in; resamples differ."""
         key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+        if seed is not None:
+            return Random(f"{self.seed}:{key}:seed={seed}")
         self._key_counts[key] += 1
         return Random(f"{self.seed}:{key}:{self._key_counts[key]}")
 
@@ -214,7 +218,7 @@ class WorldServer:
         """A chat completion for one request body, without HTTP faults (a batch line)."""
         messages = body.get("messages") or []
         role = self._receive(messages)
-        _, content = reply(messages, self._request_rng(messages), self._role_settings())
+        _, content = reply(messages, self._request_rng(messages, body.get("seed")), self._role_settings())
         return self._completion(body, messages, role, content)
 
     async def _chat(self, request: Request) -> Any:
@@ -229,7 +233,7 @@ class WorldServer:
             return _error(504, "gateway timeout")
         if fault is not None:
             return fault
-        _, content = reply(messages, self._request_rng(messages), self._role_settings())
+        _, content = reply(messages, self._request_rng(messages, body.get("seed")), self._role_settings())
         return self._completion(body, messages, role, content)
 
     def _completion(
