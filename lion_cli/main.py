@@ -516,8 +516,6 @@ def export_(
         console.print(f"uploaded {', '.join(files)} to https://huggingface.co/datasets/{push_to_hub}")
 
 
-if __name__ == "__main__":
-    app()
 @app.command()
 def decontaminate(
     file: Path = typer.Argument(..., help="Instruction file (Alpaca JSON, JSONL, self-instruct, FastChat)."),
@@ -547,3 +545,5 @@ def decontaminate(
         raise typer.Exit(EXIT_FAILED)
 
 
+if __name__ == "__main__":
+    app()

@@ -46,9 +46,6 @@ from lion_core.student.train import TrainResult
 from lion_core.teacher import cut_answers_note
 
 JudgeItem = tuple[str, str, str, str]  # (id, instruction text, teacher answer, student answer)
-# The probing strategies' fresh siblings and verdicts, RUN/iter_K/probes.jsonl (TODO: name it in
-# lion_core.rundir.ITERATION_FILES, which this module may not edit).
-PROBES_FILE = "probes.jsonl"
 
 
 @dataclass(frozen=True)
@@ -312,13 +309,13 @@ async def probe(fx: Effects, config: LionConfig, run: RunDir, k: int, pool: list
     siblings = fresh_siblings(config, k, pool, requests, await fx.generator(requests) if requests else [])
     verdicts = await judged_pairs(fx, config, folder.student, siblings)
     probes = [Probe(parent_id=s.parent_id, sibling=s, judgement=j) for s, j in zip(siblings, verdicts)]
-    write_jsonl(folder.root / PROBES_FILE, probes)
+    write_jsonl(folder.probes, probes)
     return Evidence(probes, earlier_probes(run, k))
 
 
 def earlier_probes(run: RunDir, k: int) -> list[list[Probe]]:
     """The probes of iterations 1..k-1 that probed (oldest first)."""
-    paths = [run.iteration(j).root / PROBES_FILE for j in range(1, k)]
+    paths = [run.iteration(j).probes for j in range(1, k)]
     return [read_jsonl(path, Probe) for path in paths if path.exists()]
 
 

@@ -4,6 +4,7 @@ module spells a file name of the run directory.
 RUN/config.yaml, RUN/ledger.json, RUN/report.md, RUN/plots/, RUN/responses.sqlite (the response cache),
 RUN/eval/<candidate>/, RUN/export/, RUN/.prefect-results/,
 RUN/iter_K/{train_pool,cache_pool,teacher,student,judgements,hard,easy,generated,sft}.jsonl,
+RUN/iter_K/probes.jsonl (probing selections),
 RUN/iter_K/student/ (checkpoint), RUN/iter_K/summary.json (the iteration's statistics);
 what `lion demo` brings itself: RUN/tiny-student/, RUN/seed.jsonl, RUN/heldout.jsonl;
 RUN/.lock: the lock a running `lion run`/`lion demo` holds (its pid inside), one run per directory;
@@ -60,6 +61,11 @@ class IterationDir:
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"
+
+    @property
+    def probes(self) -> Path:
+        """The probing strategies' fresh siblings and their verdicts (selection fresh, learnable)."""
+        return self.root / "probes.jsonl"
 
     @property
     def sft(self) -> Path:
