@@ -22,22 +22,19 @@ from lion_core.decontamination import counted, decontaminated
 from lion_core.discrimination import Split
 from lion_core.generation import (
     Ask,
-    GenerationRequest,
     GenerationResult,
     asker,
     generate_with,
-    max_tokens_for,
-    postfilter,
-    variant_id,
 )
 from lion_core.ledger import Ledger
 from lion_core.llm import ChatClient, ResponseCache, build_client
 from lion_core.novelty import NoveltyIndex
 from lion_core.pools import Pools, initial_pools, next_pools, read_pools, write_pools
+from lion_core.probing import probe
 from lion_core.records import Instruction, Judgement, Response, read_instructions, read_jsonl, write_jsonl
 from lion_core.report import write_report
 from lion_core.rundir import RunDir, preflight, write_json
-from lion_core.selection import Evidence, Probe, needs_probes, probe_sample, selection
+from lion_core.selection import Evidence, needs_probes, selection
 from lion_core.student.checkpoint import training_key
 from lion_core.student.data import sft_pairs, student_prompts
 from lion_core.student.generate import answer
@@ -246,77 +243,6 @@ async def discrimination(
     write_jsonl(folder.file("hard"), split.hard)
     write_jsonl(folder.file("easy"), split.easy)
     return Discrimination(teacher_answers, student_out, judgements, split)
-
-
-async def judged_pairs(
-    fx: Effects, config: LionConfig, checkpoint: Path, items: list[Instruction]
-) -> list[Judgement]:
-    """Teacher and student answer `items`; the referee judges both orders (one verdict per item)."""
-    if not items:
-        return []
-    teacher_out = await fx.teacher(items)
-    student_out = fx.student(checkpoint, items)
-    shown = [referee.judged_text(i, send_inputs=config.loop.send_inputs) for i in items]
-    return await fx.judge(
-        [(i.id, text, t.output, s.output) for i, text, t, s in zip(items, shown, teacher_out, student_out)]
-    )
-
-
-def sibling_requests(config: LionConfig, k: int, items: list[Instruction]) -> list[GenerationRequest]:
-    """One hard-prompt generator request per probed item (same domain and task type: a sibling), a
-    variant of its own per seed, iteration and item (paid once, replayed on resume)."""
-    loop = config.loop
-    return [
-        GenerationRequest(
-            "hard",
-            item,
-            variant_id(loop.seed, k, "probe", item.id),
-            max_tokens_for(item, loop.generator_max_tokens_per_word),
-        )
-        for item in items
-    ]
-
-
-def fresh_siblings(
-    config: LionConfig, k: int, pool: list[Instruction], requests: list[GenerationRequest], replies: list
-) -> list[Instruction]:
-    """The usable siblings: replies that pass generation's post-filters and are not Cache Pool
-    instructions (the student was trained on those)."""
-    loop, known = config.loop, {i.instruction.strip().lower() for i in pool}
-    siblings = []
-    for request, reply in zip(requests, replies):
-        text = reply.content.strip()
-        if postfilter(reply, loop.min_words, loop.generator_blacklist) is None and text.lower() not in known:
-            siblings.append(
-                Instruction(
-                    id=f"probe-{k}-{request.parent.id}",
-                    instruction=text,
-                    origin="hard",
-                    iteration=k,
-                    parent_id=request.parent.id,
-                )
-            )
-    return siblings
-
-
-async def probe(fx: Effects, config: LionConfig, run: RunDir, k: int, pool: list[Instruction]) -> Evidence:
-    """Fresh siblings of the probed Cache Pool items, answered by teacher and student and judged in both
-    orders, through the same effects as the rest of the iteration (cached, paid once); written to
-    RUN/iter_K/probes.jsonl. The evidence carries the earlier iterations' probes too."""
-    folder = run.iteration(k)
-    probed = probe_sample(pool, config.loop.probe_sample, config.loop.seed, k)
-    requests = sibling_requests(config, k, probed)
-    siblings = fresh_siblings(config, k, pool, requests, await fx.generator(requests) if requests else [])
-    verdicts = await judged_pairs(fx, config, folder.student, siblings)
-    probes = [Probe(parent_id=s.parent_id, sibling=s, judgement=j) for s, j in zip(siblings, verdicts)]
-    write_jsonl(folder.probes, probes)
-    return Evidence(probes, earlier_probes(run, k))
-
-
-def earlier_probes(run: RunDir, k: int) -> list[list[Probe]]:
-    """The probes of iterations 1..k-1 that probed (oldest first)."""
-    paths = [run.iteration(j).probes for j in range(1, k)]
-    return [read_jsonl(path, Probe) for path in paths if path.exists()]
 
 
 async def generation(

@@ -189,7 +189,7 @@ def test_generation_against_the_world_filters_and_keeps_lineage(world: WorldServ
             n=80,
             ratio=1.0,
             min_words=1,
-            rounds=3,
+            rounds=None,  # as the original: until n are kept (bounded by the default patience)
             iteration=1,
             seed=0,
         )

@@ -265,7 +265,7 @@ def test_load_plugins_imports_them_and_names_them_for_workers(
 ) -> None:
     (tmp_path / "triple_plugin_b.py").write_text(PLUGIN.replace('"triple"', '"triple-b"'))
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delenv(fam.PLUGINS_ENV, raising=False)
+    monkeypatch.setenv(fam.PLUGINS_ENV, "")  # restored after the test: load_plugins writes to it
     try:
         assert fam.load_plugins(["triple_plugin_b"]) == ["triple_plugin_b"]
         assert fam.plugin_names() == ["triple_plugin_b"]  # inherited by spawned workers
