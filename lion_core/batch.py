@@ -104,13 +104,20 @@ class BatchChatClient(OpenAIChatClient):
         return openai.DefaultAsyncHttpxClient()
 
     async def _send(
-        self, sdk: openai.AsyncOpenAI, key: str, messages: Messages, max_tokens: int | None = None
+        self,
+        sdk: openai.AsyncOpenAI,
+        key: str,
+        messages: Messages,
+        max_tokens: int | None = None,
+        variant: int = 0,
     ) -> Completion:
         """The request's reply from the batch that covers it: an open one (re-attach) or a new one."""
         last = "no batch"
         for _ in range(self.settings.max_resubmits + 1):
             record = self.store.pending_for(key, self.endpoint.base_url)
-            row = record.row if record is not None else await self._enqueue(key, messages, max_tokens)
+            row = (
+                record.row if record is not None else await self._enqueue(key, messages, max_tokens, variant)
+            )
             outcome = await self._watch(sdk, row)
             if key in outcome.replies:
                 return outcome.replies[key]
@@ -122,10 +129,10 @@ class BatchChatClient(OpenAIChatClient):
 
     # ---------------------------------------------------------------- gathering and submitting
 
-    async def _enqueue(self, key: str, messages: Messages, max_tokens: int | None) -> int:
+    async def _enqueue(self, key: str, messages: Messages, max_tokens: int | None, variant: int = 0) -> int:
         """Wait for the batch this request is put in; returns its record's row."""
         loop = asyncio.get_running_loop()
-        body = request_body(self.model_name, messages, self.request_params(max_tokens))
+        body = request_body(self.model_name, messages, self.sent_params(max_tokens, variant))
         pending = _Pending(key, body, self._reservation(messages, max_tokens), loop.create_future())
         self._pending.append(pending)
         if self._timer is not None:
