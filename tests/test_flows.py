@@ -156,7 +156,9 @@ def test_referee_outage_is_retried_batch_by_batch(harness, tmp_path: Path) -> No
 def test_a_referee_without_readable_verdicts_stops_the_run_and_says_why(harness, tmp_path: Path) -> None:
     config = small_config(tmp_path / "run", port=0)
     with world_server(config).start() as server:
-        config = small_config(tmp_path / "run", port=server.port, referee_retries=0)
+        data = small_config(tmp_path / "run", port=server.port, referee_retries=0).model_dump()
+        data["referee"]["skip_identical"] = False  # else equal answers are scorable without the referee
+        config = LionConfig.model_validate(data)
         prepare_world_files(config)
         server.faults.share_malformed, server.faults.roles = 1.0, ["referee"]
         summaries = run_distill(config)
