@@ -107,6 +107,19 @@ def _fmt(score: float) -> str:
     return f"{score:.0f}" if score == int(score) else f"{score:.1f}"
 
 
+def judged_scores(
+    parsed: dict[str, str], truth: str | None, rng: Random, settings: RoleSettings
+) -> list[float]:
+    """Both answers' scores against the truth, with the referee's position bias and noise, in range."""
+    scores = []
+    for position, key in enumerate(("answer_1", "answer_2")):
+        score = score_answer(parsed[key], truth)
+        score += settings.referee_bias if position == 0 else 0.0
+        score += rng.gauss(0.0, settings.referee_noise) if settings.referee_noise else 0.0
+        scores.append(round(min(max(score, SCORE_RANGE[0]), SCORE_RANGE[1]), 1))
+    return scores
+
+
 def referee_reply(messages: list[dict[str, str]], rng: Random, settings: RoleSettings) -> str:
     """A Lion-format verdict: explanation, then the two 'Score of the Assistant k' lines."""
     parsed = referee_fields(messages)
@@ -114,12 +127,7 @@ def referee_reply(messages: list[dict[str, str]], rng: Random, settings: RoleSet
     if rng.random() < settings.referee_malformed_share:
         return "Both answers have merits. Overall I find them comparable. Score: N/A"
     truth = solve(parsed["instruction"].strip())
-    scores = []
-    for position, key in enumerate(("answer_1", "answer_2")):
-        score = score_answer(parsed[key], truth)
-        score += settings.referee_bias if position == 0 else 0.0
-        score += rng.gauss(0.0, settings.referee_noise) if settings.referee_noise else 0.0
-        scores.append(round(min(max(score, SCORE_RANGE[0]), SCORE_RANGE[1]), 1))
+    scores = judged_scores(parsed, truth, rng, settings)
     verdict = "matches" if truth is not None else "cannot be checked against"
     return (
         f"Evaluation evidence: I compared both answers with the expected result, which {verdict} the task. "
@@ -137,12 +145,7 @@ def review_reply(messages: list[dict[str, str]], rng: Random, settings: RoleSett
     assert found is not None, "review_reply needs a review prompt"
     name, parsed = found
     truth = solve(parsed["question"].strip())
-    scores = []
-    for position, key in enumerate(("answer_1", "answer_2")):
-        score = score_answer(parsed[key], truth)
-        score += settings.referee_bias if position == 0 else 0.0
-        score += rng.gauss(0.0, settings.referee_noise) if settings.referee_noise else 0.0
-        scores.append(round(min(max(score, SCORE_RANGE[0]), SCORE_RANGE[1]), 1))
+    scores = judged_scores(parsed, truth, rng, settings)
     verdict = "matches" if truth is not None else "cannot be checked against"
     explanation = (
         f"I compared both answers with the expected result, which {verdict} the task. "
