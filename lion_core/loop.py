@@ -299,19 +299,31 @@ def stop_after_generation(generation: GenerationResult | None) -> str | None:
 async def run_iteration(fx: Effects, config: LionConfig, run: RunDir, k: int) -> IterationOutcome:
     """Iteration k from its pools in RUN/iter_K: imitation → discrimination → generation; writes
     RUN/iter_K (files, checkpoint, summary.json) and, unless the loop stops, RUN/iter_{K+1}'s pools."""
-    started = time.perf_counter()
+    started = clock = time.perf_counter()
+    stages: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        stages[stage] = round(time.perf_counter() - clock, 2)
+        clock = time.perf_counter()
+
     pools, known = read_pools(run.iteration(k)), earlier_answers(run, k)
     answers, train = await imitation(fx, config, run, k, pools, known)
+    lap("imitation")
     judged = await discrimination(
         fx, config, run, k, pools, answers_for(pools.cache_pool, [*known, *answers])
     )
+    lap("discrimination")
     stopped = stop_after_discrimination(config, judged.split)
     gen, after = (None, None) if stopped else await generation(fx, config, run, k, pools, judged.split)
     stopped = stopped or stop_after_generation(gen)
+    lap("generation")
     heldout = fx.heldout(run.iteration(k).student) if fx.heldout else None
+    lap("heldout")
     notes = cut_answers_note(answers, config.teacher.max_tokens) + (gen.notes if gen else [])
     summary = summarize(k, pools, judged.split, gen, notes, train, fx.usage(), heldout, stopped)
     summary["seconds"] = recorded_seconds(run, k) or round(time.perf_counter() - started, 2)
+    summary["stage_seconds"] = stages  # this run's wall time per stage (cache hits make a replay fast)
     write_json(run.iteration(k).summary, summary)
     return IterationOutcome(k, pools, train, judged, gen, after, stopped, summary)
 
