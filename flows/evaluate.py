@@ -22,7 +22,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-from flows.fanout import batch_task, fan_out, in_run_dir
+from flows.fanout import batch_task, batches_in_flight, fan_out, in_run_dir
 from lion_core import data as packaged_data
 from lion_core.config import EndpointConfig, LionConfig, load_config
 from lion_core.eval_report import embed_images, write_eval_report
@@ -76,6 +76,7 @@ async def answers(
         config.loop.batch_size,
         f"{label}: answers of {answerer.model_name}",
         ledger,
+        batches_in_flight(answerer, config.loop),
     )
 
 
@@ -106,6 +107,7 @@ async def judgements_of(
             config.loop.batch_size,
             "judge (FastChat review), both orders",
             ledger,
+            batches_in_flight(judge, config.loop),
         )
     triples = [(q.id, q.text, r.output, c.output) for q, r, c in rows]
     return await fan_out(
@@ -116,6 +118,7 @@ async def judgements_of(
         config.loop.batch_size,
         "judge, both orders",
         ledger,
+        batches_in_flight(judge, config.loop),
     )
 
 

@@ -4,6 +4,7 @@ progress artifacts of Batch API batches; and where the flows keep their task res
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -11,14 +12,26 @@ from prefect import Flow, Task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 
 from lion_core.batch import BatchProgress
-from lion_core.config import LionConfig
+from lion_core.config import LionConfig, LoopConfig
 from lion_core.ledger import Ledger
+from lion_core.llm import ChatClient
 from lion_core.rundir import RunDir
 from tasks.api import with_retries
 from tasks.artifacts import Progress
 
 T = TypeVar("T")
 R = TypeVar("R")
+BUFFERS = 2  # batches in flight per batch that fills the role's concurrency: the next one is ready
+
+
+def batches_in_flight(client: ChatClient, loop: LoopConfig) -> int:
+    """How many batch tasks of a role's fan-out run at once (config `loop.batches_in_flight`)."""
+    endpoint = getattr(client, "endpoint", None)
+    if loop.batches_in_flight is not None or endpoint is None:
+        return loop.batches_in_flight or BUFFERS
+    if endpoint.mode == "batch":  # requests gathered into one provider batch: let a batch's worth in
+        return math.ceil(endpoint.batch.max_requests / loop.batch_size)
+    return BUFFERS * math.ceil(endpoint.concurrency / loop.batch_size)
 
 
 async def fan_out(
@@ -27,17 +40,22 @@ async def fan_out(
     size: int,
     description: str,
     ledger: Ledger,
+    in_flight: int,
 ) -> list[R]:
-    """Run `call(first_index, batch)` for every batch concurrently; results in input order.
+    """Run `call(first_index, batch)` for every batch, at most `in_flight` at once; results in input
+    order. A batch waiting for its turn is not yet a task (nothing started, nothing held but its
+    slice), so the first request leaves at once and memory does not grow with the pool.
 
     RUN/ledger.json, a view of the money journal, is refreshed as each batch finishes (for whoever
     watches it); a kill loses nothing either way, since every reply's usage is journaled with it.
     """
     progress = await Progress(f"{description} ({len(items)})", len(items)).start()
+    turns = asyncio.Semaphore(in_flight)
 
     async def one(first: int) -> list[R]:
-        batch = list(items[first : first + size])
-        result = await call(first, batch)
+        async with turns:
+            batch = list(items[first : first + size])
+            result = await call(first, batch)
         ledger.save()
         await progress.advance(len(batch))
         return result

@@ -15,7 +15,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fanout import batch_progress, batch_task, fan_out
+from flows.fanout import batch_progress, batch_task, batches_in_flight, fan_out
 from lion_core.config import LionConfig
 from lion_core.generation import GenerationRequest
 from lion_core.ledger import Ledger
@@ -49,7 +49,14 @@ def task_effects(config: LionConfig, roles: Roles) -> Effects:
                 teacher, endpoint_id(teacher), part, first, loop.send_inputs
             )
 
-        return await fan_out(call, items, loop.batch_size, "teacher answers, Train Pool", ledger)
+        return await fan_out(
+            call,
+            items,
+            loop.batch_size,
+            "teacher answers, Train Pool",
+            ledger,
+            batches_in_flight(teacher, loop),
+        )
 
     async def judge(items: list[JudgeItem]) -> list[Judgement]:
         async def call(first: int, part: list[JudgeItem]) -> list[Judgement]:
@@ -64,7 +71,12 @@ def task_effects(config: LionConfig, roles: Roles) -> Effects:
             )
 
         return await fan_out(
-            call, items, loop.batch_size, "referee judgements, Cache Pool × 2 orders", ledger
+            call,
+            items,
+            loop.batch_size,
+            "referee judgements, Cache Pool × 2 orders",
+            ledger,
+            batches_in_flight(referee, loop),
         )
 
     rounds = itertools.count(1)  # generation asks in rounds until N are kept: name each round's batches
@@ -78,7 +90,14 @@ def task_effects(config: LionConfig, roles: Roles) -> Effects:
         async def call(first: int, part: list[GenerationRequest]) -> list[Completion]:
             return await api(generator, endpoint_id(generator), part, first)
 
-        return await fan_out(call, requests, loop.batch_size, f"generator requests, round {r}", ledger)
+        return await fan_out(
+            call,
+            requests,
+            loop.batch_size,
+            f"generator requests, round {r}",
+            ledger,
+            batches_in_flight(generator, loop),
+        )
 
     def student(checkpoint: Path, items: list[Instruction]) -> list[Response]:
         return student_answers_task(str(checkpoint), items, config.student, loop.seed, loop.send_inputs)

@@ -429,6 +429,14 @@ class LoopConfig(_Model):
         "(a safety bound; null: never, as the original, which loops until N are kept).",
     )
     batch_size: int = Field(64, ge=1, description="Instructions per fan-out batch task (retried as a unit).")
+    batches_in_flight: int | None = Field(
+        None,
+        ge=1,
+        description="Batch tasks a fan-out stage runs at once (the rest wait, unstarted, so the first "
+        "request leaves at once and memory stays flat as the pool grows); null: enough to keep the "
+        "role busy, 2 × ⌈concurrency / batch_size⌉, or one provider batch's worth, "
+        "⌈batch.max_requests / batch_size⌉, for a role in mode: batch.",
+    )
     task_retries: int = Field(
         4, ge=0, description="Prefect retries of a failed batch task (only that batch)."
     )
