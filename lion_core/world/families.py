@@ -10,6 +10,10 @@ answer and a way to read the level back from the slots. Register your own with `
         level_of=lambda s: len(s["n"]),
     ))
 
+`capacity(level)`, optional, is how many distinct slot values `make` draws at a level: a cell (family,
+level) then holds capacity × templates distinct instructions, and `sample_tasks` stops drawing from a cell
+it has emptied and refuses at once a request for more tasks than the cells hold.
+
 Templates keep few fixed words so that two instructions of a family differ in ROUGE-L (< 0.7) unless
 their slots are equal — the novelty filter then rejects only real near-duplicates.
 
@@ -34,6 +38,10 @@ Slots = dict[str, str]
 PLUGINS_ENV = "LION_WORLD_PLUGINS"
 LETTERS = string.ascii_lowercase
 VOWELS = frozenset("aeiou")
+DECIMAL = 10
+REPEATED_WORD = (2, 3)  # letters of the word the repeat family repeats, at every level
+# Draws in a row that bring no new task after which a cell of unknown capacity counts as exhausted.
+STALL_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class TaskFamily:
     answer: Callable[[Slots], str]
     level_of: Callable[[Slots], int]
     max_level: int = 3
+    capacity: Callable[[int], int] | None = None  # distinct slot values `make` draws at a level
     _patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +113,11 @@ def word(rng: Random, length: int) -> str:
     return "".join(rng.choice(LETTERS) for _ in range(length))
 
 
+def words(low: int, high: int) -> int:
+    """How many distinct words of `low` to `high` letters `word` can draw."""
+    return sum(len(LETTERS) ** length for length in range(low, high + 1))
+
+
 def _word_family(
     name: str, templates: tuple[str, ...], lengths: dict[int, tuple[int, int]], answer
 ) -> TaskFamily:
@@ -117,8 +131,12 @@ def _word_family(
         n = len(slots["w"])
         return next((lvl for lvl, (low, high) in sorted(lengths.items()) if n <= high), max(lengths))
 
+    def capacity(level: int) -> int:
+        low, high = lengths[level]
+        return words(low, high)
+
     return TaskFamily(
-        name, templates, {"w": "[a-zA-Z]+"}, make, lambda s: answer(s["w"]), level_of, max(lengths)
+        name, templates, {"w": "[a-zA-Z]+"}, make, lambda s: answer(s["w"]), level_of, max(lengths), capacity
     )
 
 
@@ -126,10 +144,19 @@ def _shift(w: str) -> str:
     return "".join(LETTERS[(LETTERS.index(c) + 1) % 26] for c in w)
 
 
+def _operands(level: int) -> tuple[int, int]:
+    """The range of an addend at a level: its number of digits (level 1 includes 0)."""
+    return (DECIMAL ** (level - 1) if level > 1 else 0), DECIMAL**level - 1
+
+
 def _add_family() -> TaskFamily:
     def make(rng: Random, level: int) -> Slots:
-        low, high = 10 ** (level - 1) if level > 1 else 0, 10**level - 1
+        low, high = _operands(level)
         return {"a": str(rng.randint(low, high)), "b": str(rng.randint(low, high))}
+
+    def capacity(level: int) -> int:
+        low, high = _operands(level)
+        return (high - low + 1) ** 2
 
     return TaskFamily(
         "add",
@@ -138,12 +165,13 @@ def _add_family() -> TaskFamily:
         make,
         lambda s: str(int(s["a"]) + int(s["b"])),
         lambda s: max(len(s["a"]), len(s["b"])),
+        capacity=capacity,
     )
 
 
 def _repeat_family() -> TaskFamily:
     def make(rng: Random, level: int) -> Slots:
-        return {"w": word(rng, rng.randint(2, 3)), "n": str(level + 1)}
+        return {"w": word(rng, rng.randint(*REPEATED_WORD)), "n": str(level + 1)}
 
     return TaskFamily(
         "repeat",
@@ -152,6 +180,7 @@ def _repeat_family() -> TaskFamily:
         make,
         lambda s: s["w"] * int(s["n"]),
         lambda s: max(1, int(s["n"]) - 1),
+        capacity=lambda level: words(*REPEATED_WORD),  # the count is fixed by the level
     )
 
 
@@ -188,28 +217,91 @@ for _family in _builtin():
     register_family(_family)
 
 
+def capped_level(family: TaskFamily, level: int) -> int:
+    """The level a family is actually drawn at: `level` within 1..max_level."""
+    return max(1, min(level, family.max_level))
+
+
 def sample_task(family: TaskFamily, rng: Random, level: int) -> Task:
     """One instance of a family at a level (capped to the family's levels), random template."""
-    level = max(1, min(level, family.max_level))
+    level = capped_level(family, level)
     slots = family.make(rng, level)
     template = rng.randrange(len(family.templates))
     return Task(family.render(slots, template), family.answer(slots), family.name, level, template)
 
 
+def cell_capacity(family: TaskFamily, level: int) -> int | None:
+    """How many distinct instructions a family makes at a level (None when it does not say)."""
+    if family.capacity is None:
+        return None
+    return family.capacity(capped_level(family, level)) * len(family.templates)
+
+
+def capacity(names: Iterable[str] | None = None, levels: Iterable[int] = (1, 2)) -> int | None:
+    """How many distinct instructions the families make at the levels, at most (None: a family's
+    capacity is unknown). Levels above a family's top count once, as its top level."""
+    cells = {(f.name, capped_level(f, lvl)): f for f in families(names) for lvl in levels}
+    sizes = [cell_capacity(f, lvl) for (_, lvl), f in cells.items()]
+    return None if None in sizes else sum(sizes)  # type: ignore[arg-type]
+
+
+@dataclass
+class _Cell:
+    """One (family, level) of the round-robin and what it has drawn so far."""
+
+    family: TaskFamily
+    level: int
+    capacity: int | None
+    seen: set[str] = field(default_factory=set)
+    stalled: int = 0  # draws in a row that added no task
+
+    def record(self, key: str, added: bool) -> None:
+        if self.capacity is not None:
+            self.seen.add(key)
+        self.stalled = 0 if added else self.stalled + 1
+
+    def exhausted(self) -> bool:
+        """Every instruction of the cell drawn (known capacity), or STALL_LIMIT draws in a row gave no new
+        task (unknown capacity)."""
+        if self.capacity is not None:
+            return len(self.seen) >= self.capacity
+        return self.stalled >= STALL_LIMIT
+
+
+def _too_many(n: int, names: list[str], levels: list[int], made: int) -> ValueError:
+    return ValueError(
+        f"cannot draw {n} distinct tasks: families {names} at levels {levels} make {made} distinct "
+        "instructions"
+    )
+
+
 def sample_tasks(
     n: int, rng: Random, names: Iterable[str] | None = None, levels: Iterable[int] = (1, 2)
 ) -> list[Task]:
-    """n distinct instructions spread uniformly over families and levels (round-robin)."""
-    grid = [(f, lvl) for f in families(names) for lvl in levels]
+    """n distinct instructions spread uniformly over families and levels: round-robin over the cells
+    (family, level), the k-th task from the k-th cell; a cell whose instructions are all drawn leaves
+    the round and the others take its share. Until a cell is exhausted, the draw is the same as before
+    exhausted cells were skipped. ValueError when the cells cannot make n distinct instructions."""
+    chosen, levels = families(names), list(levels)
+    total = capacity([f.name for f in chosen], levels)
+    if total is not None and n > total:
+        raise _too_many(n, [f.name for f in chosen], levels, total)
+    active = [_Cell(f, lvl, cell_capacity(f, lvl)) for f in chosen for lvl in levels]
     tasks: dict[str, Task] = {}
-    attempts = 0
+    turn = 0
     while len(tasks) < n:
-        family, level = grid[len(tasks) % len(grid)]
-        task = sample_task(family, rng, level)
-        tasks.setdefault(task.instruction.lower(), task)
-        attempts += 1
-        if attempts > 100 * n + 1000:
-            raise ValueError(f"cannot draw {n} distinct tasks from families {[f.name for f, _ in grid]}")
+        if not active:
+            raise _too_many(n, [f.name for f in chosen], levels, len(tasks))
+        cell = active[turn]
+        task = sample_task(cell.family, rng, cell.level)
+        key = task.instruction.lower()
+        added = tasks.setdefault(key, task) is task
+        cell.record(key, added)
+        if cell.exhausted():
+            active.pop(turn)  # the next cell moves up to this turn
+            turn = turn % len(active) if active else 0
+        elif added:
+            turn = (turn + 1) % len(active)
     return list(tasks.values())
 
 
