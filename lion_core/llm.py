@@ -3,7 +3,9 @@
 - the real `openai` SDK does the HTTP work and its retries: exponential backoff with jitter on 429
   (honouring Retry-After), 5xx, connection errors and timeouts;
 - every HTTP request (retries included) passes a rate limiter (requests/min, tokens/min) and is
-  counted in the ledger;
+  counted in the ledger: it is booked at its prompt tokens (tiktoken, or a self-calibrating estimate:
+  lion_core.tokens) + max_tokens, then corrected to the usage its reply reports; when the provider's
+  rate-limit headers say it is out (or a 429 names a Retry-After) the whole client pauses;
 - a persistent SQLite response cache keyed by (base_url, model, messages, decoding params): an
   identical request is paid once, ever; identical requests in flight at once are sent once;
 - every request is journaled in the cache's database before it is sent, and its usage is committed
@@ -22,8 +24,7 @@ import contextvars
 import hashlib
 import json
 import math
-import threading
-import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from pydantic import SecretStr
 
 from lion_core.config import BudgetConfig, EndpointConfig
 from lion_core.ledger import BudgetGuard, Journal, Ledger, Ticket
+from lion_core.tokens import RateLimiter, TokenCounter, provider_wait
 
 Messages = list[dict[str, str]]
 # Tokens a chat message costs beyond its text (role markers); used only for budget reservations.
@@ -41,6 +43,19 @@ MESSAGE_OVERHEAD_TOKENS = 4
 
 
 SEED_RANGE = 2**31  # OpenAI's `seed` is a signed 32-bit integer
+
+
+@dataclass(frozen=True)
+class Booking:
+    """What one HTTP request was booked at in the rate limiter: prompt tokens + max_tokens."""
+
+    messages: Messages
+    prompt_tokens: int
+    max_tokens: int
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.max_tokens
 
 
 class LLMError(RuntimeError):
@@ -126,42 +141,6 @@ class ResponseCache:
         self.journal.close()
 
 
-class RateLimiter:
-    """Spaces requests so that requests/min and tokens/min are never exceeded (no bursts).
-
-    Each acquire books the next free slot on both schedules; safe across threads and event loops.
-    """
-
-    def __init__(
-        self,
-        requests_per_minute: float | None,
-        tokens_per_minute: float | None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.rpm = requests_per_minute
-        self.tpm = tokens_per_minute
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._next_request = 0.0
-        self._next_tokens = 0.0
-
-    def book(self, tokens: int) -> float:
-        """Book a slot for one request of `tokens`; returns seconds to wait before sending."""
-        with self._lock:
-            now = self.clock()
-            start = max(now, self._next_request if self.rpm else now, self._next_tokens if self.tpm else now)
-            if self.rpm:
-                self._next_request = start + 60.0 / self.rpm
-            if self.tpm:
-                self._next_tokens = start + 60.0 * tokens / self.tpm
-            return start - now
-
-    async def acquire(self, tokens: int) -> None:
-        delay = self.book(tokens)
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
 def reply_check(role: str) -> Callable[[str], bool] | None:
     """What a role's replies must pass to be served from the cache again: the referee's must carry both
     score lines (lion_core.referee.parse_scores); other roles' are all kept."""
@@ -200,6 +179,8 @@ class OpenAIChatClient:
         self.accept = accept or reply_check(role)
         self.chars_per_token = (budget or BudgetConfig()).chars_per_token
         self.limiter = RateLimiter(endpoint.requests_per_minute, endpoint.tokens_per_minute)
+        self.counter = TokenCounter(endpoint.model, self.chars_per_token)
+        self._bookings: weakref.WeakKeyDictionary[object, Booking] = weakref.WeakKeyDictionary()
         self._api_key = api_key
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sdk: openai.AsyncOpenAI | None = None
@@ -250,20 +231,54 @@ class OpenAIChatClient:
         return self._sdk
 
     def _http_client(self) -> openai.DefaultAsyncHttpxClient:
-        """The SDK's HTTP client: each request is rate-limited and counted (`_on_http_request`)."""
-        return openai.DefaultAsyncHttpxClient(event_hooks={"request": [self._on_http_request]})
+        """The SDK's HTTP client: each request is rate-limited and counted (`_on_http_request`), each
+        reply corrects its booking and passes on the provider's rate-limit news (`_on_http_response`)."""
+        hooks = {"request": [self._on_http_request], "response": [self._on_http_response]}
+        return openai.DefaultAsyncHttpxClient(event_hooks=hooks)
+
+    def booking(self, body: bytes) -> Booking:
+        """A request body's booking: its prompt tokens (`TokenCounter`) + its max_tokens."""
+        try:
+            sent = json.loads(body)
+            messages = [m for m in sent.get("messages") or [] if isinstance(m, dict)]
+            out = int(sent.get("max_tokens") or sent.get("max_completion_tokens") or self.endpoint.max_tokens)
+        except (ValueError, AttributeError, TypeError):
+            messages, out = [{"content": body.decode("utf-8", "replace")}], self.endpoint.max_tokens
+        return Booking(messages, self.counter.count(messages), out)
 
     async def _on_http_request(self, request: object) -> None:
         """Every HTTP request, retries included: rate-limit it, then count it on its journal ticket."""
-        body = getattr(request, "content", b"") or b""
-        try:
-            out = int(json.loads(body).get("max_tokens") or self.endpoint.max_tokens)
-        except (ValueError, AttributeError, TypeError):
-            out = self.endpoint.max_tokens
-        await self.limiter.acquire(math.ceil(len(body) / self.chars_per_token) + out)
+        booking = self.booking(getattr(request, "content", b"") or b"")
+        self._bookings[request] = booking
+        await self.limiter.acquire(booking.tokens)
         ticket = _SENDING.get()
         if ticket is not None:
             ticket.attempts += 1
+
+    async def _on_http_response(self, response: object) -> None:
+        """Every reply: correct its booking to the usage it reports (a failed request used nothing),
+        calibrate the token estimate, and pause the whole client when the provider says it is out."""
+        booking = self._bookings.pop(getattr(response, "request", None), None)
+        if booking is None:
+            return
+        status = getattr(response, "status_code", 0)
+        used = 0
+        if getattr(response, "is_success", False):
+            await response.aread()  # type: ignore[attr-defined]
+            used = self._reported_usage(response, booking)
+        self.limiter.correct(booking.tokens, used)
+        if (wait := provider_wait(status, getattr(response, "headers", {}), booking.tokens)) > 0:
+            self.limiter.pause(wait)
+
+    def _reported_usage(self, response: object, booking: Booking) -> int:
+        """Total tokens a successful reply reports (its booking when it reports none)."""
+        try:
+            usage = json.loads(response.content)["usage"]  # type: ignore[attr-defined]
+            prompt, total = int(usage["prompt_tokens"]), int(usage["total_tokens"])
+        except (ValueError, KeyError, TypeError):
+            return booking.tokens
+        self.counter.learn(booking.messages, prompt)
+        return total
 
     def _reservation(self, messages: Messages, max_tokens: int | None = None) -> tuple[float, int]:
         chars = sum(len(m.get("content", "")) for m in messages)

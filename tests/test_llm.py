@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from pathlib import Path
 from random import Random
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -15,8 +17,9 @@ from lion_core import prompts
 from lion_core.config import BudgetConfig, EndpointConfig
 from lion_core.ledger import BudgetExceededError, Ledger
 from lion_core.llm import LLMError, OpenAIChatClient, RateLimiter, ResponseCache, complete_all
+from lion_core.tokens import TokenCounter, parse_duration, provider_wait
 from lion_core.world.families import sample_tasks
-from lion_core.world.server import Faults, WorldServer
+from lion_core.world.server import Faults, WorldServer, prompt_tokens
 
 FAKE_KEY = "sk-test-NEVER-WRITE-THIS-0123456789abcdef"
 
@@ -152,6 +155,107 @@ def test_rate_limiter_spaces_requests_and_tokens() -> None:
     assert delays == [0.0, 1.0, 2.0, 3.0]  # one request per second
     heavy = RateLimiter(requests_per_minute=None, tokens_per_minute=600, clock=lambda: now[0])
     assert [heavy.book(tokens=100) for _ in range(3)] == [0.0, 10.0, 20.0]  # 100 tokens = 10 s at 600/min
+
+
+# ----------------------------------------------------------------------------- counting tokens (issue 15)
+
+
+def limited_client(tmp_path: Path, clock: list[float], **endpoint: object) -> OpenAIChatClient:
+    """A client whose limiter runs on `clock` at 60 tokens/min: a booking of N tokens holds N seconds."""
+    settings = {"base_url": "http://127.0.0.1:9/v1", "tokens_per_minute": 60, **endpoint}
+    client = OpenAIChatClient(
+        "teacher", EndpointConfig(**settings), cache=None, ledger=Ledger(), budget=BudgetConfig()
+    )
+    client.limiter.clock = lambda: clock[0]
+    return client
+
+
+def chat_request(messages: list[dict[str, str]], max_tokens: int) -> httpx.Request:
+    body = {"model": "world", "messages": messages, "max_tokens": max_tokens}
+    return httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions", json=body)
+
+
+def test_a_request_is_booked_at_prompt_tokens_plus_max_tokens_then_corrected_to_usage(tmp_path: Path) -> None:
+    clock = [0.0]
+    client = limited_client(tmp_path, clock)
+    messages = prompts.teacher_messages("Reverse abcd")
+    request = chat_request(messages, max_tokens=1024)
+    asyncio.run(client._on_http_request(request))
+    chars = sum(len(m["content"]) for m in messages)  # the documented estimate (no tiktoken for "world")
+    prompt = math.ceil(chars / BudgetConfig().chars_per_token) + 3 * len(messages) + 3
+    assert client.counter.count(messages) == prompt
+    assert client.limiter.book(0) == prompt + 1024  # 60 tokens/min: the next request waits that long
+    usage = {"prompt_tokens": 40, "completion_tokens": 300, "total_tokens": 340}
+    reply = httpx.Response(200, json={"usage": usage}, request=request)
+    asyncio.run(client._on_http_response(reply))
+    assert client.limiter.book(0) == 340  # corrected: only what the reply used is still booked
+
+
+def test_a_failed_request_gives_its_booking_back(tmp_path: Path) -> None:
+    clock = [0.0]
+    client = limited_client(tmp_path, clock)
+    request = chat_request(prompts.teacher_messages("Reverse abcd"), max_tokens=1024)
+    asyncio.run(client._on_http_request(request))
+    asyncio.run(client._on_http_response(httpx.Response(503, request=request)))
+    assert client.limiter.book(0) == 0
+
+
+def test_a_429_with_retry_after_pauses_the_whole_limiter(tmp_path: Path) -> None:
+    clock = [0.0]
+    client = limited_client(tmp_path, clock, tokens_per_minute=None)
+    request = chat_request(prompts.teacher_messages("Reverse abcd"), max_tokens=64)
+    asyncio.run(client._on_http_request(request))
+    too_many = httpx.Response(429, headers={"retry-after-ms": "1500"}, request=request)
+    asyncio.run(client._on_http_response(too_many))
+    assert client.limiter.paused_for() == 1.5
+    assert client.limiter.book(1) == 1.5  # every request of the client, not only the one that got the 429
+    clock[0] = 1.5
+    assert client.limiter.paused_for() == 0
+
+
+def test_remaining_tokens_zero_with_a_reset_makes_the_next_request_wait(tmp_path: Path) -> None:
+    clock = [0.0]
+    client = limited_client(tmp_path, clock, tokens_per_minute=None)
+    request = chat_request(prompts.teacher_messages("Reverse abcd"), max_tokens=50)
+    asyncio.run(client._on_http_request(request))
+    booked = client.booking(request.content).tokens
+    headers = {"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "20s"}
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    reply = httpx.Response(200, json={"usage": usage}, headers=headers, request=request)
+    asyncio.run(client._on_http_response(reply))
+    assert client.limiter.book(1) == 20.0  # no limit header: wait for the whole reset
+    limit = {**headers, "x-ratelimit-limit-tokens": "600"}  # 10 tokens/s: the shortfall refills sooner
+    assert provider_wait(200, limit, booked) == booked / 10
+    assert provider_wait(200, {**limit, "x-ratelimit-remaining-tokens": str(booked)}, booked) == 0
+
+
+def test_openai_reset_durations_are_read() -> None:
+    assert parse_duration("1s") == 1 and parse_duration("6m0s") == 360 and parse_duration("120ms") == 0.12
+    assert parse_duration("1.5s") == 1.5 and parse_duration("2h3m") == 7380 and parse_duration("20") == 20
+    assert parse_duration("soon") is None and parse_duration("") is None
+
+
+def test_the_estimate_learns_characters_per_token_from_replies(tmp_path: Path, world: WorldServer) -> None:
+    client = make_client(world, tmp_path)
+    _, conversations = teacher_conversations(20)
+    before = [abs(client.counter.count(m) - prompt_tokens(m)) for m in conversations]
+    asyncio.run(complete_all(client, conversations))
+    after = [abs(client.counter.count(m) - prompt_tokens(m)) / prompt_tokens(m) for m in conversations]
+    assert client.counter.chars_per_token != BudgetConfig().chars_per_token
+    assert max(after) < 0.1 and sum(before) > 0  # within 10% of the world's own count once calibrated
+
+
+def test_an_encoding_counts_exactly_and_a_missing_one_never_fails() -> None:
+    counter = TokenCounter("gpt-4o-mini", chars_per_token=2.0)  # offline, its encoding cannot load
+    messages = [{"role": "user", "content": "count <|endoftext|> these words"}]
+    assert counter.count(messages) > 0
+
+    class Words:
+        def encode(self, text: str, disallowed_special: tuple = ()) -> list[str]:
+            return text.split()
+
+    counter.encoding = Words()
+    assert counter.count(messages) == 4 + TokenCounter.overhead(1)
 
 
 def test_queued_requests_do_not_hold_budget(tmp_path: Path, world: WorldServer) -> None:

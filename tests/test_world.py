@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from random import Random
 
+import httpx
 import openai
 import pytest
 from typer.testing import CliRunner
@@ -24,7 +25,7 @@ from lion_core.world.roles import (
     reply,
     teacher_reply,
 )
-from lion_core.world.server import WorldServer, count_tokens
+from lion_core.world.server import WorldServer, count_tokens, reset_header
 
 KNOWN = [
     ("Reverse abcd", "dcba"),
@@ -172,6 +173,46 @@ def test_reply_over_max_tokens_is_cut_with_finish_reason_length(world: WorldServ
     reply = asyncio.run(ask())
     assert reply.choices[0].finish_reason == "length"
     assert reply.usage.completion_tokens == 5
+
+
+def _post_chat(world: WorldServer, messages: list[dict[str, str]], max_tokens: int) -> httpx.Response:
+    body = {"model": "world", "messages": messages, "max_tokens": max_tokens}
+    return httpx.post(f"{world.url}/chat/completions", json=body, timeout=10)
+
+
+def test_world_answers_429_over_its_token_limit_counting_usage(world: WorldServer) -> None:
+    """A token limit of 600/min holds 10 tokens: the first request (bucket full) is answered and charged
+    its usage; the next one finds the bucket in debt and gets a 429 saying how long to wait."""
+    world.faults.rate_limit_tpm = 600
+    world.faults.reply_min_tokens = 40
+    messages = prompts.teacher_messages("Reverse abcd")
+    first = _post_chat(world, messages, max_tokens=1024)
+    assert first.status_code == 200
+    usage = first.json()["usage"]
+    assert usage["completion_tokens"] == 40  # padded to reply_min_tokens
+    assert first.headers["x-ratelimit-limit-tokens"] == "600"
+    assert first.headers["x-ratelimit-remaining-tokens"] == "0"  # 10 in the bucket, ~80 used
+    second = _post_chat(world, messages, max_tokens=1024)
+    assert second.status_code == 429
+    # the bucket holds 10 - total_tokens; 10 are needed back, at 10 tokens/s (less what refilled meanwhile)
+    full_wait_ms = usage["total_tokens"] * 1000 / 10
+    assert 0.9 * full_wait_ms <= float(second.headers["retry-after-ms"]) <= full_wait_ms
+    assert world.stats.faults["rate_limit"] == 1
+
+
+def test_world_sends_request_limit_headers_on_every_reply(world: WorldServer) -> None:
+    world.faults.rate_limit_rpm = 60
+    reply = _post_chat(world, prompts.teacher_messages("Reverse abcd"), max_tokens=16)
+    assert reply.status_code == 200
+    assert reply.headers["x-ratelimit-limit-requests"] == "60"
+    assert reply.headers["x-ratelimit-remaining-requests"] == "0"  # one second of 60/min: 1 request
+    assert reply.headers["x-ratelimit-reset-requests"].endswith("ms")
+    again = _post_chat(world, prompts.teacher_messages("Reverse abcd"), max_tokens=16)
+    assert again.status_code == 429 and 0 < float(again.headers["retry-after-ms"]) <= 1000
+
+
+def test_reset_headers_are_written_as_openai_writes_them() -> None:
+    assert [reset_header(s) for s in (0.12, 1.5, 360.0, 61.25)] == ["120ms", "1.5s", "6m0s", "1m1.25s"]
 
 
 def test_tiny_student_round_trips_through_from_pretrained(tiny_student_path: Path) -> None:

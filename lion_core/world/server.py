@@ -6,7 +6,9 @@ Endpoints: `/v1/models`, `/v1/chat/completions` (teacher, referee and generator,
 prompt), `/v1/files` and `/v1/batches` (the Batch API, lion_core.world.batches), `/world/stats`
 (what the server saw: requests per role, tokens, repeated teacher requests, batches)
 and `/world/faults` (GET/POST the fault knobs at run time). Every 200 reply carries exact `usage`
-counts under the world's tokenizer (`count_tokens`); failed requests carry none.
+counts under the world's tokenizer (`count_tokens`); failed requests carry none. With `rate_limit_rpm` /
+`rate_limit_tpm` set, every reply carries OpenAI's `x-ratelimit-*` headers, and a request over a limit is
+answered 429 with `retry-after-ms` (tokens counted as `usage` counts them, charged when a reply is written).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import re
 import socket
 import threading
@@ -33,11 +36,26 @@ from lion_core.world.roles import RoleSettings, classify, reply
 TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 STARTUP_TIMEOUT_S = 30
 MESSAGE_OVERHEAD = 3  # tokens per chat message beyond its text, as chat formats add role markers
+RATE_LIMIT_BURST_S = 1.0  # a rate limit's bucket holds this many seconds of its rate (its burst)
+FILLER_WORD = "filler"  # what pads a reply to `Faults.reply_min_tokens`
 
 
 def count_tokens(text: str) -> int:
     """The world's token count: words and punctuation marks."""
     return len(TOKEN_RE.findall(text))
+
+
+def prompt_tokens(messages: list[dict[str, str]]) -> int:
+    """The prompt tokens a reply's `usage` reports for `messages`."""
+    return sum(count_tokens(m.get("content") or "") + MESSAGE_OVERHEAD for m in messages)
+
+
+def reset_header(seconds: float) -> str:
+    """A duration as OpenAI writes its reset headers: "120ms", "1.5s", "6m0s"."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:g}s" if minutes else f"{rest:g}s"
 
 
 def truncate_tokens(text: str, limit: int) -> str:
@@ -57,7 +75,9 @@ class Faults:
     share_timeout: float = 0.0
     hang_s: float = 5.0
     share_malformed: float = 0.0
-    rate_limit_rpm: float | None = None
+    rate_limit_rpm: float | None = None  # requests per minute (429 with retry-after-ms when over)
+    rate_limit_tpm: float | None = None  # tokens per minute, counted as the replies' usage counts them
+    reply_min_tokens: int | None = None  # replies are padded with filler words to this many tokens
     roles: list[str] | None = None  # the roles that suffer faults (None: all)
     max_faults: int | None = None  # an outage: faults stop after this many (None: never)
     # Batch API faults (lion_core.world.batches)
@@ -101,21 +121,41 @@ class Stats:
         return sum(n - 1 for n in self.teacher_keys.values() if n > 1)
 
 
-class _Limiter:
-    """Server-side rate limit: a token bucket with one second of burst."""
+class _Bucket:
+    """A per-minute rate limit as a bucket holding RATE_LIMIT_BURST_S of its rate; it starts full and may
+    go into debt (a reply costs what it used, known only once it is written)."""
 
     def __init__(self) -> None:
-        self.tokens = 0.0
+        self.level: float | None = None
         self.stamp = time.monotonic()
 
-    def allow(self, rpm: float) -> bool:
-        now, rate = time.monotonic(), rpm / 60.0
-        self.tokens = min(max(rate, 1.0), self.tokens + (now - self.stamp) * rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
+    @staticmethod
+    def capacity(per_minute: float) -> float:
+        return max(per_minute / 60.0 * RATE_LIMIT_BURST_S, 1.0)
+
+    def refill(self, per_minute: float) -> float:
+        now, cap = time.monotonic(), self.capacity(per_minute)
+        level = cap if self.level is None else self.level + (now - self.stamp) * per_minute / 60.0
+        self.level, self.stamp = min(cap, level), now
+        return self.level
+
+    def wait_s(self, amount: float, per_minute: float) -> float:
+        """Seconds until `amount` (at most a full bucket) is in the bucket."""
+        need = min(amount, self.capacity(per_minute))
+        return max(0.0, need - self.refill(per_minute)) * 60.0 / per_minute
+
+    def take(self, amount: float, per_minute: float) -> None:
+        self.level = self.refill(per_minute) - amount
+
+    def headers(self, kind: str, per_minute: float) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers of this limit (`kind`: requests or tokens)."""
+        level = self.refill(per_minute)
+        reset = (self.capacity(per_minute) - level) * 60.0 / per_minute
+        return {
+            f"x-ratelimit-limit-{kind}": f"{per_minute:g}",
+            f"x-ratelimit-remaining-{kind}": str(max(0, math.floor(level))),
+            f"x-ratelimit-reset-{kind}": reset_header(reset),
+        }
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -134,7 +174,8 @@ class WorldServer:
         self.stats = Stats()
         self.seed = seed
         self._fault_rng = Random(seed)
-        self._limiter = _Limiter()
+        self._requests = _Bucket()
+        self._tokens = _Bucket()
         self._key_counts: Counter = Counter()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -167,16 +208,37 @@ class WorldServer:
             setattr(self.faults, key, value)
         return asdict(self.faults)
 
-    def _fault(self, role: str) -> JSONResponse | str | None:
-        """A fault response for this request, 'timeout', or None."""
+    def _rate_headers(self) -> dict[str, str]:
+        """The x-ratelimit-* headers of the limits that are set (none when none is)."""
+        f, headers = self.faults, {}
+        if f.rate_limit_rpm:
+            headers |= self._requests.headers("requests", f.rate_limit_rpm)
+        if f.rate_limit_tpm:
+            headers |= self._tokens.headers("tokens", f.rate_limit_tpm)
+        return headers
+
+    def _rate_limited(self, prompt: int) -> JSONResponse | None:
+        """A 429 when a request (or its `prompt` tokens) is not in the buckets; else takes the request."""
+        f = self.faults
+        wait = self._requests.wait_s(1, f.rate_limit_rpm) if f.rate_limit_rpm else 0.0
+        wait = max(wait, self._tokens.wait_s(prompt, f.rate_limit_tpm) if f.rate_limit_tpm else 0.0)
+        if wait > 0:
+            self.stats.faults["rate_limit"] += 1
+            after = {"retry-after-ms": str(math.ceil(wait * 1000))}
+            return _error(429, "rate limit reached", self._rate_headers() | after)
+        if f.rate_limit_rpm:
+            self._requests.take(1, f.rate_limit_rpm)
+        return None
+
+    def _fault(self, role: str, prompt: int = 0) -> JSONResponse | str | None:
+        """A fault response for this request of `prompt` tokens, 'timeout', or None."""
         f, draw = self.faults, self._fault_rng.random()
         if f.roles is not None and role not in f.roles:
             return None
         if f.max_faults is not None and sum(self.stats.faults.values()) >= f.max_faults:
             return None
-        if f.rate_limit_rpm and not self._limiter.allow(f.rate_limit_rpm):
-            self.stats.faults["rate_limit"] += 1
-            return _error(429, "rate limit reached", {"retry-after-ms": str(f.retry_after_ms)})
+        if (limited := self._rate_limited(prompt)) is not None:
+            return limited
         for name, share in (("429", f.share_429), ("5xx", f.share_5xx), ("timeout", f.share_timeout)):
             if draw < share:
                 self.stats.faults[name] += 1
@@ -227,23 +289,27 @@ class WorldServer:
         role = self._receive(messages)
         if self.faults.latency_ms:
             await asyncio.sleep(self.faults.latency_ms / 1000.0)
-        fault = self._fault(role)
+        fault = self._fault(role, prompt_tokens(messages))
         if fault == "timeout":
             await asyncio.sleep(self.faults.hang_s)
             return _error(504, "gateway timeout")
         if fault is not None:
             return fault
         _, content = reply(messages, self._request_rng(messages, body.get("seed")), self._role_settings())
-        return self._completion(body, messages, role, content)
+        completion = self._completion(body, messages, role, content)
+        if self.faults.rate_limit_tpm:
+            self._tokens.take(completion["usage"]["total_tokens"], self.faults.rate_limit_tpm)
+        return JSONResponse(completion, headers=self._rate_headers())
 
     def _completion(
         self, body: dict[str, Any], messages: list[dict[str, str]], role: str, content: str
     ) -> dict:
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 30)
-        finish = "stop"
+        finish, pad = "stop", (self.faults.reply_min_tokens or 0) - count_tokens(content)
+        content = content + f" {FILLER_WORD}" * pad if pad > 0 else content
         if count_tokens(content) > max_tokens:
             content, finish = truncate_tokens(content, max_tokens), "length"
-        prompt = sum(count_tokens(m.get("content") or "") + MESSAGE_OVERHEAD for m in messages)
+        prompt = prompt_tokens(messages)
         completion = count_tokens(content)
         self.stats.answered[role] += 1
         self.stats.prompt_tokens += prompt
