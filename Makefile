@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH_CPU ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench replication reliability clean
+.PHONY: install demo test lint bench replication reliability scale clean
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ replication: $(STAMP)
 # Faults, SIGKILLs, two runs on one directory, a budget across a kill, hostile input (~10 min on 2 cores).
 reliability: $(STAMP)
 	$(PY) benchmarks/reliability.py
+
+# `lion run` at seed pools of 2K / 10K / 52K on the offline world, resumed once each (~1 h on 2 cores).
+scale: $(STAMP)
+	$(PY) benchmarks/scale.py --sizes 2000 10000 52000
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
