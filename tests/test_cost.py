@@ -1,4 +1,5 @@
-"""benchmarks/cost.py: the request counts follow the method; batch halves the price; the table renders."""
+"""lion_core/projection.py and benchmarks/cost.py: request counts follow the method; batch halves the
+price; shipped budgets match their recipe's projected cost; a run's ledger rescales the projection."""
 
 from __future__ import annotations
 
@@ -8,30 +9,118 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from lion_core import projection
+from lion_core.config import LionConfig, load_config
+from lion_core.ledger import RoleUsage
 
-import cost
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import cost  # noqa: E402  (benchmarks/ is not a package)
+
+# A shipped budget must cover its projection with room to spare, and not be so far above it that it no
+# longer guards anything: within [BAND_LOW, BAND_HIGH] × the projection (BUDGET_MARGIN, 1.2, inside).
+BAND_LOW, BAND_HIGH = 1.1, 1.5
+SHIPPED = [*sorted((REPO / "configs").glob("*.yaml")), REPO / "lion_core" / "world" / "demo.yaml"]
+
+
+def priced(config: LionConfig) -> bool:
+    return any(e.price_input_per_1k or e.price_output_per_1k for e in config.endpoints().values())
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_a_shipped_budget_covers_its_recipes_projected_cost(path: Path) -> None:
+    config = load_config(path)
+    if not priced(config):
+        return  # a local or offline endpoint: nothing is paid, nothing to budget
+    assert config.budget.max_usd is not None, f"{path.name} pays for requests and has no budget.max_usd"
+    projected = projection.project(config).usd  # the paper's 52,002 seeds where the seed file is absent
+    assert BAND_LOW * projected <= config.budget.max_usd <= BAND_HIGH * projected, (path.name, projected)
+
+
+def test_the_openai_recipe_projects_the_benchmarks_figure() -> None:
+    config = load_config(REPO / "configs" / "openai.yaml")
+    p = projection.project(config)
+    assert p.seed_pool == projection.PAPER_SEED_POOL  # data/alpaca_data.json is not shipped
+    assert p.usd == pytest.approx(62.02, abs=0.01)  # benchmarks/results/cost.json, "this project, sync"
+    assert projection.suggested_budget(p.usd) == config.budget.max_usd == 75
 
 
 def test_counts_follow_the_method_at_paper_scale() -> None:
-    m = cost.Measured(keep_rate=0.5, repair_share=0.0, identical_share=0.25)
-    original = cost.requests(True, m)
-    ours = cost.requests(False, m)
-    assert original["teacher"] == 52_000 + 58_000 + 64_000  # the whole Cache Pool, every iteration
+    m = projection.Ratios(keep_rate=0.5, repair_share=0.0, identical_share=0.25)
+    recipe = projection.Recipe(52_000, 6_000, 3, skip_identical=False)
+    ours = projection.requests(recipe, m)
     assert ours["teacher"] == 52_000 + 6_000 + 6_000  # each Train Pool once
-    assert ours["referee"] == original["referee"] == 2 * (52_000 + 58_000 + 64_000)
+    assert ours["referee"] == 2 * (52_000 + 58_000 + 64_000)  # the whole Cache Pool, both orders
     assert ours["generator"] == 3 * 6_000 * 2
-    assert cost.requests(False, m, identical=True)["referee"] == 0.75 * ours["referee"]
-    sampled = cost.requests(False, m, referee_share=0.0)["referee"]
+    skipping = projection.Recipe(52_000, 6_000, 3, skip_identical=True)
+    assert projection.requests(skipping, m)["referee"] == 0.75 * ours["referee"]
+    sampled = projection.requests(recipe, m, referee_share=0.0)["referee"]
     assert sampled == 2 * (52_000 + 6_000 + 6_000)  # only instructions judged for the first time
+    original = cost.original_requests(m)
+    assert original["teacher"] == sum(cost.paper_recipe().cache_pools())  # the Cache Pool, every iteration
+
+
+def test_probing_selections_pay_for_their_siblings() -> None:
+    config = LionConfig(
+        loop={"iterations": 2, "new_per_iteration": 10, "selection": "fresh", "probe_sample": 5}
+    )
+    plain = projection.requests(projection.Recipe(100, 10, 2), projection.Ratios(keep_rate=1.0))
+    probed = projection.requests(projection.Recipe.of(config, 100), projection.Ratios(keep_rate=1.0))
+    per_iteration = 5  # probe_sample items a fresh sibling each: generator, teacher, both referee orders
+    assert probed["generator"] - plain["generator"] == 2 * per_iteration
+    assert probed["teacher"] - plain["teacher"] == 2 * per_iteration
+    assert probed["referee"] - plain["referee"] == 2 * 2 * per_iteration
 
 
 def test_batch_mode_costs_half_and_rows_render() -> None:
-    s = cost.sizes(200, 80)
-    counts = cost.requests(False, cost.Measured())
-    assert cost.cost(counts, s, 0.5)[2] == pytest.approx(cost.cost(counts, s, 1.0)[2] / 2)
-    rows = cost.rows(cost.Measured(), s, 5_000, 4e6, 0.2)
+    s = projection.sizes()
+    counts = projection.requests(cost.paper_recipe(), projection.Ratios())
+    sync, batch = (
+        cost.cost(cost.paper_config("sync"), counts, s),
+        cost.cost(cost.paper_config("batch"), counts, s),
+    )
+    assert batch[2] == pytest.approx(sync[2] / 2)
+    rows = cost.rows(projection.Ratios(), s, 5_000, 4e6, 0.2)
     assert rows[0]["× original"] == "1.00" and float(rows[2]["× original"]) < 0.5
+    saved = json.loads((REPO / "benchmarks" / "results" / "cost.json").read_text())
+    assert [r["cost $"] for r in saved["rows"]] == [r["cost $"] for r in rows]  # one computation
+
+
+def test_answers_are_capped_by_max_tokens_and_the_seed_file_is_counted(tmp_path: Path) -> None:
+    seeds = tmp_path / "seed.jsonl"
+    seeds.write_text("".join(json.dumps({"instruction": f"Task {i}"}) + "\n" for i in range(30)))
+    config = LionConfig(teacher={"max_tokens": 64}, pools={"seed_path": str(seeds), "max_seed": 20})
+    assert projection.seed_pool_size(config) == 20
+    assert projection.config_sizes(config).teacher[1] == 64  # not the assumed ANSWER_TOKENS
+    config.pools.seed_path = tmp_path / "absent.json"
+    config.pools.max_seed = None
+    assert projection.seed_pool_size(config) == projection.PAPER_SEED_POOL
+
+
+def test_a_runs_ledger_rescales_the_projection() -> None:
+    config = LionConfig(
+        teacher={"price_input_per_1k": 0.001, "price_output_per_1k": 0.002},
+        referee={"price_input_per_1k": 0.001, "price_output_per_1k": 0.002},
+        loop={"iterations": 1, "new_per_iteration": 10},
+    )
+    planned = projection.project(config, seed_pool=100)
+    teacher = planned.roles["teacher"]
+    per_request = 3 * teacher.usd / teacher.requests  # answers three times as dear as assumed
+    usage = {"teacher": RoleUsage(requests=40, cache_hits=10, cost_usd=40 * per_request, unsettled=0)}
+    seen = projection.observed(planned, usage)
+    assert seen.roles["teacher"].requests == teacher.requests
+    assert seen.roles["teacher"].usd == pytest.approx(teacher.requests * per_request - 10 * per_request)
+    assert seen.roles["referee"] == planned.roles["referee"]  # nothing observed: as projected
+    unsettled = {"teacher": RoleUsage(requests=1, unsettled=1, unsettled_max_usd=5.0)}
+    assert projection.observed(planned, unsettled).usd >= 5.0  # the budget's worst case counts
+
+
+def test_a_suggested_budget_is_the_margin_rounded_up() -> None:
+    assert projection.suggested_budget(62.02) == 75  # 74.42 → 75
+    assert projection.suggested_budget(186.21) == 230  # 223.45 → 230
+    assert projection.round_up(0.01234) == pytest.approx(0.013)
+    assert projection.round_up(74.0) == 74
 
 
 def test_measured_from_a_run(tmp_path: Path) -> None:
