@@ -19,8 +19,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ EXIT_BAD_INPUT = 2
 EXIT_BUDGET = 3
 EXIT_BUSY = 4  # another process is running the same run directory
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as a shell reports it)
+ITER_SCOPE = "iter_"  # the ledger's scope of iteration K is "iter_K" (lion_core/loop.py)
 
 # Run beside Prefect's temporary server: waits until the `lion` process that started it ends, however it
 # ends (its stdin pipe closes), then stops the server, so it never outlives its run. A pidfd names the
@@ -218,10 +219,10 @@ def interruptible(resume: str) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def run_flow(flow_call) -> Any:
+def run_flow(flow_call, budget_note: Callable[[Exception], str] | None = None) -> Any:
     """Run a flow coroutine on the embedded Prefect (or the server PREFECT_API_URL names); clean exits:
-    one line and an exit code for bad input, a budget stop and an endpoint that kept failing (Ctrl-C:
-    see `interruptible`)."""
+    one line and an exit code for bad input, a budget stop (its line ends with `budget_note(error)`)
+    and an endpoint that kept failing (Ctrl-C: see `interruptible`)."""
     from lion_core.config import ConfigError
     from lion_core.ledger import BudgetExceededError
     from lion_core.llm import LLMError
@@ -244,7 +245,7 @@ def run_flow(flow_call) -> Any:
         say_error("error", err)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except BudgetExceededError as err:
-        say_error("stopped before exceeding the budget", err)
+        say_error("stopped before exceeding the budget", f"{err}{budget_note(err) if budget_note else ''}")
         raise typer.Exit(EXIT_BUDGET) from None
     except LLMError as err:
         say_error("an endpoint kept failing", err)
@@ -256,9 +257,58 @@ def run_distill(config) -> list[dict[str, Any]]:
     from flows.distill import distill
 
     try:
-        return run_flow(distill(config))
+        return run_flow(distill(config), budget_note=lambda err: budget_stop_note(config, err))
     finally:
         run_ledger(config).save()
+
+
+def observed_projection(config):
+    """The recipe's projected cost (lion_core/projection.py), rescaled by what the run's ledger
+    recorded so far (the plain projection before anything was sent)."""
+    from lion_core.projection import observed, project
+    from lion_core.rundir import RunDir
+
+    first = RunDir(config.run_dir).iteration(1).file("train_pool")  # the seeds a started run took
+    with first.open(encoding="utf-8") if first.is_file() else nullcontext([]) as lines:
+        seeds = sum(1 for line in lines if line.strip()) or None
+    return observed(project(config, seeds), run_ledger(config).roles)
+
+
+def projection_line(config) -> str | None:
+    """One line: the recipe's projected cost per role and the budget; None when no role has a price."""
+    if not any(e.price_input_per_1k or e.price_output_per_1k for e in config.endpoints().values()):
+        return None
+    projection = observed_projection(config)
+    roles = ", ".join(f"{role} ${cost.usd:,.2f}" for role, cost in projection.roles.items())
+    budget = config.budget.max_usd
+    return (
+        f"projected cost of this recipe: ${projection.usd:,.2f} ({roles}; {projection.requests:,} requests "
+        f"from {projection.seed_pool:,} seeds); budget.max_usd: "
+        + (f"${budget:,.2f}" if budget is not None else "none")
+    )
+
+
+def budget_stop_note(config, err: Exception) -> str:
+    """What a budget stop line adds: the iteration it stopped in, the recipe's projected total at the
+    cost per request observed so far, and the budget to set to finish."""
+    from lion_core.projection import suggested_budget
+
+    scopes = run_ledger(config).scopes
+    iterations = [int(s.removeprefix(ITER_SCOPE)) for s in scopes if s.removeprefix(ITER_SCOPE).isdigit()]
+    where = f" in iteration {max(iterations)}" if iterations else ""
+    projection = observed_projection(config)
+    if getattr(err, "limit", "max_usd") == "max_tokens":
+        total, field = projection.tokens, "max_tokens"
+        shown, to_set = f"{total:,.0f} tokens", f"{suggested_budget(total):,.0f}"
+    elif projection.usd > 0:
+        total, field = projection.usd, "max_usd"
+        shown, to_set = f"${total:,.2f}", f"${suggested_budget(total):,g}"
+    else:  # no prices: nothing to project in USD
+        return where
+    return (
+        f"{where}; this recipe's projected total is {shown} at the cost per request observed so far — set "
+        f"budget.{field} ≥ {to_set} and re-run to resume (paid requests are not paid again)"
+    )
 
 
 def run_ledger(config):
@@ -365,6 +415,9 @@ def run(
     resume = ["lion", "run", str(config_path), *(["--run-dir", str(run_dir)] if run_dir is not None else [])]
     with hold_run_dir(config), interruptible(shlex.join(resume)):
         calls_before = api_calls(config)
+        projected = projection_line(config)
+        if projected:
+            console.print(projected, markup=False, soft_wrap=True)
         finish(config, run_distill(config), started, calls_before)
 
 

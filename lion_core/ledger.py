@@ -84,7 +84,12 @@ FROM requests WHERE run = ? GROUP BY scope, role
 
 
 class BudgetExceededError(RuntimeError):
-    """The next request could exceed the configured budget; nothing was sent."""
+    """The next request could exceed the configured budget; nothing was sent. `limit` names the budget
+    field it would cross: "max_usd" or "max_tokens"."""
+
+    def __init__(self, message: str, limit: str = "max_usd") -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 @dataclass
@@ -265,7 +270,8 @@ def check_budget(budget: BudgetConfig, spent_usd: float, spent_tokens: int, usd:
     if budget.max_tokens is not None and spent_tokens + tokens > budget.max_tokens:
         raise BudgetExceededError(
             f"budget: max_tokens {budget.max_tokens} would be exceeded "
-            f"(spent or in flight {spent_tokens}, next up to {tokens})"
+            f"(spent or in flight {spent_tokens}, next up to {tokens})",
+            limit="max_tokens",
         )
 
 

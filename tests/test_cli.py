@@ -354,3 +354,58 @@ def test_the_reachability_check_asks_each_endpoint_once_and_takes_any_answer(tmp
     config.generator.base_url = world.url.replace("/v1", "/nowhere/v1")  # a 404 is still an answer
     check_endpoints(config)
     assert world.stats.requests == 0  # /models only: no chat request, nothing paid
+
+
+# ----------------------------------------------------------------------------- budget stop (issue 15, item 7)
+
+PRICE_PER_1K = 0.01  # USD per 1K tokens, in and out, of every role in the budget tests
+STOP_BUDGET_USD = 0.005  # crossed by the teacher's first requests of iteration 1
+
+
+def priced_world_config(tmp_path: Path, world, student: Path, max_usd: float) -> Path:
+    """A one-iteration run on the offline world with every role priced and a USD budget."""
+    from random import Random
+
+    from lion_core.records import Instruction, write_jsonl
+    from lion_core.world.families import sample_tasks
+
+    tasks = sample_tasks(20, Random(0), None, [1, 2])
+    write_jsonl(
+        tmp_path / "seed.jsonl",
+        [Instruction(id=f"s{i}", instruction=t.instruction) for i, t in enumerate(tasks)],
+    )
+    config = local_config(tmp_path, model_path=str(student))
+    data = yaml.safe_load(config.read_text())
+    for role in ("teacher", "referee", "generator"):
+        data[role].update(
+            base_url=world.url, price_input_per_1k=PRICE_PER_1K, price_output_per_1k=PRICE_PER_1K
+        )
+    data["student"]["epochs"] = 1
+    data["loop"].update(iterations=1, new_per_iteration=5)
+    data["budget"] = {"max_usd": max_usd}
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
+def test_a_budget_stop_tells_the_projected_total_and_the_budget_that_finishes(
+    tmp_path: Path, world, tiny_student_path: Path
+) -> None:
+    import re
+    import shutil
+
+    from lion_cli.main import EXIT_BUDGET
+
+    student = shutil.copytree(tiny_student_path, tmp_path / "student")
+    config = priced_world_config(tmp_path, world, student, STOP_BUDGET_USD)
+    result = CliRunner().invoke(app, ["run", str(config)])
+    assert result.exit_code == EXIT_BUDGET, result.output
+    lines = [line for line in result.output.splitlines() if "stopped before exceeding the budget" in line]
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert "projected cost of this recipe: $" in result.output  # said before it started
+    stop = lines[0]
+    assert "in iteration 1; this recipe's projected total is $" in stop
+    assert "re-run to resume (paid requests are not paid again)" in stop
+    suggested = float(re.search(r"set budget\.max_usd ≥ \$([\d.,]+) ", stop).group(1).replace(",", ""))
+    assert suggested > STOP_BUDGET_USD
+    result = CliRunner().invoke(app, ["run", str(edited(config, "budget", "max_usd", suggested))])
+    assert result.exit_code == 0, result.output  # the budget the stop named finishes the recipe
