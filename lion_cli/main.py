@@ -298,16 +298,16 @@ def budget_stop_note(config, err: Exception) -> str:
     where = f" in iteration {max(iterations)}" if iterations else ""
     projection = observed_projection(config)
     if getattr(err, "limit", "max_usd") == "max_tokens":
-        total, field = projection.tokens, "max_tokens"
+        total, field, per = projection.tokens, "max_tokens", "tokens"
         shown, to_set = f"{total:,.0f} tokens", f"{suggested_budget(total):,.0f}"
     elif projection.usd > 0:
-        total, field = projection.usd, "max_usd"
+        total, field, per = projection.usd, "max_usd", "cost"
         shown, to_set = f"${total:,.2f}", f"${suggested_budget(total):,g}"
     else:  # no prices: nothing to project in USD
         return where
     return (
-        f"{where}; this recipe's projected total is {shown} at the cost per request observed so far — set "
-        f"budget.{field} ≥ {to_set} and re-run to resume (paid requests are not paid again)"
+        f"{where}; this recipe's projected total is {shown} at the {per} per request observed so far — "
+        f"set budget.{field} ≥ {to_set} and re-run to resume (paid requests are not paid again)"
     )
 
 

@@ -409,3 +409,20 @@ def test_a_budget_stop_tells_the_projected_total_and_the_budget_that_finishes(
     assert suggested > STOP_BUDGET_USD
     result = CliRunner().invoke(app, ["run", str(edited(config, "budget", "max_usd", suggested))])
     assert result.exit_code == 0, result.output  # the budget the stop named finishes the recipe
+
+
+def test_a_token_budget_stop_names_the_token_budget_that_finishes(tmp_path: Path) -> None:
+    from lion_cli.main import budget_stop_note
+    from lion_core.config import LionConfig
+    from lion_core.ledger import BudgetExceededError
+    from lion_core.projection import project, suggested_budget
+
+    config = LionConfig(run_dir=tmp_path / "run", budget={"max_tokens": 1_000})  # no seed file: 52,002
+    note = budget_stop_note(
+        config, BudgetExceededError("budget: max_tokens 1000 would be exceeded", "max_tokens")
+    )
+    projected = project(config).tokens
+    assert f"projected total is {projected:,.0f} tokens at the tokens per request observed so far" in note
+    assert f"set budget.max_tokens ≥ {suggested_budget(projected):,.0f} and re-run to resume" in note
+    no_prices = budget_stop_note(config, BudgetExceededError("budget: max_usd 1 would be exceeded"))
+    assert no_prices == ""  # nothing priced, nothing started: no USD projection to tell
