@@ -56,7 +56,12 @@ async def distill(config: LionConfig) -> list[dict[str, Any]]:
             logger.info("stopping early: %s", summary["stopped"])
 
     try:
-        return await run_loop(config, iterate, after)
+        return await run_loop(
+            config,
+            iterate,
+            after,
+            lambda k: logger.info("iteration %d finished earlier with the same inputs: not replayed", k),
+        )
     except BudgetExceededError as err:
         logger.error("stopped cleanly before exceeding the budget: %s", err)
         run_report(str(run.root))

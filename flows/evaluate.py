@@ -44,7 +44,7 @@ from lion_core.student.checkpoint import fingerprint
 from lion_core.world.evaluation import read_world_set, score_world
 from lion_core.world.families import Task, sample_tasks
 from tasks.api import api_task, endpoint_id, referee_batch, teacher_batch
-from tasks.student import student_answers_task
+from tasks.student import answers_step
 
 WORLD_LEVELS = (1, 2)
 WORLD_SEED_OFFSET = 7919  # a stream of its own, apart from the seed pool's
@@ -62,13 +62,21 @@ def default_out(config: LionConfig, candidate: str) -> Path:
 
 
 async def answers(
-    config: LionConfig, answerer: Path | ChatClient, items: list[Instruction], ledger: Ledger, label: str
+    config: LionConfig,
+    answerer: Path | ChatClient,
+    items: list[Instruction],
+    ledger: Ledger,
+    label: str,
+    out: Path,
 ) -> list[Response]:
-    """A checkpoint's batched answers (one cached task), or an endpoint's (batched API tasks); `label`
-    (reference, candidate, …) names the tasks."""
+    """A checkpoint's batched answers (one cached task, through OUT/<label>-{questions,answers}.jsonl),
+    or an endpoint's (batched API tasks); `label` (reference, candidate, …) names the tasks."""
     if isinstance(answerer, Path):
-        task = student_answers_task.with_options(task_run_name=f"{label}-student-answers")
-        return task(str(answerer), items, config.student, config.loop.seed)
+        questions = out / f"{label}-questions.jsonl"
+        write_jsonl(questions, items)
+        return answers_step(
+            config, answerer, questions, out / f"{label}-answers.jsonl", f"{label}-student-answers", True
+        )
     api = batch_task(config, teacher_batch).with_options(task_run_name=f"{label}-batch-{{first}}")
     return await fan_out(
         lambda first, batch: api(answerer, endpoint_id(answerer), batch, first),
@@ -133,8 +141,8 @@ async def judge_protocol(
 ) -> dict[str, Any]:
     """Reference and candidate answer; the judge scores both orders; relative score per category."""
     items = read_instructions(questions)
-    reference = await answers(config, clients["teacher"], items, ledger, "reference")
-    candidate_answers = await answers(config, candidate, items, ledger, "candidate")
+    reference = await answers(config, clients["teacher"], items, ledger, "reference", out)
+    candidate_answers = await answers(config, candidate, items, ledger, "candidate", out)
     judgements = await judgements_of(
         config, protocol, clients["judge"], items, reference, candidate_answers, ledger
     )
@@ -168,13 +176,13 @@ def world_source(config: LionConfig) -> str:
 
 
 async def world_protocol(
-    config: LionConfig, candidate: Path | ChatClient, teacher: ChatClient, n: int, ledger: Ledger
+    config: LionConfig, candidate: Path | ChatClient, teacher: ChatClient, n: int, ledger: Ledger, out: Path
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Exact match of the candidate and of the teacher (the oracle: 100%) per family and level."""
     tasks = world_tasks(config, n)
     items = [Instruction(id=f"world-{i:05d}", instruction=t.instruction) for i, t in enumerate(tasks)]
-    mine = await answers(config, candidate, items, ledger, "world-candidate")
-    oracle = await answers(config, teacher, items, ledger, "world-teacher")
+    mine = await answers(config, candidate, items, ledger, "world-candidate", out)
+    oracle = await answers(config, teacher, items, ledger, "world-teacher", out)
     return (
         score_world(tasks, [a.output for a in mine]).to_dict(),
         score_world(tasks, [a.output for a in oracle]).to_dict(),
@@ -259,7 +267,7 @@ async def evaluate(
             )
         if world:
             result["world"], result["world_teacher"] = await world_protocol(
-                config, subject, clients["teacher"], world, ledger
+                config, subject, clients["teacher"], world, ledger, out
             )
             result["world_source"] = world_source(config)
         if harness:

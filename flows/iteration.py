@@ -27,7 +27,7 @@ from lion_core.rundir import RunDir, response_cache
 from lion_core.student.checkpoint import fingerprint
 from tasks.api import endpoint_id, generator_batch, referee_batch, teacher_batch
 from tasks.artifacts import iteration_artifacts
-from tasks.student import finetune_step, heldout_task, student_answers_task
+from tasks.student import answers_step, finetune_step, heldout_task
 
 
 def run_step(name: str, fn, *args: Any) -> Any:
@@ -99,13 +99,10 @@ def task_effects(config: LionConfig, roles: Roles) -> Effects:
             batches_in_flight(generator, loop),
         )
 
-    def student(checkpoint: Path, items: list[Instruction]) -> list[Response]:
-        return student_answers_task(str(checkpoint), items, config.student, loop.seed, loop.send_inputs)
-
     return Effects(
         teacher=teacher_answers,
         finetune=partial(finetune_step, config),
-        student=student,
+        student=partial(answers_step, config),
         judge=judge,
         generator=ask,
         step=run_step,

@@ -33,7 +33,8 @@ from lion_core.pools import Pools, initial_pools, next_pools, read_pools, write_
 from lion_core.probing import probe
 from lion_core.records import Instruction, Judgement, Response, read_instructions, read_jsonl, write_jsonl
 from lion_core.report import write_report
-from lion_core.rundir import RunDir, preflight, write_json
+from lion_core.resume import finished_summary, record_finished
+from lion_core.rundir import IterationDir, RunDir, preflight, write_json
 from lion_core.selection import Evidence, needs_probes, selection
 from lion_core.student.checkpoint import training_key
 from lion_core.student.data import sft_pairs, student_prompts
@@ -59,14 +60,17 @@ class FinetuneJob:
 class Effects:
     """What the method does to the world, injected: the flow passes Prefect tasks, plain Python calls.
 
-    `step(name, fn, *args)` runs a pure step (selection, pool update) — a named task in the flow.
+    `student(checkpoint, questions, answers)` answers the instructions of the JSONL file `questions`
+    into the JSONL file `answers` and returns them: whole pools travel as files of the run directory.
+    `step(name, fn, *args)` runs a pure step (selection, pool update) — a named task in the flow; the
+    whole-pool steps take the iteration's folder and read their pools from its files.
     `heldout(checkpoint)` scores a student on a held-out set (None: no held-out evaluation).
     `usage()` is the API usage of the current iteration, for its summary.
     """
 
     teacher: Callable[[list[Instruction]], Awaitable[list[Response]]]
     finetune: Callable[[FinetuneJob], TrainResult]
-    student: Callable[[Path, list[Instruction]], list[Response]]
+    student: Callable[[Path, Path, Path], list[Response]]
     judge: Callable[[list[JudgeItem]], Awaitable[list[Judgement]]]
     generator: Ask
     step: Callable[..., Any]
@@ -97,6 +101,23 @@ def build_roles(config: LionConfig, ledger: Ledger, cache: ResponseCache) -> Rol
 def run_step(name: str, fn: Callable[..., Any], *args: Any) -> Any:
     """A pure step called directly (the flow runs it as the task `name`)."""
     return fn(*args)
+
+
+def answer_file(
+    student: StudentConfig,
+    checkpoint: Path,
+    questions: Path,
+    answers: Path,
+    seed: int,
+    on_batch: Callable[[int], None] | None = None,
+    send_inputs: bool = True,
+) -> list[Response]:
+    """The student's answers to the instructions in `questions`, written to `answers`."""
+    out = student_answers(
+        student, checkpoint, read_jsonl(questions, Instruction), seed, on_batch, send_inputs
+    )
+    write_jsonl(answers, out)
+    return out
 
 
 def student_answers(
@@ -140,8 +161,8 @@ def direct_effects(
     return Effects(
         teacher=lambda items: teacher.answer_all(roles.teacher, items, send_inputs=loop.send_inputs),
         finetune=lambda job: run_finetune(job.base, job.data, job.out, config.student, loop.seed, job.key),
-        student=lambda checkpoint, items: student_answers(
-            config.student, checkpoint, items, loop.seed, send_inputs=loop.send_inputs
+        student=lambda checkpoint, questions, answers: answer_file(
+            config.student, checkpoint, questions, answers, loop.seed, send_inputs=loop.send_inputs
         ),
         judge=judge,
         generator=asker(roles.generator),
@@ -227,22 +248,28 @@ async def discrimination(
     and this Train Pool): the Cache Pool is never re-sent to the teacher."""
     folder = run.iteration(k)
     write_jsonl(folder.file("teacher"), teacher_answers)
-    student_out = fx.student(folder.student, pools.cache_pool)
-    write_jsonl(folder.file("student"), student_out)
+    student_out = fx.student(folder.student, folder.file("cache_pool"), folder.file("student"))
     shown = [referee.judged_text(i, send_inputs=config.loop.send_inputs) for i in pools.cache_pool]
     items = [
         (i.id, text, t.output, s.output)
         for i, text, t, s in zip(pools.cache_pool, shown, teacher_answers, student_out)
     ]
     judgements = await fx.judge(items)
+    write_jsonl(folder.file("judgements"), judgements)
     name = config.loop.selection
     evidence = await probe(fx, config, run, k, pools.cache_pool) if needs_probes(name) else Evidence()
     select = selection(name, config.loop.seed, config.loop)
-    split = fx.step("discrimination", select, pools.cache_pool, judgements, evidence)
-    write_jsonl(folder.file("judgements"), judgements)
+    split = fx.step("discrimination", split_files, select, folder, evidence)
+    return Discrimination(teacher_answers, student_out, judgements, split)
+
+
+def split_files(select: Callable[..., Split], folder: IterationDir, evidence: Evidence) -> Split:
+    """The selection step on the iteration's files: the judged Cache Pool in, hard and easy out."""
+    pool = read_jsonl(folder.file("cache_pool"), Instruction)
+    split = select(pool, read_jsonl(folder.file("judgements"), Judgement), evidence)
     write_jsonl(folder.file("hard"), split.hard)
     write_jsonl(folder.file("easy"), split.easy)
-    return Discrimination(teacher_answers, student_out, judgements, split)
+    return split
 
 
 async def generation(
@@ -256,7 +283,7 @@ async def generation(
     write_jsonl(run.iteration(k).file("generated"), result.kept)
     if not result.kept:
         return result, None
-    return result, fx.step("update-pools", update_pools, pools, result.kept, run, k + 1)
+    return result, fx.step("update-pools", update_pools, run.iteration(k), run.iteration(k + 1))
 
 
 async def new_instructions(
@@ -268,10 +295,11 @@ async def new_instructions(
     return counted(await generate_with(ask, split.hard, split.easy, guard, config.loop, iteration=k), guard)
 
 
-def update_pools(pools: Pools, generated: list[Instruction], run: RunDir, k: int) -> Pools:
-    """Train Pool ← generated; Cache Pool ← Cache Pool + generated; written as iteration k's pools."""
-    updated = next_pools(pools, generated)
-    write_pools(run.iteration(k), updated)
+def update_pools(folder: IterationDir, following: IterationDir) -> Pools:
+    """Train Pool ← generated; Cache Pool ← Cache Pool + generated: from one iteration's files to the
+    next iteration's pools."""
+    updated = next_pools(read_pools(folder), read_jsonl(folder.file("generated"), Instruction))
+    write_pools(following, updated)
     return updated
 
 
@@ -325,6 +353,7 @@ async def run_iteration(fx: Effects, config: LionConfig, run: RunDir, k: int) ->
     summary["seconds"] = recorded_seconds(run, k) or round(time.perf_counter() - started, 2)
     summary["stage_seconds"] = stages  # this run's wall time per stage (cache hits make a replay fast)
     write_json(run.iteration(k).summary, summary)
+    record_finished(config, run, k)
     return IterationOutcome(k, pools, train, judged, gen, after, stopped, summary)
 
 
@@ -353,13 +382,22 @@ async def run_loop(
     config: LionConfig,
     iterate: Callable[[int], Awaitable[dict[str, Any]]],
     after: Callable[[dict[str, Any]], None] | None = None,
+    skipped: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Iterations 1..N through `iterate(k)` (which returns the iteration's summary), stopping early
-    when one says why it stops; `after(summary)` runs after each (reports, logs)."""
-    prepare_first_pools(config, RunDir(config.run_dir))
+    when one says why it stops; `after(summary)` runs after each (reports, logs). Iterations that
+    finished with the same inputs are not replayed (lion_core.resume): their summaries are read, and
+    `skipped(k)` is told."""
+    run = RunDir(config.run_dir)
+    prepare_first_pools(config, run)
     summaries: list[dict[str, Any]] = []
+    replaying = False  # once an iteration runs, every later one starts from new inputs
     for k in range(1, config.loop.iterations + 1):
-        summaries.append(await iterate(k))
+        done = None if replaying else finished_summary(config, run, k)
+        replaying = done is None
+        if done is not None and skipped is not None:
+            skipped(k)
+        summaries.append(done if done is not None else await iterate(k))
         if after is not None:
             after(summaries[-1])
         if summaries[-1]["stopped"]:

@@ -8,14 +8,13 @@ Written to RUN/iter_K/probes.jsonl.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lion_core import referee
 from lion_core.config import LionConfig
 from lion_core.generation import GenerationRequest, max_tokens_for, postfilter, variant_id
 from lion_core.records import Instruction, Judgement, read_jsonl, write_jsonl
-from lion_core.rundir import RunDir
+from lion_core.rundir import IterationDir, RunDir
 from lion_core.selection import Evidence, Probe, probe_sample
 
 if TYPE_CHECKING:
@@ -23,13 +22,15 @@ if TYPE_CHECKING:
 
 
 async def judged_pairs(
-    fx: Effects, config: LionConfig, checkpoint: Path, items: list[Instruction]
+    fx: Effects, config: LionConfig, folder: IterationDir, items: list[Instruction]
 ) -> list[Judgement]:
-    """Teacher and student answer `items`; the referee judges both orders (one verdict per item)."""
+    """Teacher and the iteration's student answer `items` (the student through the iteration's sibling
+    files); the referee judges both orders (one verdict per item)."""
     if not items:
         return []
     teacher_out = await fx.teacher(items)
-    student_out = fx.student(checkpoint, items)
+    write_jsonl(folder.siblings, items)
+    student_out = fx.student(folder.student, folder.siblings, folder.sibling_answers)
     shown = [referee.judged_text(i, send_inputs=config.loop.send_inputs) for i in items]
     return await fx.judge(
         [(i.id, text, t.output, s.output) for i, text, t, s in zip(items, shown, teacher_out, student_out)]
@@ -81,7 +82,7 @@ async def probe(fx: Effects, config: LionConfig, run: RunDir, k: int, pool: list
     probed = probe_sample(pool, config.loop.probe_sample, config.loop.seed, k)
     requests = sibling_requests(config, k, probed)
     siblings = fresh_siblings(config, k, pool, requests, await fx.generator(requests) if requests else [])
-    verdicts = await judged_pairs(fx, config, folder.student, siblings)
+    verdicts = await judged_pairs(fx, config, folder, siblings)
     probes = [Probe(parent_id=s.parent_id, sibling=s, judgement=j) for s, j in zip(siblings, verdicts)]
     write_jsonl(folder.probes, probes)
     return Evidence(probes, earlier_probes(run, k))

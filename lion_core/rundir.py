@@ -4,8 +4,9 @@ module spells a file name of the run directory.
 RUN/config.yaml, RUN/ledger.json, RUN/report.md, RUN/plots/, RUN/responses.sqlite (the response cache),
 RUN/eval/<candidate>/, RUN/export/, RUN/.prefect-results/,
 RUN/iter_K/{train_pool,cache_pool,teacher,student,judgements,hard,easy,generated,sft}.jsonl,
-RUN/iter_K/probes.jsonl (probing selections),
-RUN/iter_K/student/ (checkpoint), RUN/iter_K/summary.json (the iteration's statistics);
+RUN/iter_K/{probes,siblings,sibling_answers}.jsonl (probing selections),
+RUN/iter_K/student/ (checkpoint), RUN/iter_K/summary.json (the iteration's statistics),
+RUN/iter_K/manifest.json (written last: what lets a re-run skip the finished iteration);
 what `lion demo` brings itself: RUN/tiny-student/, RUN/seed.jsonl, RUN/heldout.jsonl;
 RUN/.lock: the lock a running `lion run`/`lion demo` holds (its pid inside), one run per directory;
 RUN/batches/: the Batch API files of roles in `mode: batch` (beside the response cache that records them).
@@ -61,6 +62,21 @@ class IterationDir:
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"
+
+    @property
+    def siblings(self) -> Path:
+        """The probed items' fresh siblings, as the student is asked them (selection fresh, learnable)."""
+        return self.root / "siblings.jsonl"
+
+    @property
+    def sibling_answers(self) -> Path:
+        """The student's answers to the siblings."""
+        return self.root / "sibling_answers.jsonl"
+
+    @property
+    def manifest(self) -> Path:
+        """What the finished iteration wrote and the inputs it started from (lion_core.resume)."""
+        return self.root / "manifest.json"
 
     @property
     def probes(self) -> Path:

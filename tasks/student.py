@@ -11,7 +11,8 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from lion_core.config import LionConfig, StudentConfig
 from lion_core.loop import FinetuneJob, student_answers
-from lion_core.records import Instruction, Response
+from lion_core.records import Instruction, Response, read_jsonl, write_jsonl
+from lion_core.resume import file_hash
 from lion_core.student.checkpoint import NOT_TRAINING, content_key, fingerprint, has_key
 from lion_core.student.launch import run_finetune
 from lion_core.student.train import StepRecord, TrainResult, format_step, is_logged
@@ -71,12 +72,13 @@ def finetune_step(config: LionConfig, job: FinetuneJob) -> TrainResult:
 
 
 def _answers_key(context, parameters: dict) -> str:
-    """(checkpoint identity, the items' ids and texts, student settings, seed): never the model itself."""
-    items = [(i.id, i.text) for i in parameters["items"]]
+    """(checkpoint identity, the questions file's content hash, where the answers go, student settings,
+    seed): never the model itself, never the pool as a list."""
     student = parameters["student"].model_dump(mode="json", exclude=NOT_TRAINING)
     return content_key(
         fingerprint(Path(parameters["checkpoint"])),
-        items,
+        file_hash(Path(parameters["questions"])),
+        parameters["answers"],
         student,
         parameters["seed"],
         parameters["send_inputs"],
@@ -85,16 +87,39 @@ def _answers_key(context, parameters: dict) -> str:
 
 @task(name="student-answers", cache_key_fn=_answers_key, persist_result=True)
 def student_answers_task(
-    checkpoint: str, items: list[Instruction], student: StudentConfig, seed: int, send_inputs: bool = True
-) -> list[Response]:
-    """The student's batched answers (to the Cache Pool, or evaluation questions); a progress artifact
-    follows the batches."""
+    checkpoint: str, questions: str, answers: str, student: StudentConfig, seed: int, send_inputs: bool = True
+) -> str:
+    """The student's batched answers to the instructions of the JSONL file `questions` (the Cache Pool,
+    or evaluation questions), written to the JSONL file `answers`; returns that file's content hash
+    (the pool travels as files, not as task parameters or results). A progress artifact follows."""
+    items = read_jsonl(Path(questions), Instruction)
     progress = create_progress_artifact(0.0, description=f"student answers ({len(items)} instructions)")
 
     def on_batch(done: int) -> None:
         update_progress_artifact(progress, 100.0 * done / max(1, len(items)))
 
-    return student_answers(student, Path(checkpoint), items, seed, on_batch, send_inputs)
+    write_jsonl(Path(answers), student_answers(student, Path(checkpoint), items, seed, on_batch, send_inputs))
+    return file_hash(Path(answers))
+
+
+def answers_step(
+    config: LionConfig,
+    checkpoint: Path,
+    questions: Path,
+    answers: Path,
+    label: str | None = None,
+    send_inputs: bool | None = None,
+) -> list[Response]:
+    """The student-answers task for files; a cached result whose answers file went missing or changed
+    answers again. `label` names the task run; `send_inputs` defaults to config `loop.send_inputs`."""
+    task = student_answers_task if label is None else student_answers_task.with_options(task_run_name=label)
+    loop = config.loop
+    inputs = loop.send_inputs if send_inputs is None else send_inputs
+    args = (str(checkpoint), str(questions), str(answers), config.student, loop.seed, inputs)
+    digest = task(*args)
+    if not answers.exists() or file_hash(answers) != digest:
+        task.with_options(refresh_cache=True)(*args)
+    return read_jsonl(answers, Response)
 
 
 @task(name="held-out-eval", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)

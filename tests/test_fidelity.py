@@ -31,7 +31,7 @@ from lion_core.generation import (
 from lion_core.ledger import Ledger
 from lion_core.llm import Completion, OpenAIChatClient
 from lion_core.novelty import NoveltyIndex
-from lion_core.records import Instruction, Response
+from lion_core.records import Instruction, Response, read_jsonl, write_jsonl
 from lion_core.referee import judge, judged_text, parse_scores
 from lion_core.student.data import sft_pairs, student_prompts
 from lion_core.teacher import answer_all
@@ -350,8 +350,11 @@ def test_differs_the_cache_pool_is_never_re_sent_to_the_teacher(tmp_path: Path) 
         Path(job.out).mkdir(parents=True, exist_ok=True)
         return TrainResult(checkpoint=str(job.out), steps=0, examples=0, tokens=0, seconds=0.0)
 
-    def student(checkpoint: Path, items: list[Instruction]) -> list[Response]:
-        return [Response(id=i.id, instruction=i.instruction, output="S", model="s") for i in items]
+    def student(checkpoint: Path, questions: Path, answers: Path) -> list[Response]:
+        items = read_jsonl(questions, Instruction)
+        out = [Response(id=i.id, instruction=i.instruction, output="S", model="s") for i in items]
+        write_jsonl(answers, out)
+        return out
 
     async def judge_items(items):
         return [make_judgement(item_id, (9, 9), (2, 2), tau=1.0) for item_id, *_ in items]

@@ -134,7 +134,10 @@ def plain_run(config: LionConfig) -> list[dict]:
 
 def without_timings(summaries: list[dict]) -> list[dict]:
     """Summaries without wall-clock fields (the only ones two identical runs may differ in)."""
-    return [{**s, "seconds": None, "train": {**s["train"], "seconds": None}} for s in summaries]
+    return [
+        {**s, "seconds": None, "stage_seconds": None, "train": {**s["train"], "seconds": None}}
+        for s in summaries
+    ]
 
 
 def test_referee_outage_is_retried_batch_by_batch(harness, tmp_path: Path) -> None:

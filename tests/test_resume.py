@@ -12,7 +12,7 @@ from lion_core.discrimination import make_judgement
 from lion_core.llm import Completion
 from lion_core.loop import Effects, run_iteration, run_step
 from lion_core.pools import initial_pools, write_pools
-from lion_core.records import Instruction, Response
+from lion_core.records import Instruction, Response, read_jsonl, write_jsonl
 from lion_core.rundir import RunDir
 from lion_core.student.train import TrainResult
 
@@ -28,8 +28,11 @@ def fake_effects() -> Effects:
         Path(job.out).mkdir(parents=True, exist_ok=True)
         return TrainResult(checkpoint=str(job.out), steps=0, examples=0, tokens=0, seconds=0.0)
 
-    def student(checkpoint: Path, items: list[Instruction]) -> list[Response]:
-        return [Response(id=i.id, instruction=i.instruction, output="S", model="s") for i in items]
+    def student(checkpoint: Path, questions: Path, answers: Path) -> list[Response]:
+        items = read_jsonl(questions, Instruction)
+        out = [Response(id=i.id, instruction=i.instruction, output="S", model="s") for i in items]
+        write_jsonl(answers, out)
+        return out
 
     async def judge(items):
         return [make_judgement(item_id, (9, 9), (2, 2), tau=1.0) for item_id, *_ in items]
@@ -58,3 +61,66 @@ def test_a_replayed_iteration_keeps_the_seconds_of_the_run_that_did_the_work(tmp
     again = asyncio.run(run_iteration(fake_effects(), config, run, 1)).summary
     assert again["seconds"] == 4321.5
     assert json.loads(run.iteration(1).summary.read_text())["seconds"] == 4321.5
+
+
+def finished_run(tmp_path: Path, iterations: int = 2, **loop) -> tuple[LionConfig, RunDir, list[int]]:
+    """A plain run of `iterations` iterations on the fake effects; the list counts teacher calls."""
+    from lion_core.loop import run_loop
+
+    config = LionConfig(
+        run_dir=tmp_path / "run",
+        student={"model_path": tmp_path / "base"},
+        loop={"iterations": iterations, "new_per_iteration": 2, "min_words": 1, **loop},
+    )
+    (tmp_path / "base").mkdir(exist_ok=True)
+    run = RunDir(config.run_dir)
+    seeds = ["cats", "maps", "tea", "jazz"]
+    pools = [Instruction(id=f"s{i}", instruction=f"Seed task {i} on {t}") for i, t in enumerate(seeds)]
+    if not run.iteration(1).file("cache_pool").exists():
+        write_pools(run.iteration(1), initial_pools(pools))
+    calls: list[int] = []
+    fx = fake_effects()
+
+    async def teacher(items):
+        calls.append(len(items))
+        return await fx.teacher(items)
+
+    effects = Effects(teacher, fx.finetune, fx.student, fx.judge, fx.generator, run_step)
+
+    async def iterate(k: int) -> dict:
+        return (await run_iteration(effects, config, run, k)).summary
+
+    asyncio.run(run_loop(config, iterate))
+    return config, run, calls
+
+
+def test_a_resumed_finished_run_replays_no_iteration(tmp_path: Path) -> None:
+    _, run, first = finished_run(tmp_path)
+    assert len(first) == 2
+    summary = run.iteration(2).summary.read_text()
+    _, _, again = finished_run(tmp_path)
+    assert again == []  # nothing re-entered: not even the cached teacher
+    assert run.iteration(2).summary.read_text() == summary
+
+
+def test_a_changed_file_or_setting_replays_from_that_iteration_on(tmp_path: Path) -> None:
+    _, run, _ = finished_run(tmp_path)
+    judgements = run.iteration(2).file("judgements")
+    judgements.write_text(judgements.read_text() + "\n")  # a file of iteration 2 changed
+    _, _, calls = finished_run(tmp_path)
+    assert len(calls) == 1  # iteration 1 skipped, iteration 2 replayed
+
+    (run.iteration(1).root / "manifest.json").unlink()  # iteration 1 never finished
+    _, _, calls = finished_run(tmp_path)
+    assert len(calls) == 2  # both replayed: iteration 2 starts from iteration 1's new outputs
+
+    _, _, calls = finished_run(tmp_path, tau=2.0)  # a setting of the method changed
+    assert len(calls) == 2
+    _, _, calls = finished_run(tmp_path, tau=2.0, batch_size=7, task_retries=0)  # operational only
+    assert calls == []
+
+
+def test_more_iterations_on_a_finished_run_skip_the_finished_ones(tmp_path: Path) -> None:
+    _, _, _ = finished_run(tmp_path, iterations=1)
+    _, _, calls = finished_run(tmp_path, iterations=2)
+    assert len(calls) == 1  # only iteration 2 runs: `iterations` is not an input of iteration 1

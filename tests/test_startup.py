@@ -28,5 +28,5 @@ def test_the_cli_waits_generously_for_the_embedded_server() -> None:
 
 
 def test_a_users_own_startup_timeout_wins() -> None:
-    ours, prefect = startup_timeout({**os.environ, SETTING: "7"})
+    _, prefect = startup_timeout({**os.environ, SETTING: "7"})
     assert prefect == "7"
