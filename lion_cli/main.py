@@ -306,8 +306,8 @@ def budget_stop_note(config, err: Exception) -> str:
     else:  # no prices: nothing to project in USD
         return where
     return (
-        f"{where}; this recipe's projected total is {shown} at the {per} per request observed so far — "
-        f"set budget.{field} ≥ {to_set} and re-run to resume (paid requests are not paid again)"
+        f"{where}; projected total {shown} at the {per} per request seen so far: set budget.{field} ≥ "
+        f"{to_set} and re-run to resume (nothing is paid twice)"
     )
 
 

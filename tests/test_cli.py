@@ -403,8 +403,8 @@ def test_a_budget_stop_tells_the_projected_total_and_the_budget_that_finishes(
     assert len(lines) == 1 and "Traceback" not in result.output
     assert "projected cost of this recipe: $" in result.output  # said before it started
     stop = lines[0]
-    assert "in iteration 1; this recipe's projected total is $" in stop
-    assert "re-run to resume (paid requests are not paid again)" in stop
+    assert "in iteration 1; projected total $" in stop and "at the cost per request seen so far" in stop
+    assert "and re-run to resume (nothing is paid twice)" in stop
     suggested = float(re.search(r"set budget\.max_usd ≥ \$([\d.,]+) ", stop).group(1).replace(",", ""))
     assert suggested > STOP_BUDGET_USD
     result = CliRunner().invoke(app, ["run", str(edited(config, "budget", "max_usd", suggested))])
@@ -422,7 +422,7 @@ def test_a_token_budget_stop_names_the_token_budget_that_finishes(tmp_path: Path
         config, BudgetExceededError("budget: max_tokens 1000 would be exceeded", "max_tokens")
     )
     projected = project(config).tokens
-    assert f"projected total is {projected:,.0f} tokens at the tokens per request observed so far" in note
+    assert f"projected total {projected:,.0f} tokens at the tokens per request seen so far" in note
     assert f"set budget.max_tokens ≥ {suggested_budget(projected):,.0f} and re-run to resume" in note
     no_prices = budget_stop_note(config, BudgetExceededError("budget: max_usd 1 would be exceeded"))
     assert no_prices == ""  # nothing priced, nothing started: no USD projection to tell
