@@ -31,8 +31,9 @@ from tasks.student import answers_step, finetune_step, heldout_task
 
 
 def run_step(name: str, fn, *args: Any) -> Any:
-    """A pure step of the method as a named Prefect task (never cached: it is cheap and exact)."""
-    return task(fn, name=name, cache_policy=NO_CACHE)(*args)
+    """A pure step of the method as a named Prefect task (never cached: it is cheap and exact; its
+    result, which may hold whole pools, is not persisted: the step wrote its files)."""
+    return task(fn, name=name, cache_policy=NO_CACHE, persist_result=False)(*args)
 
 
 def task_effects(config: LionConfig, roles: Roles) -> Effects:

@@ -30,12 +30,13 @@ from rich.table import Table
 
 # The embedded Prefect server would try to send usage telemetry; this tool must run offline quietly.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# Prefect waits 20 s for its embedded server, which a loaded machine can miss (seen at load ~14); a
-# user's own setting wins. README: "Start-up".
-EMBEDDED_SERVER_STARTUP_S = 180
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EMBEDDED_SERVER_STARTUP_S))
 
 from lion_cli import world as world_cli
+
+# Prefect waits 20 s for its embedded server, which a loaded machine can miss (seen at load ~14); a
+# user's own setting wins (Prefect is imported later, inside the commands). README: "Start-up".
+EMBEDDED_SERVER_STARTUP_S = 180
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EMBEDDED_SERVER_STARTUP_S))
 
 app = typer.Typer(
     help="Lion adversarial distillation on Prefect.", no_args_is_help=True, add_completion=False
