@@ -89,14 +89,25 @@ def sample(
         print(json.dumps({**row, "family": task.family, "difficulty": task.level}))
 
 
+EXACT_DIGITS = 9  # capacities up to this many digits are printed in full, larger ones as 1.2e+13
+
+
+def _count(capacity: int | None) -> str:
+    if capacity is None:
+        return "?"
+    return f"{capacity:,}" if capacity < 10**EXACT_DIGITS else f"{capacity:.1e}"
+
+
 @app.command("families")
 def list_families() -> None:
-    """List the registered task families with an example each."""
-    from lion_core.world.families import families
+    """List the registered task families with an example each and the distinct instructions per level."""
+    from lion_core.world.families import cell_capacity, families
 
     rng = Random(0)
     for fam in families():
-        console.print(f"[bold]{fam.name}[/] levels 1–{fam.max_level}: {fam.render(fam.make(rng, 1))!r}")
+        sizes = " / ".join(_count(cell_capacity(fam, lvl)) for lvl in range(1, fam.max_level + 1))
+        example = fam.render(fam.make(rng, 1))
+        console.print(f"[bold]{fam.name}[/] levels 1–{fam.max_level} ({sizes} distinct): {example!r}")
 
 
 @app.command()

@@ -180,3 +180,11 @@ def test_a_serving_world_loads_neither_torch_nor_transformers() -> None:
         "world_cli.time = types.SimpleNamespace(sleep=interrupt)\n"
     )
     assert loaded_after(["world", "serve", "--port", str(port)], prelude) == []
+
+
+def test_lion_world_families_shows_how_many_distinct_instructions_each_level_holds() -> None:
+    result = CliRunner().invoke(app, ["world", "families"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "add levels 1–3 (200 / 16,200 / 1,620,000 distinct)" in text
+    assert "shift levels 1–3 (1,352 / 949,104 / 641,594,304 distinct)" in text
