@@ -153,7 +153,11 @@ class EndpointConfig(_Model):
     concurrency: int = Field(16, ge=1, description="Requests in flight at once.")
     requests_per_minute: float | None = Field(None, gt=0, description="Request rate limit; None: unlimited.")
     tokens_per_minute: float | None = Field(
-        None, gt=0, description="Token rate limit (prompt estimate + max_tokens); None: unlimited."
+        None,
+        gt=0,
+        description="Token rate limit: a request is booked at its prompt tokens + max_tokens, then corrected "
+        "to the usage its reply reports (lion_core.tokens); None: unlimited (the provider's "
+        "x-ratelimit-limit-tokens header is adopted when it sends one).",
     )
     timeout_s: float = Field(60.0, gt=0, description="Timeout of one HTTP request, in seconds.")
     max_retries: int = Field(
@@ -481,7 +485,8 @@ class BudgetConfig(_Model):
     chars_per_token: float = Field(
         2.0,
         gt=0,
-        description="Conservative characters per prompt token used to reserve budget before a call.",
+        description="Conservative characters per prompt token used to reserve budget before a call, and the "
+        "rate limiter's first estimate where tiktoken cannot count (it then learns from replies' usage).",
     )
 
 

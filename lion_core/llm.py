@@ -35,7 +35,7 @@ from pydantic import SecretStr
 
 from lion_core.config import BudgetConfig, EndpointConfig
 from lion_core.ledger import BudgetGuard, Journal, Ledger, Ticket
-from lion_core.tokens import RateLimiter, TokenCounter, provider_wait
+from lion_core.tokens import RateLimiter, TokenCounter, provider_limits, provider_wait
 
 Messages = list[dict[str, str]]
 # Tokens a chat message costs beyond its text (role markers); used only for budget reservations.
@@ -257,7 +257,8 @@ class OpenAIChatClient:
 
     async def _on_http_response(self, response: object) -> None:
         """Every reply: correct its booking to the usage it reports (a failed request used nothing),
-        calibrate the token estimate, and pause the whole client when the provider says it is out."""
+        calibrate the token estimate, adopt the provider's announced limits where they are lower, and
+        pause the whole client when the provider says it is out."""
         booking = self._bookings.pop(getattr(response, "request", None), None)
         if booking is None:
             return
@@ -267,7 +268,9 @@ class OpenAIChatClient:
             await response.aread()  # type: ignore[attr-defined]
             used = self._reported_usage(response, booking)
         self.limiter.correct(booking.tokens, used)
-        if (wait := provider_wait(status, getattr(response, "headers", {}), booking.tokens)) > 0:
+        headers = getattr(response, "headers", {})
+        self.limiter.adopt(*provider_limits(headers))
+        if (wait := provider_wait(status, headers, booking.tokens)) > 0:
             self.limiter.pause(wait)
 
     def _reported_usage(self, response: object, booking: Booking) -> int:

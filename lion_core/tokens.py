@@ -9,7 +9,9 @@
   tokens + max_tokens before it is sent, then `correct`ed to the usage its reply reports; `pause`
   stops the whole limiter (every request of the client) until a time the provider named.
 - `provider_wait` reads the provider's rate-limit headers (OpenAI's `x-ratelimit-*`, and
-  `retry-after-ms` / `retry-after` on a 429) into the seconds the limiter should pause.
+  `retry-after-ms` / `retry-after` on a 429) into the seconds the limiter should pause;
+  `provider_limits` reads the per-minute limits they announce, which the limiter adopts where they
+  are below its own (or it has none).
 """
 
 from __future__ import annotations
@@ -161,6 +163,15 @@ class RateLimiter:
                 self._next_request -= SECONDS_PER_MINUTE / self.rpm
         self.correct(tokens, 0)
 
+    def adopt(self, requests_per_minute: float | None, tokens_per_minute: float | None) -> None:
+        """Limits the provider announced (x-ratelimit-limit-*): each lowers this limiter's own, or sets
+        it where it has none."""
+        with self._lock:
+            if requests_per_minute:
+                self.rpm = min(self.rpm or requests_per_minute, requests_per_minute)
+            if tokens_per_minute:
+                self.tpm = min(self.tpm or tokens_per_minute, tokens_per_minute)
+
     def pause(self, seconds: float) -> None:
         """No request starts in the next `seconds` (a later pause already set is kept)."""
         with self._lock:
@@ -226,6 +237,11 @@ def _limit_wait(headers: Mapping[str, str], kind: str, need: float) -> float:
     if not limit or limit <= 0:
         return reset
     return min(reset, (need - remaining) * SECONDS_PER_MINUTE / limit)
+
+
+def provider_limits(headers: Mapping[str, str]) -> tuple[float | None, float | None]:
+    """(requests/min, tokens/min) a reply's x-ratelimit-limit-* headers announce (None where absent)."""
+    return _number(headers, "x-ratelimit-limit-requests"), _number(headers, "x-ratelimit-limit-tokens")
 
 
 def provider_wait(status: int, headers: Mapping[str, str], tokens: int) -> float:

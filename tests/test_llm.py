@@ -229,6 +229,16 @@ def test_remaining_tokens_zero_with_a_reset_makes_the_next_request_wait(tmp_path
     assert provider_wait(200, {**limit, "x-ratelimit-remaining-tokens": str(booked)}, booked) == 0
 
 
+def test_the_limits_a_provider_announces_lower_the_clients_own(tmp_path: Path) -> None:
+    clock = [0.0]
+    client = limited_client(tmp_path, clock, tokens_per_minute=None, requests_per_minute=600)
+    request = chat_request(prompts.teacher_messages("Reverse abcd"), max_tokens=50)
+    asyncio.run(client._on_http_request(request))
+    headers = {"x-ratelimit-limit-requests": "6000", "x-ratelimit-limit-tokens": "60000"}
+    asyncio.run(client._on_http_response(httpx.Response(503, headers=headers, request=request)))
+    assert (client.limiter.rpm, client.limiter.tpm) == (600, 60000)  # its own 600/min is kept: lower
+
+
 def test_openai_reset_durations_are_read() -> None:
     assert parse_duration("1s") == 1 and parse_duration("6m0s") == 360 and parse_duration("120ms") == 0.12
     assert parse_duration("1.5s") == 1.5 and parse_duration("2h3m") == 7380 and parse_duration("20") == 20
