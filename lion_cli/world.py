@@ -33,6 +33,9 @@ def serve(
     fault_timeout: float = typer.Option(0.0, help="Share of requests that hang (client times out)."),
     fault_malformed: float = typer.Option(0.0, help="Share of referee/generator replies that are malformed."),
     rate_limit_rpm: float = typer.Option(0.0, help="Server-side requests/min limit (0: none)."),
+    rate_limit_tpm: float = typer.Option(
+        0.0, help="Server-side tokens/min limit, tokens as the replies' usage counts them (0: none)."
+    ),
     referee_bias: float = typer.Option(0.0, help="Score the referee adds to Assistant 1."),
     referee_noise: float = typer.Option(0.0, help="Std of the referee's score noise."),
     seed: int = typer.Option(0, help="Seed of faults and generated instructions."),
@@ -48,6 +51,7 @@ def serve(
         share_timeout=fault_timeout,
         share_malformed=fault_malformed,
         rate_limit_rpm=rate_limit_rpm or None,
+        rate_limit_tpm=rate_limit_tpm or None,
     )
     server = WorldServer(RoleSettings(referee_bias=referee_bias, referee_noise=referee_noise), faults, seed)
     try:

@@ -171,7 +171,9 @@ def test_a_serving_world_loads_neither_torch_nor_transformers() -> None:
         "    body = json.dumps({'model': 'world', 'messages': messages}).encode()\n"
         f"    request = urllib.request.Request('http://127.0.0.1:{port}/v1/chat/completions', body,"
         " {'Content-Type': 'application/json'})\n"
-        "    return json.load(urllib.request.urlopen(request, timeout=10))\n"
+        "    reply = urllib.request.urlopen(request, timeout=10)\n"
+        "    assert reply.headers['x-ratelimit-limit-tokens'] == '100000', dict(reply.headers)\n"
+        "    return json.load(reply)\n"
         "def interrupt(seconds):\n"
         "    answer = ask(prompts.teacher_messages('Reverse abc'))['choices'][0]['message']['content']\n"
         "    assert answer == 'cba', answer\n"
@@ -179,7 +181,8 @@ def test_a_serving_world_loads_neither_torch_nor_transformers() -> None:
         "    raise KeyboardInterrupt\n"
         "world_cli.time = types.SimpleNamespace(sleep=interrupt)\n"
     )
-    assert loaded_after(["world", "serve", "--port", str(port)], prelude) == []
+    serve = ["world", "serve", "--port", str(port), "--rate-limit-tpm", "100000"]
+    assert loaded_after(serve, prelude) == []  # and the limit set on the command line is announced
 
 
 def test_lion_world_families_shows_how_many_distinct_instructions_each_level_holds() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from random import Random
 
-from lion_core.world.families import LETTERS, Slots, TaskFamily, register_family, word
+from lion_core.world.families import LETTERS, Slots, TaskFamily, register_family, word, words
 
 KEY = "lion-world-key"
 CODE_LENGTH = 3
@@ -37,6 +37,12 @@ def _level(slots: Slots) -> int:
 
 
 KEYED = TaskFamily(
-    "code", ("Encode {w}", "Cipher {w}"), {"w": "[a-zA-Z]+"}, _make, lambda s: encode(s["w"]), _level
+    "code",
+    ("Encode {w}", "Cipher {w}"),
+    {"w": "[a-zA-Z]+"},
+    _make,
+    lambda s: encode(s["w"]),
+    _level,
+    capacity=lambda level: words(*LENGTHS[level]),
 )
 register_family(KEYED)
