@@ -40,6 +40,7 @@ from lion_core.tokens import RateLimiter, TokenCounter, provider_limits, provide
 Messages = list[dict[str, str]]
 # Tokens a chat message costs beyond its text (role markers); used only for budget reservations.
 MESSAGE_OVERHEAD_TOKENS = 4
+CHAT_PATH = "/chat/completions"  # the requests the rate limiter books and paces
 
 
 SEED_RANGE = 2**31  # OpenAI's `seed` is a signed 32-bit integer
@@ -247,7 +248,10 @@ class OpenAIChatClient:
         return Booking(messages, self.counter.count(messages), out)
 
     async def _on_http_request(self, request: object) -> None:
-        """Every HTTP request, retries included: rate-limit it, then count it on its journal ticket."""
+        """Every chat request, retries included: rate-limit it, then count it on its journal ticket
+        (other requests — the Batch API's files and batches, /models — are neither booked nor paced)."""
+        if not str(getattr(getattr(request, "url", None), "path", "")).endswith(CHAT_PATH):
+            return
         booking = self.booking(getattr(request, "content", b"") or b"")
         self._bookings[request] = booking
         await self.limiter.acquire(booking.tokens)

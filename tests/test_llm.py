@@ -191,6 +191,17 @@ def test_a_request_is_booked_at_prompt_tokens_plus_max_tokens_then_corrected_to_
     assert client.limiter.book(0) == 340  # corrected: only what the reply used is still booked
 
 
+def test_requests_other_than_chat_are_neither_booked_nor_paced(tmp_path: Path) -> None:
+    clock = [0.0]
+    client = limited_client(tmp_path, clock)
+    models = httpx.Request("GET", "http://127.0.0.1:9/v1/models")
+    upload = httpx.Request("POST", "http://127.0.0.1:9/v1/files", content=b"x" * 4000)  # a Batch API file
+    for request in (models, upload):
+        asyncio.run(client._on_http_request(request))
+        asyncio.run(client._on_http_response(httpx.Response(200, json={}, request=request)))
+    assert client.limiter.book(0) == 0  # nothing held: the next chat request leaves at once
+
+
 def test_a_failed_request_gives_its_booking_back(tmp_path: Path) -> None:
     clock = [0.0]
     client = limited_client(tmp_path, clock)
