@@ -211,6 +211,16 @@ def test_world_sends_request_limit_headers_on_every_reply(world: WorldServer) ->
     assert again.status_code == 429 and 0 < float(again.headers["retry-after-ms"]) <= 1000
 
 
+def test_world_rate_limits_hold_for_every_role_whatever_the_injected_faults(world: WorldServer) -> None:
+    """Faults aimed at the referee only, and a fault budget already spent, leave the limits in force."""
+    world.faults.rate_limit_rpm = 60
+    world.faults.roles = ["referee"]
+    world.faults.max_faults = 1
+    teacher = prompts.teacher_messages("Reverse abcd")
+    codes = [_post_chat(world, teacher, max_tokens=16).status_code for _ in range(3)]
+    assert codes == [200, 429, 429]  # the second 429 comes after max_faults 429s: limits never run out
+
+
 def test_reset_headers_are_written_as_openai_writes_them() -> None:
     assert [reset_header(s) for s in (0.12, 1.5, 360.0, 61.25)] == ["120ms", "1.5s", "6m0s", "1m1.25s"]
 

@@ -35,6 +35,7 @@ from lion_core.world.roles import RoleSettings, classify, reply
 
 TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 STARTUP_TIMEOUT_S = 30
+RATE_LIMIT = "rate_limit"  # the stats' name of a 429 for a rate limit (not an injected fault)
 MESSAGE_OVERHEAD = 3  # tokens per chat message beyond its text, as chat formats add role markers
 RATE_LIMIT_BURST_S = 1.0  # a rate limit's bucket holds this many seconds of its rate (its burst)
 FILLER_WORD = "filler"  # what pads a reply to `Faults.reply_min_tokens`
@@ -223,22 +224,21 @@ class WorldServer:
         wait = self._requests.wait_s(1, f.rate_limit_rpm) if f.rate_limit_rpm else 0.0
         wait = max(wait, self._tokens.wait_s(prompt, f.rate_limit_tpm) if f.rate_limit_tpm else 0.0)
         if wait > 0:
-            self.stats.faults["rate_limit"] += 1
+            self.stats.faults[RATE_LIMIT] += 1
             after = {"retry-after-ms": str(math.ceil(wait * 1000))}
             return _error(429, "rate limit reached", self._rate_headers() | after)
         if f.rate_limit_rpm:
             self._requests.take(1, f.rate_limit_rpm)
         return None
 
-    def _fault(self, role: str, prompt: int = 0) -> JSONResponse | str | None:
-        """A fault response for this request of `prompt` tokens, 'timeout', or None."""
+    def _fault(self, role: str) -> JSONResponse | str | None:
+        """An injected fault response for this request, 'timeout', or None."""
         f, draw = self.faults, self._fault_rng.random()
         if f.roles is not None and role not in f.roles:
             return None
-        if f.max_faults is not None and sum(self.stats.faults.values()) >= f.max_faults:
+        injected = sum(n for name, n in self.stats.faults.items() if name != RATE_LIMIT)
+        if f.max_faults is not None and injected >= f.max_faults:
             return None
-        if (limited := self._rate_limited(prompt)) is not None:
-            return limited
         for name, share in (("429", f.share_429), ("5xx", f.share_5xx), ("timeout", f.share_timeout)):
             if draw < share:
                 self.stats.faults[name] += 1
@@ -289,7 +289,9 @@ class WorldServer:
         role = self._receive(messages)
         if self.faults.latency_ms:
             await asyncio.sleep(self.faults.latency_ms / 1000.0)
-        fault = self._fault(role, prompt_tokens(messages))
+        # The rate limits hold for every role and never run out (they are limits, not injected faults).
+        fault = self._rate_limited(prompt_tokens(messages))
+        fault = self._fault(role) if fault is None else fault
         if fault == "timeout":
             await asyncio.sleep(self.faults.hang_s)
             return _error(504, "gateway timeout")
