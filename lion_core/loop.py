@@ -109,13 +109,14 @@ def answer_file(
     questions: Path,
     answers: Path,
     seed: int,
-    on_batch: Callable[[int], None] | None = None,
     send_inputs: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> list[Response]:
-    """The student's answers to the instructions in `questions`, written to `answers`."""
-    out = student_answers(
-        student, checkpoint, read_jsonl(questions, Instruction), seed, on_batch, send_inputs
-    )
+    """The student's answers to the instructions in `questions`, written to `answers`;
+    `on_batch(done, total)` follows the batches."""
+    items = read_jsonl(questions, Instruction)
+    follow = None if on_batch is None else lambda done: on_batch(done, len(items))
+    out = student_answers(student, checkpoint, items, seed, follow, send_inputs)
     write_jsonl(answers, out)
     return out
 
@@ -162,7 +163,7 @@ def direct_effects(
         teacher=lambda items: teacher.answer_all(roles.teacher, items, send_inputs=loop.send_inputs),
         finetune=lambda job: run_finetune(job.base, job.data, job.out, config.student, loop.seed, job.key),
         student=lambda checkpoint, questions, answers: answer_file(
-            config.student, checkpoint, questions, answers, loop.seed, send_inputs=loop.send_inputs
+            config.student, checkpoint, questions, answers, loop.seed, loop.send_inputs
         ),
         judge=judge,
         generator=asker(roles.generator),

@@ -10,8 +10,8 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from lion_core.config import LionConfig, StudentConfig
-from lion_core.loop import FinetuneJob, student_answers
-from lion_core.records import Instruction, Response, read_jsonl, write_jsonl
+from lion_core.loop import FinetuneJob, answer_file
+from lion_core.records import Response, read_jsonl
 from lion_core.resume import file_hash
 from lion_core.student.checkpoint import NOT_TRAINING, content_key, fingerprint, has_key
 from lion_core.student.launch import run_finetune
@@ -92,13 +92,12 @@ def student_answers_task(
     """The student's batched answers to the instructions of the JSONL file `questions` (the Cache Pool,
     or evaluation questions), written to the JSONL file `answers`; returns that file's content hash
     (the pool travels as files, not as task parameters or results). A progress artifact follows."""
-    items = read_jsonl(Path(questions), Instruction)
-    progress = create_progress_artifact(0.0, description=f"student answers ({len(items)} instructions)")
+    progress = create_progress_artifact(0.0, description=f"student answers ({Path(questions).name})")
 
-    def on_batch(done: int) -> None:
-        update_progress_artifact(progress, 100.0 * done / max(1, len(items)))
+    def on_batch(done: int, total: int) -> None:
+        update_progress_artifact(progress, 100.0 * done / max(1, total), f"student answers: {done}/{total}")
 
-    write_jsonl(Path(answers), student_answers(student, Path(checkpoint), items, seed, on_batch, send_inputs))
+    answer_file(student, Path(checkpoint), Path(questions), Path(answers), seed, send_inputs, on_batch)
     return file_hash(Path(answers))
 
 
