@@ -30,7 +30,7 @@ from lion_core.ledger import Ledger
 from lion_core.llm import ChatClient, ResponseCache, build_client
 from lion_core.novelty import NoveltyIndex
 from lion_core.pools import Pools, initial_pools, next_pools, read_pools, write_pools
-from lion_core.probing import probe
+from lion_core.probing import probe, recorded_evidence
 from lion_core.records import Instruction, Judgement, Response, read_instructions, read_jsonl, write_jsonl
 from lion_core.report import write_report
 from lion_core.resume import finished_summary, record_finished
@@ -258,14 +258,18 @@ async def discrimination(
     judgements = await fx.judge(items)
     write_jsonl(folder.file("judgements"), judgements)
     name = config.loop.selection
-    evidence = await probe(fx, config, run, k, pools.cache_pool) if needs_probes(name) else Evidence()
+    if needs_probes(name):
+        await probe(fx, config, run, k, pools.cache_pool)
     select = selection(name, config.loop.seed, config.loop)
-    split = fx.step("discrimination", split_files, select, folder, evidence)
+    split = fx.step("discrimination", split_files, select, run, k, needs_probes(name))
     return Discrimination(teacher_answers, student_out, judgements, split)
 
 
-def split_files(select: Callable[..., Split], folder: IterationDir, evidence: Evidence) -> Split:
-    """The selection step on the iteration's files: the judged Cache Pool in, hard and easy out."""
+def split_files(select: Callable[..., Split], run: RunDir, k: int, probed: bool) -> Split:
+    """The selection step on iteration k's files: the judged Cache Pool (and, when `probed`, the probes
+    so far) in, hard and easy out."""
+    folder = run.iteration(k)
+    evidence = recorded_evidence(run, k) if probed else Evidence()
     pool = read_jsonl(folder.file("cache_pool"), Instruction)
     split = select(pool, read_jsonl(folder.file("judgements"), Judgement), evidence)
     write_jsonl(folder.file("hard"), split.hard)

@@ -74,10 +74,10 @@ def fresh_siblings(
     return siblings
 
 
-async def probe(fx: Effects, config: LionConfig, run: RunDir, k: int, pool: list[Instruction]) -> Evidence:
+async def probe(fx: Effects, config: LionConfig, run: RunDir, k: int, pool: list[Instruction]) -> None:
     """Fresh siblings of the probed Cache Pool items, answered by teacher and student and judged in both
     orders, through the same effects as the rest of the iteration (cached, paid once); written to
-    RUN/iter_K/probes.jsonl. The evidence carries the earlier iterations' probes too."""
+    RUN/iter_K/probes.jsonl (`recorded_evidence` reads them back)."""
     folder = run.iteration(k)
     probed = probe_sample(pool, config.loop.probe_sample, config.loop.seed, k)
     requests = sibling_requests(config, k, probed)
@@ -85,7 +85,11 @@ async def probe(fx: Effects, config: LionConfig, run: RunDir, k: int, pool: list
     verdicts = await judged_pairs(fx, config, folder, siblings)
     probes = [Probe(parent_id=s.parent_id, sibling=s, judgement=j) for s, j in zip(siblings, verdicts)]
     write_jsonl(folder.probes, probes)
-    return Evidence(probes, earlier_probes(run, k))
+
+
+def recorded_evidence(run: RunDir, k: int) -> Evidence:
+    """Iteration k's probes with the earlier iterations' (what the probing selections decide on)."""
+    return Evidence(read_jsonl(run.iteration(k).probes, Probe), earlier_probes(run, k))
 
 
 def earlier_probes(run: RunDir, k: int) -> list[list[Probe]]:
