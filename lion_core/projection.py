@@ -209,12 +209,14 @@ def observed(projection: Projection, usage: Mapping[str, RoleUsage]) -> Projecti
     """The projection rescaled by a run's ledger (role → usage): each role's spend so far (unsettled
     requests at their worst case, as the budget counts them) plus its requests still to come at the USD
     and tokens per request its ledger recorded (at the assumed ones while none was answered). A role the
-    projection does not know (an evaluation judge) counts with its spend only."""
+    projection does not know (an evaluation judge) counts with its spend only. Cache hits are not
+    counted as work done: on a resume they are this run's own replies served again (already counted),
+    and a reply another run paid for (a shared cache_dir) is then projected as paid — on the safe side."""
     roles = {}
     for role in {**projection.roles, **usage}:
         u = usage.get(role, RoleUsage())
         cost = projection.roles.get(role, RoleCost(0, 0.0, 0.0, 0.0))
-        done, answered = u.requests + u.cache_hits, u.requests - u.unsettled
+        done, answered = u.requests, u.requests - u.unsettled
         left = max(cost.requests - done, 0)
         if answered > 0:
             per = (u.input_tokens / answered, u.output_tokens / answered, u.cost_usd / answered)
