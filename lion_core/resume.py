@@ -2,8 +2,9 @@
 not run again.
 
 When iteration k finishes, RUN/iter_K/manifest.json records a hash of its inputs (the settings that
-change what it computes, its pools, the teacher answers it inherits, its base checkpoint, the
-held-out set) and the content hash of every file it wrote (its folder, its checkpoint's identity,
+change what it computes, its pools, the teacher answers and probes it inherits, its base checkpoint,
+the contents of the held-out and decontamination sets, the prompt templates, the package version) and
+the content hash of every file it wrote (its folder, its checkpoint's identity,
 the next iteration's pools). A re-run checks both and takes the recorded summary instead of replaying
 the iteration through the caches. Only a leading run of finished iterations is skipped: an iteration
 that must run again changes what every later one starts from.
@@ -13,14 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from lion_core import prompts
 from lion_core.config import LionConfig
 from lion_core.rundir import RunDir, write_json
 from lion_core.student.checkpoint import NOT_TRAINING, fingerprint
 
 CHUNK_BYTES = 1 << 20
+PACKAGE = "lion-prefect"  # its version is an input: another release may compute an iteration otherwise
 # What does not change what an iteration computes: where things live, how fast and in what slices
 # requests go out, what they cost, how many iterations follow. The pools are hashed as files, the
 # checkpoint by its identity, the world through the endpoints' cache identity.
@@ -71,19 +75,42 @@ def method_settings(config: LionConfig) -> dict[str, Any]:
     return settings
 
 
+def package_version() -> str:
+    try:
+        return version(PACKAGE)
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def prompt_templates() -> dict[str, str]:
+    """Content hash of every prompt template the package ships (lion_core/prompts)."""
+    folder = Path(prompts.__file__).parent
+    return {p.name: file_hash(p) for p in sorted(folder.glob("*.txt"))}
+
+
+def earlier_probes(run: RunDir, k: int) -> list[str | None]:
+    """Content hash of iterations 1..k-1's probes (what the probing selections carry forward)."""
+    paths = (run.iteration(j).probes for j in range(1, k))
+    return [file_hash(p) if p.exists() else None for p in paths]
+
+
 def iteration_inputs(config: LionConfig, run: RunDir, k: int) -> str:
     """Hash of what iteration k starts from."""
     folder = run.iteration(k)
     base = Path(config.student.model_path) if k == 1 else run.iteration(k - 1).student
-    heldout = config.evaluation.heldout_path
+    heldout, decontamination = config.evaluation.heldout_path, config.decontamination
     parts = [
         method_settings(config),
         k,
+        package_version(),
+        prompt_templates(),
         file_hash(folder.file("train_pool")),
         file_hash(folder.file("cache_pool")),
         file_hash(run.iteration(k - 1).file("teacher")) if k > 1 else None,
+        earlier_probes(run, k),
         fingerprint(base),
         file_hash(heldout) if heldout is not None else None,
+        [file_hash(Path(p)) for p in decontamination.eval_sets] if decontamination.enabled else None,
     ]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

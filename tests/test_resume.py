@@ -63,7 +63,9 @@ def test_a_replayed_iteration_keeps_the_seconds_of_the_run_that_did_the_work(tmp
     assert json.loads(run.iteration(1).summary.read_text())["seconds"] == 4321.5
 
 
-def finished_run(tmp_path: Path, iterations: int = 2, **loop) -> tuple[LionConfig, RunDir, list[int]]:
+def finished_run(
+    tmp_path: Path, iterations: int = 2, settings: dict | None = None, **loop
+) -> tuple[LionConfig, RunDir, list[int]]:
     """A plain run of `iterations` iterations on the fake effects; the list counts teacher calls."""
     from lion_core.loop import run_loop
 
@@ -71,6 +73,7 @@ def finished_run(tmp_path: Path, iterations: int = 2, **loop) -> tuple[LionConfi
         run_dir=tmp_path / "run",
         student={"model_path": tmp_path / "base"},
         loop={"iterations": iterations, "new_per_iteration": 2, "min_words": 1, **loop},
+        **(settings or {}),
     )
     (tmp_path / "base").mkdir(exist_ok=True)
     run = RunDir(config.run_dir)
@@ -124,3 +127,24 @@ def test_more_iterations_on_a_finished_run_skip_the_finished_ones(tmp_path: Path
     _, _, _ = finished_run(tmp_path, iterations=1)
     _, _, calls = finished_run(tmp_path, iterations=2)
     assert len(calls) == 1  # only iteration 2 runs: `iterations` is not an input of iteration 1
+
+
+def test_a_changed_evaluation_or_decontamination_set_replays(tmp_path: Path) -> None:
+    """Inputs read from files count by their content, not their path."""
+    heldout, eval_set = tmp_path / "heldout.jsonl", tmp_path / "eval.jsonl"
+    heldout.write_text('{"instruction": "Reverse abc", "answer": "cba"}\n')
+    eval_set.write_text('{"instruction": "Name three colours"}\n')
+    settings = {
+        "evaluation": {"heldout_path": heldout},
+        "decontamination": {"enabled": True, "eval_sets": [eval_set]},
+    }
+    _, _, calls = finished_run(tmp_path, settings=settings)
+    assert len(calls) == 2
+    _, _, calls = finished_run(tmp_path, settings=settings)
+    assert calls == []
+    eval_set.write_text('{"instruction": "Name four colours"}\n')  # same path, new questions
+    _, _, calls = finished_run(tmp_path, settings=settings)
+    assert len(calls) == 2
+    heldout.write_text('{"instruction": "Reverse abcd", "answer": "dcba"}\n')
+    _, _, calls = finished_run(tmp_path, settings=settings)
+    assert len(calls) == 2
