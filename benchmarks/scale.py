@@ -230,6 +230,10 @@ def measure(size: int, url: str, student: Path, args: argparse.Namespace) -> dic
     }
 
 
+def per_item(ms: float | None) -> str:
+    return "—" if ms is None else f"{ms:.1f}"
+
+
 def size_cells(row: dict[str, Any]) -> dict[str, str]:
     return {"seed pool": f"{row['seed_pool']:,}", "N": f"{row['new_per_iteration']:,}"}
 
@@ -244,7 +248,7 @@ def time_row(row: dict[str, Any]) -> dict[str, Any]:
         "final cache pool": f"{row['final_cache_pool']:,}",
         "run s (exit)": f"{row['run']['wall_s']:.0f} ({row['run']['exit']})",
         "resume s (exit)": f"{row['resume']['wall_s']:.0f} ({row['resume']['exit']})",
-        **{f"{stage} s (ms/item)": f"{s[stage]:.0f} ({ms[stage]})" for stage in STAGES},
+        **{f"{stage} s (ms/item)": f"{s[stage]:.1f} ({per_item(ms[stage])})" for stage in STAGES},
         "load avg 1 min (before / after)": f"{row['loadavg_before'][0]:.1f} / {row['loadavg_after'][0]:.1f}",
     }
 
