@@ -12,6 +12,15 @@ from lion_core.config import EndpointConfig, LoopConfig
 from lion_core.ledger import Ledger
 
 
+class CountingLedger(Ledger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.saves = 0
+
+    def save(self) -> None:
+        self.saves += 1
+
+
 class Client:
     def __init__(self, endpoint: EndpointConfig) -> None:
         self.endpoint = endpoint
@@ -29,13 +38,16 @@ def test_a_fan_out_never_runs_more_batches_than_its_bound_and_keeps_input_order(
         running -= 1
         return [x * 10 for x in batch]
 
+    ledger = CountingLedger()
+
     @flow
     async def stage() -> list[int]:
-        return await fan_out(call, list(range(400)), 10, "test", Ledger(), in_flight=3)
+        return await fan_out(call, list(range(400)), 10, "test", ledger, in_flight=3)
 
     assert asyncio.run(stage()) == [x * 10 for x in range(400)]
     assert peak == 3
     assert sorted(started) == list(range(0, 400, 10))
+    assert ledger.saves == 1  # 40 batches in well under LEDGER_REFRESH_S: ledger.json written at the end
 
 
 def test_the_default_bound_keeps_the_role_busy_and_a_batch_mode_role_fills_a_provider_batch() -> None:
