@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lion_core import referee, teacher
-from lion_core.config import LionConfig, StudentConfig, dump_config
+from lion_core.config import LionConfig, dump_config
 from lion_core.decontamination import counted, decontaminated
 from lion_core.discrimination import Split
 from lion_core.generation import (
@@ -36,11 +36,12 @@ from lion_core.report import write_report
 from lion_core.resume import finished_summary, record_finished
 from lion_core.rundir import IterationDir, RunDir, preflight, write_json
 from lion_core.selection import Evidence, needs_probes, selection
+from lion_core.student.answers import answer_file
 from lion_core.student.checkpoint import training_key
-from lion_core.student.data import sft_pairs, student_prompts
-from lion_core.student.generate import answer
+from lion_core.student.data import sft_pairs
 from lion_core.student.launch import run_finetune
 from lion_core.student.train import TrainResult
+from lion_core.summary import summarize
 from lion_core.teacher import cut_answers_note
 
 JudgeItem = tuple[str, str, str, str]  # (id, instruction text, teacher answer, student answer)
@@ -63,7 +64,7 @@ class Effects:
     `student(checkpoint, questions, answers)` answers the instructions of the JSONL file `questions`
     into the JSONL file `answers` and returns them: whole pools travel as files of the run directory.
     `step(name, fn, *args)` runs a pure step (selection, pool update) — a named task in the flow; the
-    whole-pool steps take the iteration's folder and read their pools from its files.
+    whole-pool steps take run-directory paths and read their pools from its files.
     `heldout(checkpoint)` scores a student on a held-out set (None: no held-out evaluation).
     `usage()` is the API usage of the current iteration, for its summary.
     """
@@ -101,43 +102,6 @@ def build_roles(config: LionConfig, ledger: Ledger, cache: ResponseCache) -> Rol
 def run_step(name: str, fn: Callable[..., Any], *args: Any) -> Any:
     """A pure step called directly (the flow runs it as the task `name`)."""
     return fn(*args)
-
-
-def answer_file(
-    student: StudentConfig,
-    checkpoint: Path,
-    questions: Path,
-    answers: Path,
-    seed: int,
-    send_inputs: bool = True,
-    on_batch: Callable[[int, int], None] | None = None,
-) -> list[Response]:
-    """The student's answers to the instructions in `questions`, written to `answers`;
-    `on_batch(done, total)` follows the batches."""
-    items = read_jsonl(questions, Instruction)
-    follow = None if on_batch is None else lambda done: on_batch(done, len(items))
-    out = student_answers(student, checkpoint, items, seed, follow, send_inputs)
-    write_jsonl(answers, out)
-    return out
-
-
-def student_answers(
-    student: StudentConfig,
-    checkpoint: Path,
-    items: list[Instruction],
-    seed: int,
-    on_batch: Callable[[int], None] | None = None,
-    send_inputs: bool = True,
-) -> list[Response]:
-    """The student's batched answers to instructions (`seed` matters when sampling; `send_inputs`:
-    config `loop.send_inputs`)."""
-    texts = student_prompts(student.prompt_template, items, send_inputs=send_inputs)
-    outputs = answer(checkpoint, texts, student, seed=seed, on_batch=on_batch)
-    model = f"student:{Path(checkpoint).parent.name}"
-    return [
-        Response(id=i.id, instruction=i.instruction, input=i.input, output=o, model=model)
-        for i, o in zip(items, outputs)
-    ]
 
 
 def direct_effects(
@@ -431,65 +395,3 @@ async def distill(
                 ledger.save()
 
     return await run_loop(config, iterate, lambda summary: write_report(run))
-
-
-# What a strategy reports beyond the referee's split statistics (summary.json's "selection").
-SELECTION_STATS = (
-    "selection",
-    "probed",
-    "unprobed",
-    "cache_pool_hard",
-    "cache_pool_mean_gap",
-    "agreement_with_paper",
-    "quarantined",
-    "quarantined_lineages",
-)
-
-
-def summarize(
-    k: int,
-    pools: Pools,
-    split: Split,
-    gen: GenerationResult | None,
-    notes: list[str],
-    train: TrainResult,
-    usage: dict,
-    heldout: dict | None,
-    stopped: str | None,
-) -> dict[str, Any]:
-    """The iteration's statistics (RUN/iter_K/summary.json; the report is rendered from these)."""
-    return {
-        "iteration": k,
-        "train_pool": len(pools.train_pool),
-        "cache_pool": len(pools.cache_pool),
-        **{
-            key: split.stats[key]
-            for key in ("hard", "easy", "unscorable", "mean_gap", "order_disagreement", "gap_histogram")
-        },
-        "identical": split.stats.get("identical", 0),  # verdicts without a referee request
-        "hard_share": split.hard_share,
-        "selection": {key: value for key, value in split.stats.items() if key in SELECTION_STATS},
-        **(
-            {}
-            if gen is None
-            else {
-                "generated": len(gen.kept),
-                "requested": gen.requested,
-                "novelty_rejections": gen.novelty_rejections,
-                "decontamination_rejections": gen.decontamination_rejections,
-                "postfilter_rejections": dict(gen.postfilter_rejections),
-            }
-        ),
-        "notes": notes,
-        "train": {
-            "steps": train.steps,
-            "examples": train.examples,
-            "seconds": round(train.seconds, 2),
-            "loss_first": train.losses[0] if train.losses else None,
-            "loss_last": train.losses[-1] if train.losses else None,
-            "losses": list(train.losses),  # per optimizer step: the report's loss curve
-        },
-        "usage": usage,
-        "heldout": heldout,
-        "stopped": stopped,
-    }

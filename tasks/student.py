@@ -10,9 +10,10 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from lion_core.config import LionConfig, StudentConfig
-from lion_core.loop import FinetuneJob, answer_file
+from lion_core.loop import FinetuneJob
 from lion_core.records import Response, read_jsonl
 from lion_core.resume import file_hash
+from lion_core.student.answers import answer_file
 from lion_core.student.checkpoint import NOT_TRAINING, content_key, fingerprint, has_key
 from lion_core.student.launch import run_finetune
 from lion_core.student.train import StepRecord, TrainResult, format_step, is_logged
