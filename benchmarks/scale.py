@@ -143,12 +143,13 @@ def timed_run(config: Path, log: Path) -> dict[str, Any]:
             process.kill()
         returncode = process.wait()
     own = peaks.pop(process.pid, 0)
+    tail = log.read_text(encoding="utf-8", errors="replace")[-TAIL_CHARS:]
     return {
         "exit": returncode,
         "wall_s": round(time.perf_counter() - started, 1),
         "rss_peak_mib": round(own * KIB / MIB, 1),
         "children_rss_peak_mib": round(sum(peaks.values()) * KIB / MIB, 1),
-        "output_tail": log.read_text(encoding="utf-8", errors="replace")[-TAIL_CHARS:],
+        "output_tail": tail.replace(f"{REPO}/", ""),  # paths relative to the repository, as in a clone
     }
 
 
