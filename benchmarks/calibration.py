@@ -33,7 +33,7 @@ from common import RESULTS, machine
 from replication import LEVELS, PLUGINS, QUICK, Settings, cell, seed_pool, student_config, test_set
 
 from lion_core.records import atomic_write_text, write_jsonl
-from lion_core.student.launch import run_finetune
+from lion_core.student.launch import FinetuneJob, run_finetune
 from lion_core.world.families import Task, families, load_plugins, sample_task, sample_tasks
 from lion_core.world.student import TinyStudentSpec, build_tiny_student
 
@@ -116,7 +116,7 @@ def train(base: Path, rows: list[dict[str, str]], out: Path, settings: Settings,
     data = out.with_suffix(".jsonl")
     write_jsonl(data, rows)
     config = student_config(settings, base, "cumulative").model_copy(update={"max_steps": steps})
-    run_finetune(base, data, out, config, SEED, out.name)
+    run_finetune(FinetuneJob(base, data, out, config, SEED, out.name))
     return out
 
 

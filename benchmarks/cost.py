@@ -7,7 +7,7 @@ call), this project synchronous, this project with every role in batch mode, and
 referee's identical-answer rule. A last row projects `referee.sample` (not built: judge only a share of
 the older Cache Pool), labelled as a projection.
 
-How the figures are made (extrapolated, not measured at paper scale) — by lion_core/projection.py, the
+How the figures are made (extrapolated, not measured at paper scale) — by lion_core/api/projection.py, the
 projection `lion run` prints and a budget stop reports; this script adds the original scripts' counts, the
 referee.sample projection and wall time:
 - request counts follow from the method exactly: the teacher answers each Train Pool (the original: each
@@ -32,8 +32,7 @@ import json
 import math
 from pathlib import Path
 
-from lion_core.config import LionConfig
-from lion_core.projection import (
+from lion_core.api.projection import (
     ANSWER_TOKENS,
     DEMO_KEEP_RATE,
     PAPER_SEED_POOL,
@@ -45,6 +44,7 @@ from lion_core.projection import (
     requests,
     sizes,
 )
+from lion_core.config import LionConfig
 
 NEW, ITERATIONS = 6_000, 3  # the paper's setting (with PAPER_SEED_POOL seeds)
 PRICE_IN_PER_1K, PRICE_OUT_PER_1K = 0.00015, 0.0006  # gpt-4o-mini list prices, USD per 1K tokens

@@ -1,7 +1,7 @@
 """Run as: .venv/bin/python benchmarks/demo_run.py [--iterations 3]
 
 The demo (configs/demo.yaml, 3 iterations) against one offline world server: (a) the loop body
-(lion_core.loop.run_loop/run_iteration) with direct calls, no Prefect, and (b) the same body as the
+(lion_core.method.loop.run_loop/run_iteration) with direct calls, no Prefect, and (b) the same body as the
 Prefect `distill` flow with its effects as tasks, on the embedded server (its start-up included),
 alternately, twice each (this machine's timings vary by up to 1.5x; the fastest counts);
 then (c) the last flow again on its run directory.
@@ -25,11 +25,11 @@ from common import markdown, save
 
 from flows.demo import demo_config, prepare_world_files, world_server
 from flows.distill import distill
-from lion_core.ledger import Ledger
-from lion_core.llm import ResponseCache
-from lion_core.loop import build_roles
-from lion_core.loop import distill as distill_plain
-from lion_core.rundir import RunDir, response_cache
+from lion_core.api.cache import ResponseCache
+from lion_core.api.ledger import Ledger
+from lion_core.method.direct import build_roles
+from lion_core.method.direct import distill as distill_plain
+from lion_core.run.rundir import RunDir, response_cache
 from lion_core.world.evaluation import evaluate_on_world, read_world_set
 
 

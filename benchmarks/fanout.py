@@ -18,9 +18,11 @@ from random import Random
 from common import markdown, save, set_faults, world_process, world_stats
 
 from lion_core import prompts
+from lion_core.api.cache import ResponseCache
+from lion_core.api.client import OpenAIChatClient
+from lion_core.api.ledger import Ledger
+from lion_core.chat import complete_all
 from lion_core.config import EndpointConfig
-from lion_core.ledger import Ledger
-from lion_core.llm import OpenAIChatClient, ResponseCache, complete_all
 from lion_core.world.families import sample_tasks
 
 LATENCY_MS = 100

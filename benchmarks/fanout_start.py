@@ -22,9 +22,9 @@ from pathlib import Path
 
 from common import REPO, markdown, save
 
+from lion_core.api.ledger import Ledger
+from lion_core.chat import Completion
 from lion_core.config import EndpointConfig, LoopConfig
-from lion_core.ledger import Ledger
-from lion_core.llm import Completion
 from lion_core.records import Instruction
 
 SIZES = (10_000, 52_000)

@@ -2,7 +2,7 @@
 
 ROUGE-L novelty filtering (keep a candidate iff its F1 against every pool text and every candidate kept
 before it is < 0.7): rouge-score as the original Lion/self-instruct scripts use it, against
-`lion_core.novelty.NoveltyIndex`, side by side in one run, on the same candidates.
+`lion_core.method.novelty.NoveltyIndex`, side by side in one run, on the same candidates.
 
 Pools: the 587 real texts of the public sets packaged in lion_core/data (self-instruct seed tasks,
 user-oriented instructions, Vicuna and MT-Bench first turns; `.text` = instruction + input) extended to 10K
@@ -45,7 +45,7 @@ from rouge_score import rouge_scorer  # noqa: E402
 from rouge_score.tokenize import tokenize  # noqa: E402
 
 from lion_core import data  # noqa: E402
-from lion_core.novelty import NoveltyIndex  # noqa: E402
+from lion_core.method.novelty import NoveltyIndex  # noqa: E402
 from lion_core.records import atomic_write_text, read_instructions  # noqa: E402
 
 FILES = (

@@ -34,9 +34,9 @@ import yaml
 from common import REPO, markdown, save
 
 from flows.demo import demo_config, prepare_world_files, world_server
+from lion_core.api.ledger import run_ledger
 from lion_core.config import LionConfig, dump_config
-from lion_core.ledger import run_ledger
-from lion_core.rundir import RunDir, response_cache
+from lion_core.run.rundir import RunDir, response_cache
 from lion_core.world.server import WorldServer
 
 ROLES = ("teacher", "referee", "generator")

@@ -3,7 +3,7 @@
 
 The miniature replication of Lion's claim on the offline world, built to be able to tell: at an equal
 budget, does choosing which instructions to multiply make a better student than plain imitation? Every
-arm runs the method's one body, lion_core.loop (the code `lion run` runs), and differs only in the two
+arm runs the method's one body, lion_core.method.loop (the code `lion run` runs), and differs only in the two
 steps the loop injects — the selection (`loop.selection`) and what answers a generator request:
 
 - imitation:  selection `uniform` (the referee ignored; parents uniform over the pool), the same
@@ -53,15 +53,17 @@ from typing import Any
 from common import RESULTS, machine
 from paired import item_se, seeds_for_power, t_interval
 
+from lion_core.chat import Completion
 from lion_core.config import LionConfig, LoopConfig, StudentConfig
-from lion_core.generation import Ask, GenerationRequest, asker
-from lion_core.llm import Completion
-from lion_core.loop import FinetuneJob, Roles, direct_effects, run_iteration, run_loop
+from lion_core.method.direct import direct_effects
+from lion_core.method.effects import Roles
+from lion_core.method.generation import Ask, GenerationRequest, asker
+from lion_core.method.loop import run_iteration, run_loop
 from lion_core.records import Instruction, atomic_write_text, read_jsonl, write_jsonl
-from lion_core.rundir import RunDir
+from lion_core.run.rundir import RunDir
 from lion_core.student.data import student_prompts
 from lion_core.student.generate import answer
-from lion_core.student.launch import run_finetune
+from lion_core.student.launch import FinetuneJob, run_finetune
 from lion_core.student.train import TrainResult
 from lion_core.world.client import WorldChatClient
 from lion_core.world.evaluation import score_world
@@ -206,7 +208,7 @@ def shared_finetune(store: Path, config: LionConfig) -> Callable[[FinetuneJob], 
         trained = store / job.key
         with open(store / f"{job.key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # the first arm trains; the others wait, then reuse
-            result = run_finetune(job.base, job.data, trained, config.student, config.loop.seed, job.key)
+            result = run_finetune(replace(job, out=trained))
         if not job.out.exists():
             shutil.copytree(trained, job.out)
         return replace(result, checkpoint=str(job.out))
@@ -237,7 +239,7 @@ def prepare_seed(settings: Settings, seed: int, banned: set[str], root: Path) ->
 
 
 def run_arm(job: tuple[str, str, int, Settings, str]) -> dict[str, Any]:
-    """One arm × training mode × seed through the Lion loop body (lion_core.loop), with the arm's
+    """One arm × training mode × seed through the Lion loop body (lion_core.method.loop), with the arm's
     selection and generator; round 0 is shared by the arms of a seed."""
     import torch
 

@@ -17,7 +17,7 @@ from random import Random
 
 from lion_core.config import LionConfig, WorldConfig, load_config
 from lion_core.records import Instruction, write_jsonl
-from lion_core.rundir import RunDir
+from lion_core.run.rundir import RunDir
 from lion_core.world.evaluation import write_world_set
 from lion_core.world.families import sample_tasks
 from lion_core.world.roles import RoleSettings

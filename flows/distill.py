@@ -3,7 +3,7 @@
 Run as:  lion run configs/openai.yaml      (or `lion demo` on the offline world)
 
 The config model is the flow's only parameter, so the Prefect UI renders it as a form. The loop is
-lion_core.loop.run_loop, each iteration the `iteration` subflow. Task results persist under
+lion_core.method.loop.run_loop, each iteration the `iteration` subflow. Task results persist under
 RUN/.prefect-results and replies in the response cache: re-running the same command on the same run
 directory resumes where it stopped and pays for nothing twice.
 """
@@ -17,10 +17,10 @@ from prefect import flow, get_run_logger
 
 from flows.fanout import in_run_dir
 from flows.iteration import iteration
+from lion_core.api.budget import BudgetExceededError
 from lion_core.config import LionConfig, dump_config, load_config
-from lion_core.ledger import BudgetExceededError
-from lion_core.loop import run_loop
-from lion_core.rundir import RunDir, preflight
+from lion_core.method.loop import run_loop
+from lion_core.run.rundir import RunDir, preflight
 from tasks.artifacts import run_report
 
 

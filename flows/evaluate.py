@@ -24,9 +24,13 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from flows.fanout import batch_task, batches_in_flight, fan_out, in_run_dir
 from lion_core import data as packaged_data
+from lion_core.api.build import build_client
+from lion_core.api.cache import ResponseCache
+from lion_core.api.ledger import Ledger
+from lion_core.chat import ChatClient
 from lion_core.config import EndpointConfig, LionConfig, load_config
-from lion_core.eval_report import embed_images, write_eval_report
-from lion_core.evaluation import (
+from lion_core.evaluation.harness import HarnessError, run_harness
+from lion_core.evaluation.protocols import (
     DEFAULT_PROTOCOL,
     REVIEW_TEMPERATURE,
     ReviewItem,
@@ -35,11 +39,9 @@ from lion_core.evaluation import (
     review_all,
     verdict,
 )
-from lion_core.harness import HarnessError, run_harness
-from lion_core.ledger import Ledger
-from lion_core.llm import ChatClient, ResponseCache, build_client
+from lion_core.evaluation.report import embed_images, write_eval_report
 from lion_core.records import Instruction, Judgement, Response, read_instructions, write_jsonl
-from lion_core.rundir import RunDir, response_cache, write_json
+from lion_core.run.rundir import RunDir, response_cache, write_json
 from lion_core.student.checkpoint import fingerprint
 from lion_core.world.evaluation import read_world_set, score_world
 from lion_core.world.families import Task, sample_tasks

@@ -12,11 +12,11 @@ from typing import TypeVar
 from prefect import Flow, Task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 
-from lion_core.batch import BatchProgress
+from lion_core.api.batch import BatchProgress
+from lion_core.api.ledger import Ledger
+from lion_core.chat import ChatClient
 from lion_core.config import LionConfig, LoopConfig
-from lion_core.ledger import Ledger
-from lion_core.llm import ChatClient
-from lion_core.rundir import RunDir
+from lion_core.run.rundir import RunDir
 from tasks.api import with_retries
 from tasks.artifacts import Progress
 

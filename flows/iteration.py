@@ -1,6 +1,6 @@
 """One Lion iteration as a Prefect subflow: imitation → discrimination → generation (the paper's figure).
 
-The body is lion_core.loop.run_iteration — the same code plain Python runs. This flow only injects
+The body is lion_core.method.loop.run_iteration — the same code plain Python runs. This flow only injects
 its effects as Prefect tasks: API calls fan out in batches (one task each, retried alone, cached),
 the student's work is one cached task per step, the pure steps are named tasks. Files go to RUN/iter_K.
 """
@@ -16,14 +16,17 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.fanout import batch_progress, batch_task, batches_in_flight, fan_out
+from lion_core.api.cache import ResponseCache
+from lion_core.api.ledger import Ledger
+from lion_core.chat import Completion
 from lion_core.config import LionConfig
-from lion_core.generation import GenerationRequest
-from lion_core.ledger import Ledger
-from lion_core.llm import Completion, ResponseCache
-from lion_core.loop import Effects, JudgeItem, Roles, build_roles, run_iteration
+from lion_core.method.direct import build_roles
+from lion_core.method.effects import Effects, JudgeItem, Roles
+from lion_core.method.generation import GenerationRequest
+from lion_core.method.loop import run_iteration
 from lion_core.records import Instruction, Judgement, Response
-from lion_core.report import hardest
-from lion_core.rundir import RunDir, response_cache
+from lion_core.run.report import hardest
+from lion_core.run.rundir import RunDir, response_cache
 from lion_core.student.checkpoint import fingerprint
 from tasks.api import endpoint_id, generator_batch, referee_batch, teacher_batch
 from tasks.artifacts import iteration_artifacts
@@ -102,7 +105,7 @@ def task_effects(config: LionConfig, roles: Roles) -> Effects:
 
     return Effects(
         teacher=teacher_answers,
-        finetune=partial(finetune_step, config),
+        finetune=finetune_step,
         student=partial(answers_step, config),
         judge=judge,
         generator=ask,

@@ -50,7 +50,7 @@ EXIT_BAD_INPUT = 2
 EXIT_BUDGET = 3
 EXIT_BUSY = 4  # another process is running the same run directory
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as a shell reports it)
-ITER_SCOPE = "iter_"  # the ledger's scope of iteration K is "iter_K" (lion_core/loop.py)
+ITER_SCOPE = "iter_"  # the ledger's scope of iteration K is "iter_K" (lion_core/method/loop.py)
 
 # Run beside Prefect's temporary server: waits until the `lion` process that started it ends, however it
 # ends (its stdin pipe closes), then stops the server, so it never outlives its run. A pidfd names the
@@ -85,7 +85,7 @@ def say_error(prefix: str, err: object) -> None:
 
 def print_table(summaries: list[dict[str, Any]], title: str) -> None:
     """The per-iteration table (the same rows as the report and the Prefect artifact)."""
-    from lion_core.report import table_rows
+    from lion_core.run.report import table_rows
 
     rows = table_rows(summaries)
     table = Table(title=title)
@@ -102,7 +102,7 @@ class QuietBudgetStop(logging.Filter):
     """Drops Prefect's log records of a budget stop (tracebacks, failed states): the CLI says it once."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from lion_core.ledger import BudgetExceededError
+        from lion_core.api.budget import BudgetExceededError
 
         error = record.exc_info[1] if record.exc_info else None
         message = record.getMessage()
@@ -224,9 +224,9 @@ def run_flow(flow_call, budget_note: Callable[[Exception], str] | None = None) -
     """Run a flow coroutine on the embedded Prefect (or the server PREFECT_API_URL names); clean exits:
     one line and an exit code for bad input, a budget stop (its line ends with `budget_note(error)`)
     and an endpoint that kept failing (Ctrl-C: see `interruptible`)."""
+    from lion_core.api.budget import BudgetExceededError
+    from lion_core.chat import LLMError
     from lion_core.config import ConfigError
-    from lion_core.ledger import BudgetExceededError
-    from lion_core.llm import LLMError
     from lion_core.records import RecordError
 
     for name in ("prefect.flow_runs", "prefect.task_runs"):
@@ -264,10 +264,10 @@ def run_distill(config) -> list[dict[str, Any]]:
 
 
 def observed_projection(config):
-    """The recipe's projected cost (lion_core/projection.py), rescaled by what the run's ledger
+    """The recipe's projected cost (lion_core/api/projection.py), rescaled by what the run's ledger
     recorded so far (the plain projection before anything was sent)."""
-    from lion_core.projection import observed, project
-    from lion_core.rundir import RunDir
+    from lion_core.api.projection import observed, project
+    from lion_core.run.rundir import RunDir
 
     first = RunDir(config.run_dir).iteration(1).file("train_pool")  # the seeds a started run took
     with first.open(encoding="utf-8") if first.is_file() else nullcontext([]) as lines:
@@ -292,7 +292,7 @@ def projection_line(config) -> str | None:
 def budget_stop_note(config, err: Exception) -> str:
     """What a budget stop line adds: the iteration it stopped in, the recipe's projected total at the
     cost per request observed so far, and the budget to set to finish."""
-    from lion_core.projection import suggested_budget
+    from lion_core.api.projection import suggested_budget
 
     scopes = run_ledger(config).scopes
     iterations = [int(s.removeprefix(ITER_SCOPE)) for s in scopes if s.removeprefix(ITER_SCOPE).isdigit()]
@@ -314,15 +314,15 @@ def budget_stop_note(config, err: Exception) -> str:
 
 def run_ledger(config):
     """The run's ledger, a view of the journal in its response cache."""
-    from lion_core.ledger import run_ledger as ledger_of
-    from lion_core.rundir import RunDir, response_cache
+    from lion_core.api.ledger import run_ledger as ledger_of
+    from lion_core.run.rundir import RunDir, response_cache
 
     return ledger_of(RunDir(config.run_dir).ledger, response_cache(config))
 
 
 def hold_run_dir(config):
     """The run directory's lock, taken now; exits at once with one line when another run holds it."""
-    from lion_core.rundir import RunDir, RunLock, RunLockedError
+    from lion_core.run.rundir import RunDir, RunLock, RunLockedError
 
     try:
         return RunLock(RunDir(config.run_dir)).acquire()
@@ -339,7 +339,7 @@ def api_calls(config) -> tuple[int, int]:
 
 def finish(config, summaries: list[dict[str, Any]], started: float, calls_before: tuple[int, int]) -> None:
     """The table, then what this invocation cost: a resumed run shows that it paid nothing twice."""
-    from lion_core.rundir import RunDir
+    from lion_core.run.rundir import RunDir
 
     print_table(summaries, f"Lion — {config.run_dir}")
     (sent, hits), (sent_before, hits_before) = api_calls(config), calls_before
@@ -364,7 +364,7 @@ def demo(
 ) -> None:
     """Start the offline world, build the tiny student, run the loop on the embedded Prefect."""
     from lion_core.config import ConfigError
-    from lion_core.rundir import check_directory
+    from lion_core.run.rundir import check_directory
 
     started = time.perf_counter()
     try:
@@ -401,7 +401,7 @@ def run(
 ) -> None:
     """Run the distill flow with real endpoints; keys come from the environment."""
     from lion_core.config import ConfigError, load_config
-    from lion_core.rundir import check_endpoints, preflight
+    from lion_core.run.rundir import check_endpoints, preflight
 
     started = time.perf_counter()
     try:
@@ -445,7 +445,7 @@ def eval_(
 ) -> None:
     """Evaluate a candidate: judge relative score (lion or vicuna protocol), world exact match, lm-eval."""
     from lion_core.config import ConfigError, load_config
-    from lion_core.evaluation import check_inputs
+    from lion_core.evaluation.protocols import check_inputs
 
     started = time.perf_counter()
     try:
@@ -508,8 +508,8 @@ def report(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="A run directory.", exists=True, file_okay=False),
 ) -> None:
     """Re-render RUN/report.md and its plots; print the per-iteration table."""
-    from lion_core.report import write_report
-    from lion_core.rundir import RunDir
+    from lion_core.run.report import write_report
+    from lion_core.run.rundir import RunDir
 
     run = RunDir(run_dir)
     summaries = run.summaries()
@@ -552,10 +552,10 @@ def export_(
 ) -> None:
     """Export the distilled instructions with teacher answers and lineage as a `datasets` dataset
     (alpaca and messages formats) with a dataset card; optionally push it to the Hugging Face Hub."""
-    from lion_core.export import ExportError, export_run, hub_files
-    from lion_core.export import push_to_hub as push
     from lion_core.records import RecordError
-    from lion_core.rundir import RunDir
+    from lion_core.run.export import ExportError, export_run, hub_files
+    from lion_core.run.export import push_to_hub as push
+    from lion_core.run.rundir import RunDir
 
     out = out or RunDir(run_dir).export
     try:
@@ -585,7 +585,7 @@ def decontaminate(
 ) -> None:
     """Check an instruction file against evaluation sets (n-gram overlap); exit 1 if any is contaminated."""
     from lion_core.config import DecontaminationConfig
-    from lion_core.decontamination import EvalNgrams, check_file
+    from lion_core.method.decontamination import EvalNgrams, check_file
     from lion_core.records import RecordError
 
     try:

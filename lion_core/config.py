@@ -156,7 +156,7 @@ class EndpointConfig(_Model):
         None,
         gt=0,
         description="Token rate limit: a request is booked at its prompt tokens + max_tokens, then corrected "
-        "to the usage its reply reports (lion_core.tokens); None: unlimited (the provider's "
+        "to the usage its reply reports (lion_core.api.tokens); None: unlimited (the provider's "
         "x-ratelimit-limit-tokens header is adopted when it sends one).",
     )
     timeout_s: float = Field(60.0, gt=0, description="Timeout of one HTTP request, in seconds.")
@@ -450,7 +450,7 @@ class LoopConfig(_Model):
     seed: int = Field(42, description="Seed of sampling, training and generation.")
     selection: Literal["paper", "random", "uniform", "fresh", "learnable"] = Field(
         "paper",
-        description="Which Cache Pool items count as hard (lion_core.selection): 'paper' (gap ≥ tau, "
+        description="Which Cache Pool items count as hard (lion_core.method.selection): 'paper' (gap ≥ tau, "
         "the default); 'random' (the referee's hard count, items drawn at random: a control); "
         "'uniform' (the referee ignored: parents uniform over the pool, the imitation baseline); "
         "'fresh' (the gap on a fresh sibling of each item, which the student was not trained on: one "

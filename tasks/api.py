@@ -11,10 +11,10 @@ from prefect import Task, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.tasks import exponential_backoff
 
-from lion_core import generation, referee, teacher
-from lion_core.generation import GenerationRequest
-from lion_core.ledger import BudgetExceededError
-from lion_core.llm import ChatClient, Completion
+from lion_core.api.budget import BudgetExceededError
+from lion_core.chat import ChatClient, Completion
+from lion_core.method import generation, referee, teacher
+from lion_core.method.generation import GenerationRequest
 from lion_core.records import Instruction, Judgement, Response
 
 API_CACHE = INPUTS - "client" + TASK_SOURCE

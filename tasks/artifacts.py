@@ -15,8 +15,8 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from lion_core.report import count_table, file_names, markdown_table, publish_report, table_rows
-from lion_core.rundir import RunDir
+from lion_core.run.report import count_table, file_names, markdown_table, publish_report, table_rows
+from lion_core.run.rundir import RunDir
 
 
 def iteration_markdown(run: RunDir, summary: dict[str, Any]) -> str:

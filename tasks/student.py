@@ -10,12 +10,11 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from lion_core.config import LionConfig, StudentConfig
-from lion_core.loop import FinetuneJob
 from lion_core.records import Response, read_jsonl
-from lion_core.resume import file_hash
+from lion_core.run.resume import file_hash
 from lion_core.student.answers import answer_file
 from lion_core.student.checkpoint import NOT_TRAINING, content_key, fingerprint, has_key
-from lion_core.student.launch import run_finetune
+from lion_core.student.launch import FinetuneJob, run_finetune
 from lion_core.student.train import StepRecord, TrainResult, format_step, is_logged
 from lion_core.world.evaluation import evaluate_on_world, read_world_set
 
@@ -57,15 +56,15 @@ def finetune_task(base: str, data: str, out_dir: str, student: StudentConfig, se
     Its steps show as a progress artifact and log lines."""
     out = Path(out_dir)
     progress = FinetuneProgress(f"fine-tune {out.parent.name}", student.log_every_steps)
-    result = run_finetune(Path(base), Path(data), out, student, seed, key, on_step=progress)
+    result = run_finetune(FinetuneJob(Path(base), Path(data), out, student, seed, key), on_step=progress)
     last = f", final loss {result.losses[-1]:.4f}" if result.losses else ""
     progress.update(100.0, f"{progress.name}: {result.steps}/{result.steps} steps done{last}")
     return asdict(result)
 
 
-def finetune_step(config: LionConfig, job: FinetuneJob) -> TrainResult:
+def finetune_step(job: FinetuneJob) -> TrainResult:
     """The fine-tune task for a job; a cached result whose checkpoint was removed trains again."""
-    args = (str(job.base), str(job.data), str(job.out), config.student, config.loop.seed, job.key)
+    args = (str(job.base), str(job.data), str(job.out), job.student, job.seed, job.key)
     result = finetune_task(*args)
     if not has_key(job.out, job.key):
         result = finetune_task.with_options(refresh_cache=True)(*args)

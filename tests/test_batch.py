@@ -18,8 +18,8 @@ import pytest
 from pydantic import SecretStr
 
 from lion_core import prompts
-from lion_core.batch import BatchChatClient
-from lion_core.batch_format import (
+from lion_core.api.batch import BatchChatClient
+from lion_core.api.batch_format import (
     BatchFormatError,
     BatchRequest,
     chunks,
@@ -27,10 +27,13 @@ from lion_core.batch_format import (
     encode_file,
     request_body,
 )
-from lion_core.batch_store import BatchStore
+from lion_core.api.batch_store import BatchStore
+from lion_core.api.budget import BudgetExceededError
+from lion_core.api.build import build_client
+from lion_core.api.cache import ResponseCache
+from lion_core.api.ledger import Ledger
+from lion_core.chat import LLMError, complete_all
 from lion_core.config import BudgetConfig, EndpointConfig
-from lion_core.ledger import BudgetExceededError, Ledger
-from lion_core.llm import LLMError, ResponseCache, build_client, complete_all
 from lion_core.world.families import sample_tasks
 from lion_core.world.server import WorldServer
 
@@ -250,8 +253,10 @@ from pathlib import Path
 from random import Random
 from lion_core import prompts
 from lion_core.config import EndpointConfig
-from lion_core.ledger import Ledger
-from lion_core.llm import ResponseCache, build_client, complete_all
+from lion_core.api.ledger import Ledger
+from lion_core.api.cache import ResponseCache
+from lion_core.api.build import build_client
+from lion_core.chat import complete_all
 from lion_core.world.families import sample_tasks
 url, run = sys.argv[1], Path(sys.argv[2])
 ep = EndpointConfig(base_url=url, model="world", max_tokens=32, mode="batch",
@@ -362,7 +367,7 @@ def batch_demo_config(run_dir: Path, port: int):
 def test_batch_mode_run_killed_mid_batch_reattaches_and_finishes(tmp_path: Path) -> None:
     from flows.demo import prepare_world_files, world_server
     from lion_core.config import dump_config
-    from lion_core.rundir import RunDir, response_cache
+    from lion_core.run.rundir import RunDir, response_cache
 
     config = batch_demo_config(tmp_path / "run", 0)
     with world_server(config).start() as server:

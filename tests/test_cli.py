@@ -271,8 +271,9 @@ def test_demo_on_an_explicit_port_that_is_taken_fails_at_once_writing_nothing(
 
 
 def teacher_client(endpoint, cache_path: Path):
-    from lion_core.ledger import Ledger
-    from lion_core.llm import OpenAIChatClient, ResponseCache
+    from lion_core.api.cache import ResponseCache
+    from lion_core.api.client import OpenAIChatClient
+    from lion_core.api.ledger import Ledger
 
     ledger = Ledger(cache_path.with_suffix(".json"))
     return OpenAIChatClient("teacher", endpoint, cache=ResponseCache(cache_path), ledger=ledger)
@@ -284,7 +285,7 @@ def test_a_demo_world_on_another_port_replays_the_cache(tmp_path: Path) -> None:
 
     from flows.demo import demo_config
     from lion_core import prompts
-    from lion_core.llm import complete_all
+    from lion_core.chat import complete_all
     from lion_core.world.families import sample_tasks
     from lion_core.world.server import WorldServer
 
@@ -344,7 +345,7 @@ def test_run_against_an_endpoint_that_refuses_connections_fails_at_once_in_one_l
 
 def test_the_reachability_check_asks_each_endpoint_once_and_takes_any_answer(tmp_path: Path, world) -> None:
     from lion_core.config import ConfigError, LionConfig
-    from lion_core.rundir import check_endpoints
+    from lion_core.run.rundir import check_endpoints
 
     url = f"http://127.0.0.1:{closed_port()}/v1"
     config = LionConfig(teacher={"base_url": world.url}, referee={"base_url": world.url}, generator={})
@@ -413,9 +414,9 @@ def test_a_budget_stop_tells_the_projected_total_and_the_budget_that_finishes(
 
 def test_a_token_budget_stop_names_the_token_budget_that_finishes(tmp_path: Path) -> None:
     from lion_cli.main import budget_stop_note
+    from lion_core.api.budget import BudgetExceededError
+    from lion_core.api.projection import project, suggested_budget
     from lion_core.config import LionConfig
-    from lion_core.ledger import BudgetExceededError
-    from lion_core.projection import project, suggested_budget
 
     config = LionConfig(run_dir=tmp_path / "run", budget={"max_tokens": 1_000})  # no seed file: 52,002
     note = budget_stop_note(

@@ -10,11 +10,11 @@ from typer.testing import CliRunner
 
 from lion_cli.main import app
 from lion_core import data as packaged_data
+from lion_core.chat import Completion
 from lion_core.config import LionConfig
-from lion_core.decontamination import EvalNgrams, words
-from lion_core.discrimination import Split
-from lion_core.llm import Completion
-from lion_core.loop import new_instructions
+from lion_core.method.decontamination import EvalNgrams, words
+from lion_core.method.discrimination import Split
+from lion_core.method.loop import new_instructions
 from lion_core.records import Instruction, read_instructions
 
 VICUNA = packaged_data.path("vicuna_bench_questions.jsonl")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lion_core.discrimination import make_judgement
-from lion_core.eval_report import embed_images, write_eval_report
-from lion_core.evaluation import JUDGE_TAU, verdict
+from lion_core.evaluation.protocols import JUDGE_TAU, verdict
+from lion_core.evaluation.report import embed_images, write_eval_report
+from lion_core.method.discrimination import make_judgement
 
 
 def test_an_evaluation_verdict_names_the_winner_not_a_training_label() -> None:

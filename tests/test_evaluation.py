@@ -14,16 +14,16 @@ from typer.testing import CliRunner
 from flows.demo import demo_config, prepare_world_files, world_server
 from lion_cli.main import app
 from lion_core import prompts
+from lion_core.chat import Completion
 from lion_core.config import dump_config
-from lion_core.discrimination import make_judgement
-from lion_core.evaluation import (
+from lion_core.evaluation.protocols import (
     judge_answers,
     parse_review_scores,
     relative_score,
     review_all,
     review_messages,
 )
-from lion_core.llm import Completion
+from lion_core.method.discrimination import make_judgement
 from lion_core.records import Instruction, Response
 from lion_core.world.evaluation import score_world
 from lion_core.world.families import Task, sample_tasks
@@ -326,7 +326,7 @@ def test_lion_eval_on_the_world_with_a_tiny_student(tmp_path: Path, shared_data:
 @pytest.mark.slow
 def test_a_failing_lm_eval_task_is_one_clear_error(tmp_path: Path, tiny_student_path: Path) -> None:
     pytest.importorskip("lm_eval", reason="the harness extra (lm-eval) is not installed")
-    from lion_core.harness import HarnessError, run_harness
+    from lion_core.evaluation.harness import HarnessError, run_harness
 
     with pytest.raises(HarnessError, match=r"lm-eval tasks \['no_such_task'\] failed: \w+") as caught:
         run_harness(tiny_student_path, ["no_such_task"], include_path=tmp_path)
@@ -358,7 +358,7 @@ def test_lm_eval_harness_runs_a_local_world_task(
     tmp_path: Path, tiny_student_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("lm_eval", reason="the harness extra (lm-eval) is not installed")
-    from lion_core.harness import run_harness
+    from lion_core.evaluation.harness import run_harness
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     rows = [

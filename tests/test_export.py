@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 from lion_cli.main import app
 from lion_core.config import LionConfig, dump_config
-from lion_core.discrimination import make_judgement
-from lion_core.export import export_run, push_to_hub
+from lion_core.method.discrimination import make_judgement
 from lion_core.records import Instruction, Response, write_jsonl
-from lion_core.rundir import RunDir, write_json
+from lion_core.run.export import export_run, push_to_hub
+from lion_core.run.rundir import RunDir, write_json
 
 SEEDS = [
     Instruction(id="seed-0", instruction="Reverse abc"),

@@ -8,8 +8,8 @@ import asyncio
 from prefect import flow
 
 from flows.fanout import batches_in_flight, fan_out
+from lion_core.api.ledger import Ledger
 from lion_core.config import EndpointConfig, LoopConfig
-from lion_core.ledger import Ledger
 
 
 class CountingLedger(Ledger):

@@ -17,9 +17,12 @@ import pytest
 from rouge_score import rouge_scorer
 
 from lion_core import prompts
+from lion_core.api.client import OpenAIChatClient
+from lion_core.api.ledger import Ledger
+from lion_core.chat import Completion
 from lion_core.config import LionConfig, LoopConfig, StudentConfig, load_config
-from lion_core.discrimination import make_judgement
-from lion_core.generation import (
+from lion_core.method.discrimination import make_judgement
+from lion_core.method.generation import (
     GenerationRequest,
     asker,
     generate,
@@ -28,13 +31,11 @@ from lion_core.generation import (
     plan,
     postfilter,
 )
-from lion_core.ledger import Ledger
-from lion_core.llm import Completion, OpenAIChatClient
-from lion_core.novelty import NoveltyIndex
+from lion_core.method.novelty import NoveltyIndex
+from lion_core.method.referee import judge, judged_text, parse_scores
+from lion_core.method.teacher import answer_all
 from lion_core.records import Instruction, Response, read_jsonl, write_jsonl
-from lion_core.referee import judge, judged_text, parse_scores
 from lion_core.student.data import sft_pairs, student_prompts
-from lion_core.teacher import answer_all
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -330,9 +331,11 @@ def test_differs_precision_defaults_to_fp32_and_the_paper_config_trains_in_bf16(
 def test_differs_the_cache_pool_is_never_re_sent_to_the_teacher(tmp_path: Path) -> None:
     # the original ran chatgpt_inference.py on the whole Cache Pool every iteration; here the teacher
     # answers each iteration's Train Pool only, and earlier answers are carried over
-    from lion_core.loop import Effects, run_iteration, run_step
-    from lion_core.pools import initial_pools, write_pools
-    from lion_core.rundir import RunDir
+    from lion_core.method.direct import run_step
+    from lion_core.method.effects import Effects
+    from lion_core.method.loop import run_iteration
+    from lion_core.method.pools import initial_pools, write_pools
+    from lion_core.run.rundir import RunDir
     from lion_core.student.train import TrainResult
 
     asked: list[list[str]] = []

@@ -16,9 +16,9 @@ import yaml
 
 from flows.demo import demo_config, prepare_world_files, world_server
 from lion_core.config import LionConfig, dump_config
-from lion_core.novelty import max_rouge_l
+from lion_core.method.novelty import max_rouge_l
 from lion_core.records import Judgement, Response, read_instructions, read_jsonl
-from lion_core.rundir import ITERATION_FILES, RunDir, response_cache
+from lion_core.run.rundir import ITERATION_FILES, RunDir, response_cache
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -113,12 +113,12 @@ def test_distill_runs_keeps_the_invariants_and_a_rerun_pays_nothing(harness, tmp
 
 
 def plain_run(config: LionConfig) -> list[dict]:
-    """The same run as plain Python (lion_core.loop.distill, no Prefect) against a fresh world."""
+    """The same run as plain Python (lion_core.method.loop.distill, no Prefect) against a fresh world."""
     import asyncio
 
-    from lion_core.ledger import Ledger
-    from lion_core.llm import ResponseCache
-    from lion_core.loop import build_roles, distill
+    from lion_core.api.cache import ResponseCache
+    from lion_core.api.ledger import Ledger
+    from lion_core.method.direct import build_roles, distill
     from lion_core.world.evaluation import evaluate_on_world, read_world_set
 
     with world_server(config).start() as server:

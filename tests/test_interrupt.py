@@ -127,7 +127,7 @@ def stopped_cleanly(process: subprocess.Popen, out: str, err: str, run_dir: Path
 @pytest.mark.slow
 def test_ctrl_c_during_the_fine_tune_stops_it(tmp_path: Path) -> None:
     from flows.demo import world_server
-    from lion_core.rundir import RunDir
+    from lion_core.run.rundir import RunDir
 
     max_steps = 100_000  # hours on CPU: only a stop ends it
     with world_server(small_run(tmp_path, 0, max_steps)).start() as server:
@@ -147,7 +147,7 @@ def test_ctrl_c_during_the_fine_tune_stops_it(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ctrl_c_during_a_fan_out_stops_it_and_the_run_resumes(tmp_path: Path) -> None:
     from flows.demo import world_server
-    from lion_core.rundir import RunDir
+    from lion_core.run.rundir import RunDir
 
     with world_server(small_run(tmp_path, 0, 5)).start() as server:
         server.faults.latency_ms = 200  # the teacher's fan-out takes seconds: Ctrl-C lands inside it

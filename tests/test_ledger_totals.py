@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from lion_core.api.budget import BudgetExceededError
+from lion_core.api.journal import IN_FLIGHT, SCHEMA, SPENT_BY_RUN_SQL, Journal
 from lion_core.config import BudgetConfig
-from lion_core.ledger import IN_FLIGHT, SCHEMA, SPENT_BY_RUN_SQL, BudgetExceededError, Journal
 
 NO_BUDGET = BudgetConfig()
 

@@ -14,10 +14,13 @@ import pytest
 from pydantic import SecretStr
 
 from lion_core import prompts
+from lion_core.api.budget import BudgetExceededError
+from lion_core.api.cache import ResponseCache
+from lion_core.api.client import OpenAIChatClient
+from lion_core.api.ledger import Ledger
+from lion_core.api.tokens import RateLimiter, TokenCounter, parse_duration, provider_wait
+from lion_core.chat import LLMError, complete_all
 from lion_core.config import BudgetConfig, EndpointConfig
-from lion_core.ledger import BudgetExceededError, Ledger
-from lion_core.llm import LLMError, OpenAIChatClient, RateLimiter, ResponseCache, complete_all
-from lion_core.tokens import TokenCounter, parse_duration, provider_wait
 from lion_core.world.families import sample_tasks
 from lion_core.world.server import Faults, WorldServer, prompt_tokens
 
@@ -298,8 +301,10 @@ from pathlib import Path
 from pydantic import SecretStr
 from lion_core import prompts
 from lion_core.config import BudgetConfig, EndpointConfig
-from lion_core.ledger import Ledger
-from lion_core.llm import OpenAIChatClient, ResponseCache, complete_all
+from lion_core.api.ledger import Ledger
+from lion_core.api.client import OpenAIChatClient
+from lion_core.api.cache import ResponseCache
+from lion_core.chat import complete_all
 from lion_core.world.families import sample_tasks
 from random import Random
 
@@ -383,15 +388,16 @@ def test_replies_still_in_flight_after_a_budget_stop_are_counted(tmp_path: Path)
 
 def test_a_reply_the_referee_rejects_is_not_served_again(tmp_path: Path) -> None:
     """Issue 13, failure 5: a malformed referee reply was cached, so the item stayed unscorable."""
-    from lion_core import referee
+    from lion_core.method import referee
+
+    from lion_core.config import LionConfig
+    from lion_core.method.direct import build_roles
 
     with WorldServer(faults=Faults(share_malformed=1.0), seed=0) as server:
-        client = OpenAIChatClient(
-            "referee",
-            EndpointConfig(base_url=server.url, model="world", max_tokens=64),
-            cache=ResponseCache(tmp_path / "cache.sqlite"),
-            ledger=Ledger(tmp_path / "ledger.json"),
-        )
+        endpoint = {"base_url": server.url, "model": "world", "max_tokens": 64}
+        config = LionConfig(teacher=endpoint, referee=endpoint, generator=endpoint)
+        cache = ResponseCache(tmp_path / "cache.sqlite")
+        client = build_roles(config, Ledger(tmp_path / "ledger.json"), cache).referee  # as a run builds it
         messages = referee.render("Reverse abc", "cba", "abc")
         first = asyncio.run(client.complete(messages))
         assert referee.parse_scores(first.content) is None

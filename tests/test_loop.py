@@ -9,10 +9,14 @@ from random import Random
 
 import pytest
 
-from lion_core import teacher
+from lion_core.api.cache import ResponseCache
+from lion_core.api.ledger import Ledger
+from lion_core.chat import Completion
 from lion_core.config import LionConfig, LoopConfig, StudentConfig
-from lion_core.discrimination import Split, make_judgement, order_disagreement, split
-from lion_core.generation import (
+from lion_core.method import teacher
+from lion_core.method.direct import build_roles, direct_effects
+from lion_core.method.discrimination import Split, make_judgement, order_disagreement, split
+from lion_core.method.generation import (
     GenerationRequest,
     GenerationResult,
     asker,
@@ -21,22 +25,18 @@ from lion_core.generation import (
     postfilter,
     split_counts,
 )
-from lion_core.ledger import Ledger
-from lion_core.llm import Completion, ResponseCache
-from lion_core.loop import (
-    build_roles,
-    direct_effects,
+from lion_core.method.loop import (
     new_instructions,
     run_iteration,
     stop_after_discrimination,
     stop_after_generation,
 )
-from lion_core.novelty import NoveltyIndex, max_rouge_l
-from lion_core.pools import Pools, initial_pools, next_pools, read_pools, sample, write_pools
+from lion_core.method.novelty import NoveltyIndex, max_rouge_l
+from lion_core.method.pools import Pools, initial_pools, next_pools, read_pools, sample, write_pools
+from lion_core.method.selection import selection
+from lion_core.method.teacher import cut_answers_note
 from lion_core.records import Instruction
-from lion_core.rundir import ITERATION_FILES, RunDir
-from lion_core.selection import selection
-from lion_core.teacher import cut_answers_note
+from lion_core.run.rundir import ITERATION_FILES, RunDir
 from lion_core.world.families import identify, sample_tasks
 from lion_core.world.server import WorldServer
 

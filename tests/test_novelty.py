@@ -1,4 +1,5 @@
-"""lion_core.novelty gives the same ROUGE-L scores and keep/reject decisions as rouge-score, pair by pair."""
+"""lion_core.method.novelty gives the same ROUGE-L scores and keep/reject decisions as rouge-score,
+pair by pair."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 from rouge_score import rouge_scorer
 from rouge_score.tokenize import tokenize
 
-from lion_core import data, novelty
-from lion_core.novelty import NoveltyIndex, NoveltyResult, max_rouge_l
+from lion_core import data
+from lion_core.method import novelty
+from lion_core.method.novelty import NoveltyIndex, NoveltyResult, max_rouge_l
 from lion_core.records import read_instructions
 
 FILES = (

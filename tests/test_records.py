@@ -19,7 +19,7 @@ from lion_core.records import (
     read_jsonl,
     write_jsonl,
 )
-from lion_core.rundir import RunDir, check_same_seed, write_json
+from lion_core.run.rundir import RunDir, check_same_seed, write_json
 
 PUBLIC_FILES = {
     "seed_tasks.jsonl": 175,

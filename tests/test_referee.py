@@ -9,10 +9,12 @@ from random import Random
 import pytest
 
 from lion_core import prompts
+from lion_core.api.cache import ResponseCache
+from lion_core.api.client import OpenAIChatClient
+from lion_core.api.ledger import Ledger
+from lion_core.chat import Completion
 from lion_core.config import EndpointConfig
-from lion_core.ledger import Ledger
-from lion_core.llm import Completion, OpenAIChatClient, ResponseCache
-from lion_core.referee import judge, judge_all, parse_scores, render, score_value
+from lion_core.method.referee import judge, judge_all, parse_scores, readable, render, score_value
 from lion_core.world.families import Task, sample_tasks, solve
 from lion_core.world.roles import RoleSettings, referee_fields, referee_reply, score_answer
 from lion_core.world.server import WorldServer
@@ -284,6 +286,7 @@ def world_client(server: WorldServer, run_dir: Path) -> OpenAIChatClient:
         EndpointConfig(base_url=server.url, model="world", concurrency=32),
         cache=ResponseCache(run_dir / "cache.sqlite"),
         ledger=Ledger(run_dir / "ledger.json"),
+        accept=readable,
     )
 
 
@@ -378,7 +381,7 @@ def test_sometimes_malformed_replies_are_mostly_recovered_by_retries(tmp_path: P
 
 
 def test_identical_answers_get_the_identical_verdict_without_a_request() -> None:
-    from lion_core.discrimination import IDENTICAL_REASON, split
+    from lion_core.method.discrimination import IDENTICAL_REASON, split
     from lion_core.records import Instruction
 
     referee = ScriptedReferee({("T", 0): verdict(9, 4), ("S", 0): verdict(5, 8)})

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from lion_core.records import write_jsonl
-from lion_core.report import publish_report, table_rows
-from lion_core.rundir import RunDir, write_json
+from lion_core.run.report import publish_report, table_rows
+from lion_core.run.rundir import RunDir, write_json
 from tasks.artifacts import iteration_markdown
 
 LINK = re.compile(r"\]\(([^)]*)\)")  # the target of every markdown link and image

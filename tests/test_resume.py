@@ -7,13 +7,15 @@ import asyncio
 import json
 from pathlib import Path
 
+from lion_core.chat import Completion
 from lion_core.config import LionConfig
-from lion_core.discrimination import make_judgement
-from lion_core.llm import Completion
-from lion_core.loop import Effects, run_iteration, run_step
-from lion_core.pools import initial_pools, write_pools
+from lion_core.method.direct import run_step
+from lion_core.method.discrimination import make_judgement
+from lion_core.method.effects import Effects
+from lion_core.method.loop import run_iteration
+from lion_core.method.pools import initial_pools, write_pools
 from lion_core.records import Instruction, Response, read_jsonl, write_jsonl
-from lion_core.rundir import RunDir
+from lion_core.run.rundir import RunDir
 from lion_core.student.train import TrainResult
 
 
@@ -67,7 +69,7 @@ def finished_run(
     tmp_path: Path, iterations: int = 2, settings: dict | None = None, **loop
 ) -> tuple[LionConfig, RunDir, list[int]]:
     """A plain run of `iterations` iterations on the fake effects; the list counts teacher calls."""
-    from lion_core.loop import run_loop
+    from lion_core.method.loop import run_loop
 
     config = LionConfig(
         run_dir=tmp_path / "run",

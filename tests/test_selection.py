@@ -10,15 +10,14 @@ from random import Random
 
 import pytest
 
+from lion_core.api.cache import ResponseCache
+from lion_core.api.ledger import Ledger
 from lion_core.config import LionConfig, LoopConfig, StudentConfig
-from lion_core.discrimination import make_judgement
-from lion_core.ledger import Ledger
-from lion_core.llm import ResponseCache
-from lion_core.loop import build_roles, direct_effects, run_iteration
-from lion_core.pools import initial_pools, write_pools
-from lion_core.records import Instruction, read_jsonl
-from lion_core.rundir import RunDir
-from lion_core.selection import (
+from lion_core.method.direct import build_roles, direct_effects
+from lion_core.method.discrimination import make_judgement
+from lion_core.method.loop import run_iteration
+from lion_core.method.pools import initial_pools, write_pools
+from lion_core.method.selection import (
     SELECTIONS,
     Evidence,
     Probe,
@@ -27,6 +26,8 @@ from lion_core.selection import (
     probe_sample,
     selection,
 )
+from lion_core.records import Instruction, read_jsonl
+from lion_core.run.rundir import RunDir
 from lion_core.world.families import sample_tasks
 from lion_core.world.server import WorldServer
 
@@ -184,8 +185,8 @@ def probing_config(run_dir: Path, port: int) -> LionConfig:
 
 def plain_probing_run(run_dir: Path) -> list[dict]:
     from flows.demo import prepare_world_files, world_server
-    from lion_core.loop import distill
-    from lion_core.rundir import response_cache
+    from lion_core.method.direct import distill
+    from lion_core.run.rundir import response_cache
     from lion_core.world.evaluation import evaluate_on_world, read_world_set
 
     with world_server(probing_config(run_dir, 0)).start() as server:

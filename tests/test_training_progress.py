@@ -20,8 +20,8 @@ from accelerate.tracking import GeneralTracker
 
 from lion_core import prompts
 from lion_core.config import StudentConfig
-from lion_core.report import publish_report
-from lion_core.rundir import RunDir, write_json
+from lion_core.run.report import publish_report
+from lion_core.run.rundir import RunDir, write_json
 from lion_core.student import train
 from lion_core.student.checkpoint import training_key
 from lion_core.student.data import SFTPair
@@ -391,7 +391,7 @@ def test_a_fine_tune_under_accelerate_launch_reports_every_step(
 ) -> None:
     """Two CPU processes (torchrun through accelerate launch, gloo): the steps come from the per-step log
     the main process writes, with the losses the result reports and the examples of both processes."""
-    from lion_core.student.launch import run_finetune
+    from lion_core.student.launch import FinetuneJob, run_finetune
 
     accelerate_config = tmp_path / "two_processes.yaml"
     accelerate_config.write_text(
@@ -414,7 +414,9 @@ def test_a_fine_tune_under_accelerate_launch_reports_every_step(
     seen: list[StepRecord] = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMP_NUM_THREADS", "1")
-        result = run_finetune(tiny_student_path, data, out, settings, 0, "two", on_step=seen.append)
+        result = run_finetune(
+            FinetuneJob(tiny_student_path, data, out, settings, 0, "two"), on_step=seen.append
+        )
     assert result.processes == 2
     assert [r.step for r in seen] == [1, 2, 3, 4]
     assert [r.loss for r in seen] == result.losses

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from lion_cli.main import app
 from lion_core import prompts
-from lion_core.evaluation import parse_review_scores, review_messages
+from lion_core.evaluation.protocols import parse_review_scores, review_messages
 from lion_core.world import families as fam
 from lion_core.world.roles import (
     CORRECT_SCORE,

@@ -14,7 +14,8 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
-Messages = list[dict[str, str]]
+from lion_core.chat import Messages
+
 Mode = Literal["hard", "easy"]
 
 

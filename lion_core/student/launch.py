@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -30,10 +31,22 @@ from lion_core.student.train import (
 FOLLOW_POLL_S = 0.5  # how often the per-step log of a training subprocess is read
 
 
-def launch_command(
-    base: Path, data: Path, out: Path, config_file: Path, config: StudentConfig, seed: int, key: str
-) -> list[str]:
+@dataclass(frozen=True)
+class FinetuneJob:
+    """One imitation fine-tune: continue `base` on the {prompt, response} pairs in `data` with the
+    `student` settings and `seed`, save into `out` under the cache key `key`."""
+
+    base: Path
+    data: Path
+    out: Path
+    student: StudentConfig
+    seed: int
+    key: str
+
+
+def launch_command(job: FinetuneJob, config_file: Path) -> list[str]:
     """`accelerate launch [--config_file F] --num_processes N -m lion_core.student.train ...`."""
+    config = job.student
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
     command = [accelerate, "launch", "--num_processes", str(config.num_processes)]
     if config.accelerate_config is not None:
@@ -45,17 +58,17 @@ def launch_command(
         "-m",
         "lion_core.student.train",
         "--base",
-        str(base),
+        str(job.base),
         "--data",
-        str(data),
+        str(job.data),
         "--out",
-        str(out),
+        str(job.out),
         "--config",
         str(config_file),
         "--seed",
-        str(seed),
+        str(job.seed),
         "--key",
-        key,
+        job.key,
     ]
 
 
@@ -98,44 +111,28 @@ def _read_all(file: IO[bytes]) -> str:
     return file.read().decode("utf-8", "replace")
 
 
-def finetune_in_processes(
-    base: Path,
-    data: Path,
-    out: Path,
-    config: StudentConfig,
-    seed: int,
-    key: str,
-    on_step: StepCallback | None = None,
-) -> TrainResult:
+def finetune_in_processes(job: FinetuneJob, on_step: StepCallback | None = None) -> TrainResult:
     """Run the training entry point under accelerate launch, following its steps, and read its result
     line (its output goes to temporary files, so a chatty launcher never blocks on a full pipe)."""
-    config_file = out.with_name(out.name + ".student.json")
-    atomic_write_text(config_file, config.model_dump_json())
-    progress = progress_path(out)
+    config_file = job.out.with_name(job.out.name + ".student.json")
+    atomic_write_text(config_file, job.student.model_dump_json())
+    progress = progress_path(job.out)
     progress.unlink(missing_ok=True)  # a killed earlier attempt's steps are not this run's
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(
-            launch_command(base, data, out, config_file, config, seed, key), stdout=stdout, stderr=stderr
-        )
+        process = subprocess.Popen(launch_command(job, config_file), stdout=stdout, stderr=stderr)
         returncode = follow_steps(process, progress, on_step)
         if returncode != 0:
             raise RuntimeError(f"accelerate launch failed ({returncode}): {_read_all(stderr)[-2000:]}")
         return TrainResult(**json.loads(_read_all(stdout).strip().splitlines()[-1]))
 
 
-def run_finetune(
-    base: Path,
-    data: Path,
-    out: Path,
-    config: StudentConfig,
-    seed: int,
-    key: str,
-    on_step: StepCallback | None = None,
-) -> TrainResult:
+def run_finetune(job: FinetuneJob, on_step: StepCallback | None = None) -> TrainResult:
     """Imitation's fine-tune: in this process, or under `accelerate launch` when `num_processes` > 1;
     a checkpoint already trained under `key` is reused as it is (and `on_step` sees no step)."""
-    if has_key(out, key):
-        return TrainResult(**json.loads((out / LOG_FILE).read_text(encoding="utf-8")))
-    if config.num_processes > 1:
-        return finetune_in_processes(base, data, out, config, seed, key, on_step)
-    return finetune(base, read_pairs(data), out, config, seed=seed, key=key, on_step=on_step)
+    if has_key(job.out, job.key):
+        return TrainResult(**json.loads((job.out / LOG_FILE).read_text(encoding="utf-8")))
+    if job.student.num_processes > 1:
+        return finetune_in_processes(job, on_step)
+    return finetune(
+        job.base, read_pairs(job.data), job.out, job.student, seed=job.seed, key=job.key, on_step=on_step
+    )

@@ -37,12 +37,7 @@ from transformers import get_scheduler
 from lion_core.config import StudentConfig
 from lion_core.interrupt import check as check_stop
 from lion_core.records import atomic_write_text
-from lion_core.student.checkpoint import (
-    FINGERPRINT_FILE,
-    load_for_training,
-    load_tokenizer,
-    replace_dir,
-)
+from lion_core.student.checkpoint import FINGERPRINT_FILE, load_for_training, load_tokenizer, replace_dir
 from lion_core.student.data import SFTPair, build_examples, collate
 
 PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}

@@ -25,7 +25,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from lion_core.batch_format import BatchFormatError, decode_requests, result_line
+from lion_core.api.batch_format import BatchFormatError, decode_requests, result_line
 
 DEFAULT_LIST_LIMIT = 20
 DELAY_STEP_S = 0.05  # how often a delayed batch re-reads batch_delay_s

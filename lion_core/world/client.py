@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from random import Random
 
-from lion_core.llm import Completion, Messages
+from lion_core.chat import Completion, Messages
 from lion_core.world.roles import RoleSettings, reply
 from lion_core.world.server import count_tokens, truncate_tokens
 

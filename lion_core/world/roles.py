@@ -50,7 +50,8 @@ def referee_fields(messages: list[dict[str, str]]) -> dict[str, str] | None:
     return prompts.parse_rendered("referee", users[-1])
 
 
-# The vicuna protocol's review prompts (`lion_core.evaluation.review_messages`), one per kind of question.
+# The vicuna protocol's review prompts (`lion_core.evaluation.protocols.review_messages`), one per
+# kind of question.
 REVIEW_TEMPLATES = ("review_general", "review_coding", "review_math")
 # The review prompt that asks for a Python tuple on the last line instead of a first-line pair.
 TUPLE_REVIEW = "review_math"

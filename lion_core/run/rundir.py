@@ -75,7 +75,7 @@ class IterationDir:
 
     @property
     def manifest(self) -> Path:
-        """What the finished iteration wrote and the inputs it started from (lion_core.resume)."""
+        """What the finished iteration wrote and the inputs it started from (lion_core.run.resume)."""
         return self.root / "manifest.json"
 
     @property

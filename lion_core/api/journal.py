@@ -1,32 +1,23 @@
-"""The money journal, the ledger that is its view, and the budget guard that reads it.
-
-Every paid request is a row of the journal — a table in the response cache's SQLite database — written
-*before* the request is sent (state `in_flight`, with its worst-case tokens and USD) and settled in the
-same transaction that stores its reply (`answered`, with the provider's usage) or closed when it fails
-after all retries (`failed`). A process killed at any point leaves only rows that are either settled
-or still `in_flight`; the latter are counted at their worst case, forever, so no crash loses spend.
-
-`ledger.json` in the run directory is a view rebuilt from the journal: per role, `requests` (HTTP
-requests sent, retries included; 1 for a request whose outcome was never recorded), `cache_hits`,
-`input_tokens`, `output_tokens`, `cost_usd` (what the provider reported), and `unsettled` (requests
-in flight at a crash or a stop, reply never recorded) with their worst case `unsettled_max_tokens`,
-`unsettled_max_usd` — in total and per scope (an iteration, "eval"). The budget guard counts recorded
-spend plus every unsettled request at its worst case, across processes and resumes.
+"""The money journal: every paid request is a row of a table in the response cache's SQLite database,
+written *before* the request is sent (state `in_flight`, with its worst-case tokens and USD) and settled
+in the same transaction that stores its reply (`answered`, with the provider's usage) or closed when it
+fails after all retries (`failed`). A process killed at any point leaves only rows that are either
+settled or still `in_flight`; the latter are counted at their worst case, forever, so no crash loses
+spend. Running totals per run are kept by SQLite triggers in every write, so that the budget check
+(lion_core.api.budget) reads one row. The ledger (lion_core.api.ledger) is a view of this journal.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+from lion_core.api.budget import check_budget
 from lion_core.config import BudgetConfig
-from lion_core.records import atomic_write_text
 
 # Seconds a connection waits for another process's write transaction before failing.
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -115,15 +106,6 @@ SELECT scope, role,
        SUM(CASE state WHEN '{IN_FLIGHT}' THEN max_usd ELSE 0 END)
 FROM requests WHERE run = ? GROUP BY scope, role
 """
-
-
-class BudgetExceededError(RuntimeError):
-    """The next request could exceed the configured budget; nothing was sent. `limit` names the budget
-    field it would cross: "max_usd" or "max_tokens"."""
-
-    def __init__(self, message: str, limit: str = "max_usd") -> None:
-        super().__init__(message)
-        self.limit = limit
 
 
 @dataclass
@@ -307,131 +289,3 @@ def _old_usage(counters: dict) -> RoleUsage:
     """The journal-era counters of an older ledger.json row (unknown fields ignored)."""
     names = ("requests", "cache_hits", "input_tokens", "output_tokens", "cost_usd")
     return RoleUsage(**{name: counters.get(name, 0) for name in names})
-
-
-def check_budget(budget: BudgetConfig, spent_usd: float, spent_tokens: int, usd: float, tokens: int) -> None:
-    """Raise BudgetExceededError if spending `usd`/`tokens` more could cross a limit."""
-    if budget.max_usd is not None and spent_usd + usd > budget.max_usd:
-        raise BudgetExceededError(
-            f"budget: max_usd {budget.max_usd:.4f} would be exceeded "
-            f"(spent or in flight {spent_usd:.4f}, next up to {usd:.4f})"
-        )
-    if budget.max_tokens is not None and spent_tokens + tokens > budget.max_tokens:
-        raise BudgetExceededError(
-            f"budget: max_tokens {budget.max_tokens} would be exceeded "
-            f"(spent or in flight {spent_tokens}, next up to {tokens})",
-            limit="max_tokens",
-        )
-
-
-def run_id(ledger_path: Path | None, journal: Journal) -> str:
-    """The run's name in the journal: its directory relative to the journal's folder ("." when the
-    cache lives in the run directory), so moving both together keeps the run's history."""
-    if ledger_path is None:
-        return ""
-    run = Path(ledger_path).parent.resolve()
-    if journal.path is None:
-        return str(run)
-    return os.path.relpath(run, journal.path.parent.resolve())
-
-
-class Ledger:
-    """Usage per role and scope: a view of the journal, written to ledger.json by `save()`.
-
-    Clients attach their response cache's journal (`attach`); without one the ledger keeps an in-memory
-    journal (tests, benchmarks). `scope` names the requests recorded from now on (e.g. "iter_2")."""
-
-    def __init__(self, path: Path | None = None, scope: str | None = None, journal: Journal | None = None):
-        self.path = Path(path) if path is not None else None
-        self.scope = scope
-        self.journal = journal or Journal()
-        self._attached = journal is not None
-
-    def attach(self, journal: Journal) -> None:
-        """Record into (and read from) `journal`; a ledger belongs to one journal. An older ledger.json
-        (written before the journal) is carried into it once."""
-        if self._attached and journal is not self.journal:
-            if journal.path is None or self.journal.path is None or journal.path != self.journal.path:
-                raise ValueError("one ledger cannot record into two response caches")
-            return
-        self.journal, self._attached = journal, True
-        if journal.path is not None and self.path is not None and self.path.is_file():
-            journal.carry(self.run, json.loads(self.path.read_text(encoding="utf-8")))
-
-    @property
-    def run(self) -> str:
-        return run_id(self.path, self.journal)
-
-    def open(self, role: str, key: str, worst: tuple[float, int], budget: BudgetConfig) -> Ticket:
-        """Journal a request before it is sent (see Journal.open)."""
-        return self.journal.open(self.run, self.scope or "", role, key, worst, budget)
-
-    def add_cache_hit(self, role: str) -> None:
-        self.journal.add_hit(self.run, self.scope or "", role)
-
-    @property
-    def scopes(self) -> dict[str, dict[str, RoleUsage]]:
-        """scope → role → counters (unscoped requests count in the totals only)."""
-        return {s: roles for s, roles in self.journal.usage(self.run).items() if s}
-
-    @property
-    def roles(self) -> dict[str, RoleUsage]:
-        """role → counters over the whole run."""
-        totals: dict[str, RoleUsage] = {}
-        for roles in self.journal.usage(self.run).values():
-            for role, usage in roles.items():
-                totals.setdefault(role, RoleUsage()).add(usage)
-        return totals
-
-    def scope_usage(self, scope: str) -> dict[str, dict[str, float]]:
-        """Counters of one scope (e.g. "iter_2") per role, as plain dicts."""
-        return {role: asdict(u) for role, u in sorted(self.scopes.get(scope, {}).items())}
-
-    def spent(self) -> tuple[float, int]:
-        """USD and tokens spent, every unsettled request counted at its worst case (what the budget
-        counts)."""
-        return self.journal.spent(self.run)
-
-    def to_dict(self) -> dict:
-        usage = self.journal.usage(self.run)
-        roles: dict[str, RoleUsage] = {}
-        for by_role in usage.values():
-            for role, u in by_role.items():
-                roles.setdefault(role, RoleUsage()).add(u)
-        worst_usd, worst_tokens = self.spent()
-        recorded_usd = sum(u.cost_usd for u in roles.values())
-        recorded_tokens = sum(u.input_tokens + u.output_tokens for u in roles.values())
-        return {
-            "roles": {role: asdict(u) for role, u in sorted(roles.items())},
-            "total": {
-                "cost_usd": recorded_usd,
-                "tokens": recorded_tokens,
-                "worst_case_cost_usd": worst_usd,
-                "worst_case_tokens": worst_tokens,
-            },
-            "scopes": {
-                scope: {role: asdict(u) for role, u in sorted(by_role.items())}
-                for scope, by_role in sorted(usage.items())
-                if scope
-            },
-        }
-
-    def save(self) -> None:
-        """Write the view to ledger.json atomically (no-op without a path). Losing this file loses
-        nothing: it is rebuilt from the journal."""
-        if self.path is not None:
-            atomic_write_text(self.path, json.dumps(self.to_dict(), indent=2) + "\n")
-
-
-def run_ledger(ledger_path: Path, cache_path: Path) -> Ledger:
-    """A run's ledger read from its journal (empty, and nothing created, when nothing was recorded)."""
-    journal = Journal(cache_path) if cache_path.is_file() else Journal()
-    return Ledger(ledger_path, journal=journal)
-
-
-class BudgetGuard:
-    """The budget a client's requests are checked against when they are journaled (Journal.open)."""
-
-    def __init__(self, config: BudgetConfig, ledger: Ledger) -> None:
-        self.config = config
-        self.ledger = ledger

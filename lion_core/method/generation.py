@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from random import Random
 
 from lion_core import prompts
+from lion_core.chat import ChatClient, Completion, complete_all
 from lion_core.config import LoopConfig
-from lion_core.llm import ChatClient, Completion, complete_all
-from lion_core.novelty import NoveltyIndex
-from lion_core.pools import sample
+from lion_core.method.novelty import NoveltyIndex
+from lion_core.method.pools import sample
 from lion_core.records import Instruction
 
 _LOOP = LoopConfig.model_fields

@@ -8,7 +8,7 @@ position bias cancels. An unscorable verdict is counted, never averaged in.
   the judge at temperature 0.2, one prompt per kind of question (general, coding, math: chosen by the
   question's category as FastChat's reviewer table does), the reply's first line "score1 score2"
   (math: a Python tuple of the two scores). Read by `parse_review_scores`.
-- ``lion`` — the referee's request and reply (`lion_core.referee`): the reference takes the teacher's
+- ``lion`` — the referee's request and reply (`lion_core.method.referee`): the reference takes the teacher's
   slot, the candidate the student's.
 
 Exact match on the offline world's held-out tasks lives in `lion_core.world.evaluation`.
@@ -28,10 +28,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lion_core import data as packaged_data
-from lion_core import prompts, referee
+from lion_core import prompts
+from lion_core.chat import ChatClient, Messages
 from lion_core.config import LionConfig
-from lion_core.discrimination import make_judgement
-from lion_core.llm import ChatClient
+from lion_core.method import referee
+from lion_core.method.discrimination import make_judgement
 from lion_core.records import Instruction, Judgement, Response, read_instructions
 
 PROTOCOLS = ("lion", "vicuna")
@@ -151,7 +152,6 @@ REVIEW_MIN, REVIEW_MAX = 0.0, 10.0
 # Characters of an unreadable review quoted in the unscorable item's reason.
 REVIEW_PREVIEW_CHARS = 80
 
-Messages = list[dict[str, str]]
 Pair = tuple[float, float]
 
 # One score: a number, optionally "/10" or "out of 10" (the only scale the prompts ask for).

@@ -18,11 +18,10 @@ import re
 from collections.abc import Callable, Sequence
 
 from lion_core import prompts
-from lion_core.discrimination import identical_judgement, make_judgement
-from lion_core.llm import ChatClient
+from lion_core.chat import ChatClient, Messages
+from lion_core.method.discrimination import identical_judgement, make_judgement
 from lion_core.records import Instruction, Judgement
 
-Messages = list[dict[str, str]]
 Scores = tuple[float, float]
 
 # The score scale the referee prompt asks for; anything outside it is not a valid score.
@@ -119,6 +118,11 @@ def parse_scores(reply: str) -> Scores | None:
     if scores[0] is None or scores[1] is None:
         return None
     return scores[0], scores[1]
+
+
+def readable(reply: str) -> bool:
+    """Whether a referee reply carries both scores (what the client keeps serving from its cache)."""
+    return parse_scores(reply) is not None
 
 
 async def ask_scores(client: ChatClient, messages: Messages, *, retries: int) -> tuple[Scores | None, str]:

@@ -5,7 +5,7 @@ requests arriving within `batch.collect_s` of each other are gathered, journaled
 worst case (batch prices; the budget guard refuses what could cross the budget), written as a JSONL file
 (custom_id = the cache key; split at the provider's requests/bytes limits), uploaded with the SDK's
 `files`, and a batch is created with `batches.create`. The batch is recorded in the journal the moment
-it exists (lion_core.batch_store), before any waiting. It is then polled every `batch.poll_interval_s`
+it exists (lion_core.api.batch_store), before any waiting. It is then polled every `batch.poll_interval_s`
 (each status goes to `on_progress`); when it ends, its output and error files are downloaded and every
 reply lands in the response cache one by one, settled in the journal with its usage at batch prices.
 Requests without a reply (failed lines, an expired, cancelled or failed batch) go into a new batch, at
@@ -27,7 +27,7 @@ from typing import Any
 
 import openai
 
-from lion_core.batch_format import (
+from lion_core.api.batch_format import (
     CHAT_URL,
     BatchFormatError,
     BatchRequest,
@@ -36,11 +36,13 @@ from lion_core.batch_format import (
     encode_file,
     request_body,
 )
-from lion_core.batch_store import ABANDONED, COLLECTED, LOST, SUBMITTING, BatchStore
-from lion_core.ledger import BudgetExceededError, Ticket
-from lion_core.llm import Completion, LLMError, Messages, OpenAIChatClient
+from lion_core.api.batch_store import ABANDONED, COLLECTED, LOST, SUBMITTING, BatchStore
+from lion_core.api.budget import BudgetExceededError
+from lion_core.api.client import OpenAIChatClient
+from lion_core.api.journal import Ticket
+from lion_core.chat import Completion, LLMError, Messages
 from lion_core.records import atomic_write_text
-from lion_core.rundir import batch_files
+from lion_core.run.rundir import batch_files
 
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 LIST_PAGE = 100  # batches per page when looking for a batch created just before a kill

@@ -12,7 +12,7 @@ from random import Random
 from typing import TypeVar
 
 from lion_core.records import Instruction, read_instructions, write_jsonl
-from lion_core.rundir import IterationDir
+from lion_core.run.rundir import IterationDir
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """What a Lion recipe will cost before it runs: API requests, tokens and USD per role, from the config.
 
-Request counts follow from the method (lion_core/loop.py), for a seed pool of S instructions, N new per
+Request counts follow from the method (lion_core/method/loop.py), for a seed pool of S instructions, N new per
 iteration and K iterations, the Cache Pool of iteration k being S + N·(k − 1):
 - teacher: each Train Pool once (S, then N per later iteration; the Cache Pool is never re-sent);
 - referee: the whole Cache Pool in two orders every iteration (× (1 − identical share) with
@@ -31,8 +31,8 @@ from pathlib import Path
 from statistics import mean
 
 from lion_core import data, prompts
+from lion_core.api.journal import RoleUsage
 from lion_core.config import LionConfig
-from lion_core.ledger import RoleUsage
 from lion_core.records import read_instructions
 
 PAPER_SEED_POOL = 52_002  # Alpaca's alpaca_data.json, the paper's initial pool (used when no seed file)

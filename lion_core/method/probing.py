@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lion_core import referee
 from lion_core.config import LionConfig
-from lion_core.generation import GenerationRequest, max_tokens_for, postfilter, variant_id
+from lion_core.method import referee
+from lion_core.method.generation import GenerationRequest, max_tokens_for, postfilter, variant_id
+from lion_core.method.selection import Evidence, Probe, probe_sample
 from lion_core.records import Instruction, Judgement, read_jsonl, write_jsonl
-from lion_core.rundir import IterationDir, RunDir
-from lion_core.selection import Evidence, Probe, probe_sample
+from lion_core.run.rundir import IterationDir, RunDir
 
 if TYPE_CHECKING:
-    from lion_core.loop import Effects
+    from lion_core.method.effects import Effects
 
 
 async def judged_pairs(

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from lion_core.records import atomic_write_text
-from lion_core.report import data_uri, markdown_table
+from lion_core.run.report import data_uri, markdown_table
 
 BAR_COLOR = "#4c72b0"
 IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)/:]+\.png)\)")  # an image beside the report: ![alt](name.png)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lion_core.llm import Completion, Messages
+from lion_core.chat import Completion, Messages
 
 CHAT_URL = "/v1/chat/completions"
 HTTP_OK = 200

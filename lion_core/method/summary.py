@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lion_core.discrimination import Split
-from lion_core.generation import GenerationResult
-from lion_core.pools import Pools
+from lion_core.method.discrimination import Split
+from lion_core.method.generation import GenerationResult
+from lion_core.method.pools import Pools
 from lion_core.student.train import TrainResult
 
 # What a strategy reports beyond the referee's split statistics (summary.json's "selection").

@@ -4,44 +4,43 @@
   (honouring Retry-After), 5xx, connection errors and timeouts;
 - every HTTP request (retries included) passes a rate limiter (requests/min, tokens/min) and is
   counted in the ledger: it is booked at its prompt tokens (tiktoken, or a self-calibrating estimate:
-  lion_core.tokens) + max_tokens, then corrected to the usage its reply reports; when the provider's
+  lion_core.api.tokens) + max_tokens, then corrected to the usage its reply reports; when the provider's
   rate-limit headers say it is out (or a 429 names a Retry-After) the whole client pauses;
 - a persistent SQLite response cache keyed by (base_url, model, messages, decoding params): an
   identical request is paid once, ever; identical requests in flight at once are sent once;
 - every request is journaled in the cache's database before it is sent, and its usage is committed
-  with its reply (lion_core.ledger): a kill loses no spend, and re-buys at most what was in flight;
+  with its reply (lion_core.api.journal): a kill loses no spend, and re-buys at most what was in flight;
 - a budget guard refuses a request that could cross the budget (counting every unsettled request of
   the run at its worst case, across processes), before it is sent;
 - the API key lives only in memory (SecretStr); it is never cached, logged or written.
 
-Run as (against a local world server): see `lion world serve` and tests/test_llm.py.
+The chat types are in lion_core.chat, the cache in lion_core.api.cache, a role's client is built
+by lion_core.api.build. Run as (against a local world server): see `lion world serve`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
 import json
 import math
 import weakref
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import openai
 from pydantic import SecretStr
 
+from lion_core.api.cache import ResponseCache, cache_key
+from lion_core.api.journal import Ticket
+from lion_core.api.ledger import BudgetGuard, Ledger
+from lion_core.api.tokens import RateLimiter, TokenCounter, provider_limits, provider_wait
+from lion_core.chat import Completion, LLMError, Messages
 from lion_core.config import BudgetConfig, EndpointConfig
-from lion_core.ledger import BudgetGuard, Journal, Ledger, Ticket
-from lion_core.tokens import RateLimiter, TokenCounter, provider_limits, provider_wait
 
-Messages = list[dict[str, str]]
 # Tokens a chat message costs beyond its text (role markers); used only for budget reservations.
 MESSAGE_OVERHEAD_TOKENS = 4
 CHAT_PATH = "/chat/completions"  # the requests the rate limiter books and paces
-
 
 SEED_RANGE = 2**31  # OpenAI's `seed` is a signed 32-bit integer
 
@@ -57,99 +56,6 @@ class Booking:
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.max_tokens
-
-
-class LLMError(RuntimeError):
-    """A request failed after all retries; names the role and the endpoint, never the key."""
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One chat reply with its usage."""
-
-    content: str
-    finish_reason: str
-    input_tokens: int
-    output_tokens: int
-    cached: bool = False
-
-
-class ChatClient(Protocol):
-    """What every role needs from an LLM; tests and the in-process world implement it too."""
-
-    role: str
-    model_name: str
-
-    async def complete(
-        self, messages: Messages, *, variant: int = 0, max_tokens: int | None = None
-    ) -> Completion: ...
-
-
-def cache_key(base_url: str, model: str, messages: Messages, params: dict[str, object]) -> str:
-    """Stable hash of everything that determines a reply."""
-    blob = json.dumps(
-        {"base_url": base_url.rstrip("/"), "model": model, "messages": messages, "params": params},
-        sort_keys=True,
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-class ResponseCache:
-    """SQLite key → completion, safe across threads and processes (WAL). It shares its database with the
-    money journal (lion_core.ledger.Journal): a reply and its usage are committed in one transaction.
-
-    A reply its role's parser rejected (`accepted=False`) is kept apart and never served: the next
-    identical request is asked anew instead of repeating a verdict nobody could read."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.journal = Journal(path)
-        self._db, self._lock = self.journal.db, self.journal.lock
-        with self._lock:
-            self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS rejected (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-            )
-
-    def get(self, key: str) -> Completion | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM replies WHERE key = ?", (key,)).fetchone()
-        return Completion(**{**json.loads(row[0]), "cached": True}) if row else None
-
-    def put(
-        self,
-        key: str,
-        completion: Completion,
-        *,
-        settles: tuple[Ticket, float] | None = None,
-        accepted: bool = True,
-    ) -> None:
-        """Store a reply; `settles` = (its journal ticket, its cost): its usage commits with it."""
-        value = json.dumps({**asdict(completion), "cached": False})
-        table = "replies" if accepted else "rejected"
-        with self.journal.transaction() as db:
-            db.execute(f"INSERT OR REPLACE INTO {table} (key, value) VALUES (?, ?)", (key, value))
-            if settles is not None:
-                ticket, usd = settles
-                self.journal.settle(db, ticket, (completion.input_tokens, completion.output_tokens, usd))
-
-    def __len__(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
-
-    def close(self) -> None:
-        self.journal.close()
-
-
-def reply_check(role: str) -> Callable[[str], bool] | None:
-    """What a role's replies must pass to be served from the cache again: the referee's must carry both
-    score lines (lion_core.referee.parse_scores); other roles' are all kept."""
-    if role == "referee":
-        from lion_core.referee import parse_scores  # the referee module imports this one
-
-        return lambda text: parse_scores(text) is not None
-    return None
 
 
 # The journaled request the current task is sending: the HTTP hook counts its attempts (retries).
@@ -177,7 +83,7 @@ class OpenAIChatClient:
         self.ledger = ledger
         ledger.attach(cache.journal if cache is not None else ledger.journal)
         self.guard = BudgetGuard(budget or BudgetConfig(), ledger)
-        self.accept = accept or reply_check(role)
+        self.accept = accept
         self.chars_per_token = (budget or BudgetConfig()).chars_per_token
         self.limiter = RateLimiter(endpoint.requests_per_minute, endpoint.tokens_per_minute)
         self.counter = TokenCounter(endpoint.model, self.chars_per_token)
@@ -369,57 +275,3 @@ class OpenAIChatClient:
         journal = self.ledger.journal
         with journal.transaction() as db:
             journal.settle(db, ticket, (completion.input_tokens, completion.output_tokens, usd))
-
-
-async def complete_all(
-    client: ChatClient,
-    conversations: Sequence[Messages],
-    *,
-    variants: Sequence[int] | None = None,
-    max_tokens: Sequence[int | None] | None = None,
-    on_done: Callable[[int], None] | None = None,
-) -> list[Completion]:
-    """Replies to many conversations concurrently (the client bounds concurrency), in input order.
-
-    `max_tokens`: a per-conversation limit (None entries, or no list: the endpoint's own).
-    """
-    done = 0
-
-    async def one(messages: Messages, variant: int, limit: int | None) -> Completion:
-        nonlocal done
-        result = (
-            await client.complete(messages, variant=variant)
-            if limit is None
-            else await client.complete(messages, variant=variant, max_tokens=limit)
-        )
-        done += 1
-        if on_done is not None:
-            on_done(done)
-        return result
-
-    variants = variants if variants is not None else [0] * len(conversations)
-    limits = max_tokens if max_tokens is not None else [None] * len(conversations)
-    return list(
-        await asyncio.gather(*(one(m, v, t) for m, v, t in zip(conversations, variants, limits, strict=True)))
-    )
-
-
-def build_client(
-    role: str,
-    endpoint: EndpointConfig,
-    *,
-    ledger: Ledger,
-    cache: ResponseCache | None,
-    budget: BudgetConfig | None = None,
-) -> OpenAIChatClient:
-    """A client for a role, with the key from the environment (raises before any work if missing); in
-    `mode: batch` it sends through the provider's Batch API (lion_core.batch)."""
-    if endpoint.mode == "batch":
-        from lion_core.batch import BatchChatClient  # it builds on this module
-
-        return BatchChatClient(
-            role, endpoint, cache=cache, ledger=ledger, budget=budget, api_key=endpoint.api_key()
-        )
-    return OpenAIChatClient(
-        role, endpoint, cache=cache, ledger=ledger, budget=budget, api_key=endpoint.api_key()
-    )

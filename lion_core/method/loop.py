@@ -3,8 +3,8 @@
 Every stage receives its effects — teacher answers, fine-tune, student answers, referee judgements,
 generator requests, named pure steps — as injected callables (`Effects`). The Prefect flow passes
 batched, cached, retried tasks (flows/iteration.py); plain Python passes direct calls
-(`direct_effects`); tests and benchmarks run this same body. Each iteration writes its files into
-RUN/iter_K (lion_core.rundir) and its statistics into RUN/iter_K/summary.json.
+(lion_core.method.direct); tests and benchmarks run this same body. Each iteration writes its files into
+RUN/iter_K (lion_core.run.rundir) and its statistics into RUN/iter_K/summary.json.
 """
 
 from __future__ import annotations
@@ -16,125 +16,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lion_core import referee, teacher
-from lion_core.config import LionConfig, dump_config
-from lion_core.decontamination import counted, decontaminated
-from lion_core.discrimination import Split
-from lion_core.generation import (
-    Ask,
-    GenerationResult,
-    asker,
-    generate_with,
-)
-from lion_core.ledger import Ledger
-from lion_core.llm import ChatClient, ResponseCache, build_client
-from lion_core.novelty import NoveltyIndex
-from lion_core.pools import Pools, initial_pools, next_pools, read_pools, write_pools
-from lion_core.probing import probe, recorded_evidence
+from lion_core.config import LionConfig
+from lion_core.method import referee
+from lion_core.method.decontamination import counted, decontaminated
+from lion_core.method.discrimination import Split
+from lion_core.method.effects import Effects
+from lion_core.method.generation import Ask, GenerationResult, generate_with
+from lion_core.method.novelty import NoveltyIndex
+from lion_core.method.pools import Pools, initial_pools, next_pools, read_pools, write_pools
+from lion_core.method.probing import probe, recorded_evidence
+from lion_core.method.selection import Evidence, needs_probes, selection
+from lion_core.method.summary import summarize
+from lion_core.method.teacher import cut_answers_note
 from lion_core.records import Instruction, Judgement, Response, read_instructions, read_jsonl, write_jsonl
-from lion_core.report import write_report
-from lion_core.resume import finished_summary, record_finished
-from lion_core.rundir import IterationDir, RunDir, preflight, write_json
-from lion_core.selection import Evidence, needs_probes, selection
-from lion_core.student.answers import answer_file
+from lion_core.run.resume import finished_summary, record_finished
+from lion_core.run.rundir import IterationDir, RunDir, write_json
 from lion_core.student.checkpoint import training_key
 from lion_core.student.data import sft_pairs
-from lion_core.student.launch import run_finetune
+from lion_core.student.launch import FinetuneJob
 from lion_core.student.train import TrainResult
-from lion_core.summary import summarize
-from lion_core.teacher import cut_answers_note
-
-JudgeItem = tuple[str, str, str, str]  # (id, instruction text, teacher answer, student answer)
-
-
-@dataclass(frozen=True)
-class FinetuneJob:
-    """One imitation fine-tune: continue `base` on the pairs in `data`, save into `out` under `key`."""
-
-    base: Path
-    data: Path
-    out: Path
-    key: str
-
-
-@dataclass(frozen=True)
-class Effects:
-    """What the method does to the world, injected: the flow passes Prefect tasks, plain Python calls.
-
-    `student(checkpoint, questions, answers)` answers the instructions of the JSONL file `questions`
-    into the JSONL file `answers` and returns them: whole pools travel as files of the run directory.
-    `step(name, fn, *args)` runs a pure step (selection, pool update) — a named task in the flow; the
-    whole-pool steps take run-directory paths and read their pools from its files.
-    `heldout(checkpoint)` scores a student on a held-out set (None: no held-out evaluation).
-    `usage()` is the API usage of the current iteration, for its summary.
-    """
-
-    teacher: Callable[[list[Instruction]], Awaitable[list[Response]]]
-    finetune: Callable[[FinetuneJob], TrainResult]
-    student: Callable[[Path, Path, Path], list[Response]]
-    judge: Callable[[list[JudgeItem]], Awaitable[list[Judgement]]]
-    generator: Ask
-    step: Callable[..., Any]
-    heldout: Callable[[Path], dict[str, Any]] | None = None
-    usage: Callable[[], dict[str, Any]] = dict
-
-
-@dataclass(frozen=True)
-class Roles:
-    """The three roles the proprietary LLM plays (often one endpoint, three clients)."""
-
-    teacher: ChatClient
-    referee: ChatClient
-    generator: ChatClient
-    ledger: Ledger | None = None
-
-
-def build_roles(config: LionConfig, ledger: Ledger, cache: ResponseCache) -> Roles:
-    """One client per role from the config (keys from the environment; raises before any work)."""
-    clients = {
-        role: build_client(role, endpoint, ledger=ledger, cache=cache, budget=config.budget)
-        for role, endpoint in config.endpoints().items()
-        if role in ("teacher", "referee", "generator")
-    }
-    return Roles(**clients, ledger=ledger)
-
-
-def run_step(name: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """A pure step called directly (the flow runs it as the task `name`)."""
-    return fn(*args)
-
-
-def direct_effects(
-    config: LionConfig, roles: Roles, heldout: Callable[[Path], dict[str, Any]] | None = None
-) -> Effects:
-    """The effects as direct calls through the role clients (no Prefect)."""
-    loop = config.loop
-
-    async def judge(items: list[JudgeItem]) -> list[Judgement]:
-        return await referee.judge_all(
-            roles.referee,
-            items,
-            tau=loop.tau,
-            retries=loop.referee_retries,
-            skip_identical=config.referee.skip_identical,
-        )
-
-    def usage() -> dict[str, Any]:
-        ledger = roles.ledger
-        return ledger.scope_usage(ledger.scope) if ledger is not None and ledger.scope else {}
-
-    return Effects(
-        teacher=lambda items: teacher.answer_all(roles.teacher, items, send_inputs=loop.send_inputs),
-        finetune=lambda job: run_finetune(job.base, job.data, job.out, config.student, loop.seed, job.key),
-        student=lambda checkpoint, questions, answers: answer_file(
-            config.student, checkpoint, questions, answers, loop.seed, loop.send_inputs
-        ),
-        judge=judge,
-        generator=asker(roles.generator),
-        step=run_step,
-        heldout=heldout,
-        usage=usage,
-    )
 
 
 def training_answers(
@@ -202,7 +102,9 @@ async def imitation(
     write_jsonl(folder.sft, [{"prompt": p.prompt, "response": p.response} for p in pairs])
     base = base_checkpoint(config, run, k)
     key = training_key(base, folder.sft, config.student, config.loop.seed)
-    return answers, fx.finetune(FinetuneJob(base, folder.sft, folder.student, key))
+    return answers, fx.finetune(
+        FinetuneJob(base, folder.sft, folder.student, config.student, config.loop.seed, key)
+    )
 
 
 async def discrimination(
@@ -355,7 +257,7 @@ async def run_loop(
 ) -> list[dict[str, Any]]:
     """Iterations 1..N through `iterate(k)` (which returns the iteration's summary), stopping early
     when one says why it stops; `after(summary)` runs after each (reports, logs). Iterations that
-    finished with the same inputs are not replayed (lion_core.resume): their summaries are read, and
+    finished with the same inputs are not replayed (lion_core.run.resume): their summaries are read, and
     `skipped(k)` is told."""
     run = RunDir(config.run_dir)
     prepare_first_pools(config, run)
@@ -372,26 +274,3 @@ async def run_loop(
         if summaries[-1]["stopped"]:
             break
     return summaries
-
-
-async def distill(
-    config: LionConfig, roles: Roles, heldout: Callable[[Path], dict[str, Any]] | None = None
-) -> list[dict[str, Any]]:
-    """The whole run as plain Python (no Prefect) through the role clients: the pre-flight checks, the
-    recorded config, the iterations, the report after each. The ledger, if any, is scoped per iteration
-    and saved after each."""
-    preflight(config)
-    run, ledger = RunDir(config.run_dir), roles.ledger
-    dump_config(config, run.config)
-    fx = direct_effects(config, roles, heldout)
-
-    async def iterate(k: int) -> dict[str, Any]:
-        if ledger is not None:
-            ledger.scope = f"iter_{k}"
-        try:
-            return (await run_iteration(fx, config, run, k)).summary
-        finally:
-            if ledger is not None:
-                ledger.save()
-
-    return await run_loop(config, iterate, lambda summary: write_report(run))

@@ -8,7 +8,7 @@ A batch is recorded in three steps, each one committed:
 3. `created` (state `open`): the provider's batch id — the moment `batches.create` returns, before
    any waiting. A re-run finds the open batch covering a key and re-attaches to it instead of
    submitting the request again.
-When the batch ends its replies are stored and settled (lion_core.llm.ResponseCache.put), the tickets
+When the batch ends its replies are stored and settled (lion_core.api.client.ResponseCache.put), the tickets
 of lines without a reply are closed as failed, and the batch is `collected`. A batch that was never
 created at the provider is `abandoned` (its tickets failed: nothing was sent); one the provider no longer
 knows (a restarted local server) is `lost`: its tickets stay in flight, counted at their worst case.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from lion_core.ledger import FAILED, IN_FLIGHT, Journal, Ticket
+from lion_core.api.journal import FAILED, IN_FLIGHT, Journal, Ticket
 
 SUBMITTING, OPEN, COLLECTED, ABANDONED = "submitting", "open", "collected", "abandoned"
 LOST = "lost"  # the provider no longer knows the batch: its requests stay unsettled at their worst case

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from lion_core.records import Judgement, Response, atomic_write_text
-from lion_core.rundir import ITERATION_FILES, RunDir
+from lion_core.run.rundir import ITERATION_FILES, RunDir
 
 HARDEST_ROWS = 20
 ANSWER_CHARS = 60

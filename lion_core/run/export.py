@@ -26,7 +26,7 @@ import yaml
 from datasets import Dataset
 
 from lion_core.records import Instruction, Judgement, Response, atomic_write_text, read_jsonl
-from lion_core.rundir import RunDir
+from lion_core.run.rundir import RunDir
 
 FORMATS = ("alpaca", "messages")
 CARD = "README.md"

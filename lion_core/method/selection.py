@@ -26,7 +26,7 @@ from statistics import mean
 from pydantic import BaseModel, ConfigDict
 
 from lion_core.config import LoopConfig
-from lion_core.discrimination import Split, split
+from lion_core.method.discrimination import Split, split
 from lion_core.records import Instruction, Judgement
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from lion_core import prompts
-from lion_core.llm import ChatClient, complete_all
+from lion_core.chat import ChatClient, complete_all
 from lion_core.records import Instruction, Response
 
 

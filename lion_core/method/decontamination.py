@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Protocol
 
 from lion_core.config import DecontaminationConfig
-from lion_core.generation import GenerationResult
-from lion_core.novelty import NoveltyIndex, NoveltyResult
+from lion_core.method.generation import GenerationResult
+from lion_core.method.novelty import NoveltyIndex, NoveltyResult
 from lion_core.records import read_instructions
 
 PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")

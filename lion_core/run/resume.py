@@ -20,7 +20,7 @@ from typing import Any
 
 from lion_core import prompts
 from lion_core.config import LionConfig
-from lion_core.rundir import RunDir, write_json
+from lion_core.run.rundir import RunDir, write_json
 from lion_core.student.checkpoint import NOT_TRAINING, fingerprint
 
 CHUNK_BYTES = 1 << 20
