@@ -12,7 +12,8 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from lion_cli.main import EXIT_BAD_INPUT, app
+from lion_cli.main import app
+from lion_cli.process import EXIT_BAD_INPUT
 from lion_cli.world import app as world_app
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -394,7 +395,7 @@ def test_a_budget_stop_tells_the_projected_total_and_the_budget_that_finishes(
     import re
     import shutil
 
-    from lion_cli.main import EXIT_BUDGET
+    from lion_cli.process import EXIT_BUDGET
 
     student = shutil.copytree(tiny_student_path, tmp_path / "student")
     config = priced_world_config(tmp_path, world, student, STOP_BUDGET_USD)

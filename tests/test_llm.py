@@ -388,9 +388,8 @@ def test_replies_still_in_flight_after_a_budget_stop_are_counted(tmp_path: Path)
 
 def test_a_reply_the_referee_rejects_is_not_served_again(tmp_path: Path) -> None:
     """Issue 13, failure 5: a malformed referee reply was cached, so the item stayed unscorable."""
-    from lion_core.method import referee
-
     from lion_core.config import LionConfig
+    from lion_core.method import referee
     from lion_core.method.direct import build_roles
 
     with WorldServer(faults=Faults(share_malformed=1.0), seed=0) as server:

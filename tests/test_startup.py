@@ -9,7 +9,7 @@ import sys
 
 SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 PROBE = (
-    "import lion_cli.main as m; from prefect.settings import get_current_settings as s; "
+    "import lion_cli.process as m; from prefect.settings import get_current_settings as s; "
     "print(m.EMBEDDED_SERVER_STARTUP_S, s().server.ephemeral.startup_timeout_seconds)"
 )
 

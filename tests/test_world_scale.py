@@ -15,7 +15,8 @@ from random import Random
 import pytest
 from typer.testing import CliRunner
 
-from lion_cli.main import EXIT_BAD_INPUT, app
+from lion_cli.main import app
+from lion_cli.process import EXIT_BAD_INPUT
 from lion_core.world import families as fam
 
 PAPER_SEED_SIZE = 52_000
