@@ -49,7 +49,8 @@ def trained_student(folder: Path) -> Path:
 
 def rate(model, tokenizer, texts: list[str], batch_size: int) -> tuple[float, list[str]]:
     started = time.perf_counter()
-    outputs = generate(model, tokenizer, texts, batch_size=batch_size, max_new_tokens=MAX_NEW_TOKENS)
+    decoding = StudentConfig(infer_batch_size=batch_size, max_new_tokens=MAX_NEW_TOKENS)  # greedy
+    outputs = generate(model, tokenizer, texts, decoding)
     return len(texts) / (time.perf_counter() - started), outputs
 
 

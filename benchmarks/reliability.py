@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -284,11 +285,19 @@ def _config_with(base: dict[str, Any], section: str | None, field: str, value: A
     return data
 
 
-def bad_inputs(folder: Path, base: dict[str, Any]) -> list[tuple[str, Callable[[Path], Path]]]:
-    """(kind, make(case_folder) -> config path) for every kind of hostile input probed."""
-    seed = base["pools"]["seed_path"]
+Make = Callable[[Path], Path]  # make(case_folder) -> the config path of one hostile-input case
 
-    def config(data: dict[str, Any], own_run_dir: bool = True) -> Callable[[Path], Path]:
+
+class Cases:
+    """Makers of hostile-input cases: each writes what it needs into a case folder and returns the config
+    path `lion run` is given (derived from `base`, the probe's good config)."""
+
+    good = '{"instruction": "Reverse abc"}\n'
+
+    def __init__(self, base: dict[str, Any]) -> None:
+        self.base = base
+
+    def config(self, data: dict[str, Any], own_run_dir: bool = True) -> Make:
         def make(case: Path) -> Path:
             path = case / "config.yaml"
             data_here = _config_with(data, None, "run_dir", str(case / "run")) if own_run_dir else data
@@ -297,97 +306,106 @@ def bad_inputs(folder: Path, base: dict[str, Any]) -> list[tuple[str, Callable[[
 
         return make
 
-    def field(section: str | None, name: str, value: Any) -> Callable[[Path], Path]:
-        return config(_config_with(base, section, name, value))
+    def field(self, section: str | None, name: str, value: Any) -> Make:
+        return self.config(_config_with(self.base, section, name, value))
 
-    def seed_text(text: str | bytes, suffix: str = ".jsonl") -> Callable[[Path], Path]:
+    def seed_text(self, text: str | bytes, suffix: str = ".jsonl") -> Make:
         def make(case: Path) -> Path:
             path = case / f"seed{suffix}"
             path.write_bytes(text if isinstance(text, bytes) else text.encode())
-            return config(_config_with(base, "pools", "seed_path", str(path)))(case)
+            return self.field("pools", "seed_path", str(path))(case)
 
         return make
 
-    def raw(text: str, name: str = "config.yaml") -> Callable[[Path], Path]:
+    @staticmethod
+    def raw(data: str | bytes, name: str = "config.yaml") -> Make:
         def make(case: Path) -> Path:
-            (case / name).write_text(text)
+            (case / name).write_bytes(data if isinstance(data, bytes) else data.encode())
             return case / name
 
         return make
 
-    def raw_bytes(data: bytes) -> Callable[[Path], Path]:
+    def student_with(self, change: Callable[[Path], None]) -> Make:
         def make(case: Path) -> Path:
-            (case / "config.yaml").write_bytes(data)
-            return case / "config.yaml"
-
-        return make
-
-    def student_with(change: Callable[[Path], None]) -> Callable[[Path], Path]:
-        def make(case: Path) -> Path:
-            import shutil
-
             student = case / "student"
-            shutil.copytree(base["student"]["model_path"], student)
+            shutil.copytree(self.base["student"]["model_path"], student)
             change(student)
-            return config(_config_with(base, "student", "model_path", str(student)))(case)
+            return self.field("student", "model_path", str(student))(case)
 
         return make
 
-    def run_dir_is_file(case: Path) -> Path:
+    def run_dir_is_file(self, case: Path) -> Path:
         (case / "run").write_text("a file")
-        return config(base)(case)
+        return self.config(self.base)(case)
 
-    def run_dir_under_a_file(case: Path) -> Path:
+    def run_dir_under_a_file(self, case: Path) -> Path:
         (case / "file").write_text("a file")
-        return config(_config_with(base, None, "run_dir", str(case / "file" / "run")), own_run_dir=False)(
-            case
-        )
+        under = _config_with(self.base, None, "run_dir", str(case / "file" / "run"))
+        return self.config(under, own_run_dir=False)(case)
 
-    good = '{"instruction": "Reverse abc"}\n'
+
+def config_cases(c: Cases) -> list[tuple[str, Make]]:
+    """Hostile values and hostile config files."""
     return [
-        ("loop.tau: .nan", field("loop", "tau", float("nan"))),
-        ("loop.tau: .inf", field("loop", "tau", float("inf"))),
-        ("loop.hard_easy_ratio: .inf", field("loop", "hard_easy_ratio", float("inf"))),
-        ("loop.rouge_threshold: .nan", field("loop", "rouge_threshold", float("nan"))),
-        ("budget.max_usd: .inf", field("budget", "max_usd", float("inf"))),
-        ("teacher.price_input_per_1k: .inf", field("teacher", "price_input_per_1k", float("inf"))),
-        ("teacher.temperature: .nan", field("teacher", "temperature", float("nan"))),
-        ("student.learning_rate: .inf", field("student", "learning_rate", float("inf"))),
-        ("loop.tau: 'high'", field("loop", "tau", "high")),
-        ("teacher.concurrency: 0", field("teacher", "concurrency", 0)),
-        ("unknown field", field("loop", "taus", 1.0)),
+        ("loop.tau: .nan", c.field("loop", "tau", float("nan"))),
+        ("loop.tau: .inf", c.field("loop", "tau", float("inf"))),
+        ("loop.hard_easy_ratio: .inf", c.field("loop", "hard_easy_ratio", float("inf"))),
+        ("loop.rouge_threshold: .nan", c.field("loop", "rouge_threshold", float("nan"))),
+        ("budget.max_usd: .inf", c.field("budget", "max_usd", float("inf"))),
+        ("teacher.price_input_per_1k: .inf", c.field("teacher", "price_input_per_1k", float("inf"))),
+        ("teacher.temperature: .nan", c.field("teacher", "temperature", float("nan"))),
+        ("student.learning_rate: .inf", c.field("student", "learning_rate", float("inf"))),
+        ("loop.tau: 'high'", c.field("loop", "tau", "high")),
+        ("teacher.concurrency: 0", c.field("teacher", "concurrency", 0)),
+        ("unknown field", c.field("loop", "taus", 1.0)),
         ("config is a directory", lambda case: case),
         ("config missing", lambda case: case / "missing.yaml"),
-        ("config not YAML", raw("loop: [unclosed\n")),
-        ("config not a mapping", raw("- a list\n")),
-        ("config not UTF-8", raw_bytes(b"loop:\n  tau: \xff\n")),
-        (
-            "seed is a directory",
-            lambda case: config(_config_with(base, "pools", "seed_path", str(case)))(case),
-        ),
-        ("seed missing", field("pools", "seed_path", str(Path(seed).parent / "no-such-seed.jsonl"))),
-        ("seed empty", seed_text("")),
-        ("seed invalid JSON line", seed_text(good + '{"instruction": "x"\n')),
-        ("seed row not an object", seed_text(good + "[1, 2]\n")),
-        ("seed row without instruction", seed_text(good + '{"input": "x"}\n')),
+        ("config not YAML", c.raw("loop: [unclosed\n")),
+        ("config not a mapping", c.raw("- a list\n")),
+        ("config not UTF-8", c.raw(b"loop:\n  tau: \xff\n")),
+    ]
+
+
+def seed_cases(c: Cases) -> list[tuple[str, Make]]:
+    """Hostile seed pools."""
+    good, seed = c.good, c.base["pools"]["seed_path"]
+    return [
+        ("seed is a directory", lambda case: c.field("pools", "seed_path", str(case))(case)),
+        ("seed missing", c.field("pools", "seed_path", str(Path(seed).parent / "no-such-seed.jsonl"))),
+        ("seed empty", c.seed_text("")),
+        ("seed invalid JSON line", c.seed_text(good + '{"instruction": "x"\n')),
+        ("seed row not an object", c.seed_text(good + "[1, 2]\n")),
+        ("seed row without instruction", c.seed_text(good + '{"input": "x"}\n')),
         (
             "seed duplicate id",
-            seed_text('{"id": "a", "instruction": "x"}\n{"id": "a", "instruction": "y"}\n'),
+            c.seed_text('{"id": "a", "instruction": "x"}\n{"id": "a", "instruction": "y"}\n'),
         ),
-        ("seed not UTF-8", seed_text(good.encode() + b'{"instruction": "\xff"}\n')),
-        ("seed Alpaca JSON not a list", seed_text('{"instruction": "x"}', ".json")),
-        ("seed 10 MB instruction", seed_text(good + json.dumps({"instruction": "x" * 10_000_000}) + "\n")),
-        ("student missing", field("student", "model_path", "/no/such/student")),
+        ("seed not UTF-8", c.seed_text(good.encode() + b'{"instruction": "\xff"}\n')),
+        ("seed Alpaca JSON not a list", c.seed_text('{"instruction": "x"}', ".json")),
+        ("seed 10 MB instruction", c.seed_text(good + json.dumps({"instruction": "x" * 10_000_000}) + "\n")),
+    ]
+
+
+def directory_cases(c: Cases) -> list[tuple[str, Make]]:
+    """Hostile student checkpoints, run directories and held-out sets."""
+    return [
+        ("student missing", c.field("student", "model_path", "/no/such/student")),
         (
             "student corrupt config.json",
-            student_with(lambda s: (s / "config.json").write_text('{"model_type": ')),
+            c.student_with(lambda s: (s / "config.json").write_text('{"model_type": ')),
         ),
-        ("student without tokenizer", student_with(lambda s: [p.unlink() for p in s.glob("tokenizer*")])),
-        ("student config of unknown model", student_with(lambda s: (s / "config.json").write_text("{}"))),
-        ("run_dir is a file", run_dir_is_file),
-        ("run_dir under a file", run_dir_under_a_file),
-        ("heldout missing", field("evaluation", "heldout_path", "/no/such/heldout.jsonl")),
+        ("student without tokenizer", c.student_with(lambda s: [p.unlink() for p in s.glob("tokenizer*")])),
+        ("student config of unknown model", c.student_with(lambda s: (s / "config.json").write_text("{}"))),
+        ("run_dir is a file", c.run_dir_is_file),
+        ("run_dir under a file", c.run_dir_under_a_file),
+        ("heldout missing", c.field("evaluation", "heldout_path", "/no/such/heldout.jsonl")),
     ]
+
+
+def bad_inputs(base: dict[str, Any]) -> list[tuple[str, Make]]:
+    """(kind, make(case_folder) -> config path) for every kind of hostile input probed."""
+    cases = Cases(base)
+    return config_cases(cases) + seed_cases(cases) + directory_cases(cases)
 
 
 def probe_bad_inputs(folder: Path) -> dict[str, Any]:
@@ -396,7 +414,7 @@ def probe_bad_inputs(folder: Path) -> dict[str, Any]:
         prepare_world_files(config)
         base = config.model_dump(mode="json")
         rows = []
-        for number, (kind, make) in enumerate(bad_inputs(folder, base)):
+        for number, (kind, make) in enumerate(bad_inputs(base)):
             case = folder / f"case-{number:02d}"
             case.mkdir()
             path = make(case)

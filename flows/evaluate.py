@@ -18,34 +18,30 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
-from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+from prefect import flow
 
-from flows.fanout import batch_task, batches_in_flight, fan_out, in_run_dir
+from flows.fanout import api_fan_out, in_run_dir
 from lion_core import data as packaged_data
 from lion_core.api.build import build_client
 from lion_core.api.cache import ResponseCache
 from lion_core.api.ledger import Ledger
 from lion_core.chat import ChatClient
 from lion_core.config import EndpointConfig, LionConfig, load_config
-from lion_core.evaluation.harness import HarnessError, run_harness
+from lion_core.evaluation.harness import HarnessError
 from lion_core.evaluation.protocols import (
     DEFAULT_PROTOCOL,
     REVIEW_TEMPERATURE,
-    ReviewItem,
     check_inputs,
     relative_score,
-    review_all,
     verdict,
 )
-from lion_core.evaluation.report import embed_images, write_eval_report
 from lion_core.records import Instruction, Judgement, Response, read_instructions, write_jsonl
-from lion_core.run.rundir import RunDir, response_cache, write_json
+from lion_core.run.rundir import RunDir, response_cache
 from lion_core.student.checkpoint import fingerprint
 from lion_core.world.evaluation import read_world_set, score_world
 from lion_core.world.families import Task, sample_tasks
-from tasks.api import api_task, endpoint_id, referee_batch, teacher_batch
+from tasks.api import referee_batch, teacher_batch
+from tasks.evaluation import harness_task, publish, review_batch
 from tasks.student import answers_step
 
 WORLD_LEVELS = (1, 2)
@@ -79,23 +75,10 @@ async def answers(
         return answers_step(
             config, answerer, questions, out / f"{label}-answers.jsonl", f"{label}-student-answers", True
         )
-    api = batch_task(config, teacher_batch).with_options(task_run_name=f"{label}-batch-{{first}}")
-    return await fan_out(
-        lambda first, batch: api(answerer, endpoint_id(answerer), batch, first),
-        items,
-        config.loop.batch_size,
-        f"{label}: answers of {answerer.model_name}",
-        ledger,
-        batches_in_flight(answerer, config.loop),
+    description = f"{label}: answers of {answerer.model_name}"
+    return await api_fan_out(
+        config, teacher_batch, answerer, items, description, ledger, run_name=f"{label}-batch-{{first}}"
     )
-
-
-@api_task(name="review-batch", task_run_name="review-batch-{first}")
-async def review_batch(
-    client: ChatClient, endpoint: str, items: list[ReviewItem], first: int
-) -> list[Judgement]:
-    """FastChat-style two-order reviews of one batch of (id, question, category, reference, candidate)."""
-    return await review_all(client, items)
 
 
 async def judgements_of(
@@ -111,24 +94,18 @@ async def judgements_of(
     rows = list(zip(items, reference, candidate))
     if protocol == "vicuna":
         reviews = [(q.id, q.text, q.category, r.output, c.output) for q, r, c in rows]
-        return await fan_out(
-            lambda first, batch: batch_task(config, review_batch)(judge, endpoint_id(judge), batch, first),
-            reviews,
-            config.loop.batch_size,
-            "judge (FastChat review), both orders",
-            ledger,
-            batches_in_flight(judge, config.loop),
-        )
+        description = "judge (FastChat review), both orders"
+        return await api_fan_out(config, review_batch, judge, reviews, description, ledger)
     triples = [(q.id, q.text, r.output, c.output) for q, r, c in rows]
-    return await fan_out(
-        lambda first, batch: batch_task(config, referee_batch)(
-            judge, endpoint_id(judge), batch, 0.0, config.loop.referee_retries, first
-        ),
+    return await api_fan_out(
+        config,
+        referee_batch,
+        judge,
         triples,
-        config.loop.batch_size,
         "judge, both orders",
         ledger,
-        batches_in_flight(judge, config.loop),
+        tau=0.0,
+        retries=config.loop.referee_retries,
     )
 
 
@@ -199,12 +176,6 @@ def judge_endpoint(config: LionConfig, protocol: str) -> EndpointConfig | None:
     return judge.model_copy(update={"temperature": REVIEW_TEMPERATURE})
 
 
-@task(name="lm-eval-harness", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
-def harness_task(checkpoint: str, tasks: list[str], precision: str, fingerprint: str) -> dict:
-    """lm-evaluation-harness on a checkpoint (zero-shot)."""
-    return run_harness(Path(checkpoint), tasks, precision=precision)
-
-
 def resolve_candidate(
     config: LionConfig, candidate: str, model: str | None, ledger: Ledger, cache: ResponseCache
 ) -> Path | ChatClient:
@@ -215,25 +186,6 @@ def resolve_candidate(
         **{**config.teacher.model_dump(), "base_url": candidate, "model": model or "candidate"}
     )
     return build_client("candidate", endpoint, ledger=ledger, cache=cache, budget=config.budget)
-
-
-@task(name="eval-report", cache_policy=NO_CACHE)
-def publish(result: dict[str, Any], out: Path) -> None:
-    """result.json, report.md with plots, and the same as Prefect artifacts."""
-    write_json(out / "result.json", result)
-    report = write_eval_report(result, out)
-    create_markdown_artifact(
-        embed_images(report.read_text(encoding="utf-8"), out),
-        key="lion-eval-report",
-        description=str(report.resolve()),
-    )
-    if "judge" in result:
-        rows = [
-            {"category": c, "relative %": round(v, 1)} for c, v in result["judge"]["per_category"].items()
-        ]
-        create_table_artifact(
-            rows, key="lion-eval-relative", description=f"overall {result['judge']['overall']:.1f}%"
-        )
 
 
 @flow(name="evaluate")

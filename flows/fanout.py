@@ -7,7 +7,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prefect import Flow, Task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
@@ -17,7 +17,7 @@ from lion_core.api.ledger import Ledger
 from lion_core.chat import ChatClient
 from lion_core.config import LionConfig, LoopConfig
 from lion_core.run.rundir import RunDir
-from tasks.api import with_retries
+from tasks.api import endpoint_id, with_retries
 from tasks.artifacts import Progress
 
 T = TypeVar("T")
@@ -94,6 +94,31 @@ def batch_progress(run_name: str) -> Callable[[BatchProgress], Awaitable[None]]:
 def batch_task(config: LionConfig, api: Task) -> Task:
     """An API batch task with the run's retry policy."""
     return with_retries(api, config.loop.task_retries, config.loop.task_retry_delay_s)
+
+
+async def api_fan_out(
+    config: LionConfig,
+    api: Task,
+    client: ChatClient,
+    items: Sequence[T],
+    description: str,
+    ledger: Ledger,
+    run_name: str | None = None,
+    **options: Any,
+) -> list[Any]:
+    """Every batch of `items` through the API task `api` — `api(client, endpoint, batch, first=…,
+    **options)` — with the run's retry policy, at most `batches_in_flight` at once, results in input
+    order (see `fan_out`); `run_name` names the task runs (a template of `first`)."""
+    task = batch_task(config, api)
+    if run_name is not None:
+        task = task.with_options(task_run_name=run_name)
+    endpoint = endpoint_id(client)
+
+    async def call(first: int, batch: list[T]) -> list[Any]:
+        return await task(client, endpoint, batch, first=first, **options)
+
+    in_flight = batches_in_flight(client, config.loop)
+    return await fan_out(call, items, config.loop.batch_size, description, ledger, in_flight)
 
 
 def in_run_dir(config: LionConfig, subflow: Flow) -> Flow:

@@ -12,23 +12,22 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fanout import batch_progress, batch_task, batches_in_flight, fan_out
+from flows.fanout import api_fan_out, batch_progress
 from lion_core.api.cache import ResponseCache
 from lion_core.api.ledger import Ledger
-from lion_core.chat import Completion
+from lion_core.chat import ChatClient, Completion
 from lion_core.config import LionConfig
 from lion_core.method.direct import build_roles
-from lion_core.method.effects import Effects, JudgeItem, Roles
+from lion_core.method.effects import Effects, Roles
 from lion_core.method.generation import GenerationRequest
 from lion_core.method.loop import run_iteration
-from lion_core.records import Instruction, Judgement, Response
 from lion_core.run.report import hardest
 from lion_core.run.rundir import RunDir, response_cache
 from lion_core.student.checkpoint import fingerprint
-from tasks.api import endpoint_id, generator_batch, referee_batch, teacher_batch
+from tasks.api import generator_batch, referee_batch, teacher_batch
 from tasks.artifacts import iteration_artifacts
 from tasks.student import answers_step, finetune_step, heldout_task
 
@@ -42,72 +41,36 @@ def run_step(name: str, fn, *args: Any) -> Any:
 def task_effects(config: LionConfig, roles: Roles) -> Effects:
     """The method's effects as Prefect tasks: batched API fan-outs, cached student steps."""
     loop, ledger = config.loop, roles.ledger
-    teacher, referee, generator = roles.teacher, roles.referee, roles.generator
-    for client in (teacher, referee, generator):  # roles in mode: batch show each batch's progress
+    for client in (roles.teacher, roles.referee, roles.generator):  # mode: batch shows each batch's progress
         if hasattr(client, "on_progress"):
             client.on_progress = batch_progress(Path(config.run_dir).name)
 
-    async def teacher_answers(items: list[Instruction]) -> list[Response]:
-        async def call(first: int, part: list[Instruction]) -> list[Response]:
-            return await batch_task(config, teacher_batch)(
-                teacher, endpoint_id(teacher), part, first, loop.send_inputs
-            )
-
-        return await fan_out(
-            call,
-            items,
-            loop.batch_size,
-            "teacher answers, Train Pool",
-            ledger,
-            batches_in_flight(teacher, loop),
-        )
-
-    async def judge(items: list[JudgeItem]) -> list[Judgement]:
-        async def call(first: int, part: list[JudgeItem]) -> list[Judgement]:
-            return await batch_task(config, referee_batch)(
-                referee,
-                endpoint_id(referee),
-                part,
-                loop.tau,
-                loop.referee_retries,
-                first,
-                config.referee.skip_identical,
-            )
-
-        return await fan_out(
-            call,
-            items,
-            loop.batch_size,
-            "referee judgements, Cache Pool × 2 orders",
-            ledger,
-            batches_in_flight(referee, loop),
-        )
+    def api(task: Task, client: ChatClient, description: str, **options: Any):
+        return partial(api_fan_out, config, task, client, description=description, ledger=ledger, **options)
 
     rounds = itertools.count(1)  # generation asks in rounds until N are kept: name each round's batches
 
     async def ask(requests: list[GenerationRequest]) -> list[Completion]:
         r = next(rounds)
-        api = batch_task(config, generator_batch).with_options(
-            task_run_name=f"generator-round-{r}-batch-{{first}}"
-        )
-
-        async def call(first: int, part: list[GenerationRequest]) -> list[Completion]:
-            return await api(generator, endpoint_id(generator), part, first)
-
-        return await fan_out(
-            call,
-            requests,
-            loop.batch_size,
-            f"generator requests, round {r}",
-            ledger,
-            batches_in_flight(generator, loop),
+        name = f"generator-round-{r}-batch-{{first}}"
+        return await api(generator_batch, roles.generator, f"generator requests, round {r}", run_name=name)(
+            requests
         )
 
     return Effects(
-        teacher=teacher_answers,
+        teacher=api(
+            teacher_batch, roles.teacher, "teacher answers, Train Pool", send_inputs=loop.send_inputs
+        ),
         finetune=finetune_step,
         student=partial(answers_step, config),
-        judge=judge,
+        judge=api(
+            referee_batch,
+            roles.referee,
+            "referee judgements, Cache Pool × 2 orders",
+            tau=loop.tau,
+            retries=loop.referee_retries,
+            skip_identical=config.referee.skip_identical,
+        ),
         generator=ask,
         step=run_step,
         heldout=heldout_effect(config),

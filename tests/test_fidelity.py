@@ -26,7 +26,6 @@ from lion_core.method.generation import (
     GenerationRequest,
     asker,
     generate,
-    generate_with,
     max_tokens_for,
     plan,
     postfilter,
@@ -52,6 +51,11 @@ class Recorder:
     async def complete(self, messages, *, variant: int = 0, max_tokens: int | None = None) -> Completion:
         self.requests.append((messages, variant, max_tokens))
         return Completion(self.reply(messages), "stop", 1, 1)
+
+
+def small_loop(n: int, **settings) -> LoopConfig:
+    """The loop settings these generation tests use: n new instructions, 3 words at least, seed 0."""
+    return LoopConfig(new_per_iteration=n, min_words=3, seed=0, **settings)
 
 
 def item(
@@ -122,11 +126,7 @@ def test_same_generator_token_limit_four_per_parent_word_and_cut_replies_dropped
     assert LoopConfig().generator_max_tokens_per_word == 4
     assert max_tokens_for(parent, 4) == 28 and max_tokens_for(parent, None) is None
     fake = Recorder(lambda m: "Compose a limerick about a lighthouse keeper")
-    result = asyncio.run(
-        generate(
-            asker(fake), [parent], [], NoveltyIndex(0.7), n=1, ratio=1.0, min_words=3, iteration=1, seed=0
-        )
-    )
+    result = asyncio.run(generate(asker(fake), [parent], [], NoveltyIndex(0.7), small_loop(1), iteration=1))
     assert [limit for _, _, limit in fake.requests] == [28]
     assert len(result.kept) == 1
     assert (
@@ -165,11 +165,7 @@ def test_same_generation_loops_until_n_are_kept() -> None:
     pattern = iter(["good", "bad", "bad", "good", "bad", "bad", "good"])
     fake = Recorder(lambda m: next(good) if next(pattern) == "good" else "Hi.")
     parents = [item(1, "Write a short story about a brave dog")]
-    result = asyncio.run(
-        generate(
-            asker(fake), parents, [], NoveltyIndex(0.7), n=3, ratio=1.0, min_words=3, iteration=1, seed=0
-        )
-    )
+    result = asyncio.run(generate(asker(fake), parents, [], NoveltyIndex(0.7), small_loop(3), iteration=1))
     assert len(result.kept) == 3 and result.rounds == 4  # beyond the old cap of 3 rounds
     assert LoopConfig().generation_rounds is None  # no cap on rounds by default
 
@@ -283,18 +279,7 @@ def test_differs_novelty_spans_hard_and_easy_generations() -> None:
     fake = Recorder(lambda m: "Describe the migration routes of arctic terns in detail")
     hard, easy = [item(1, "Explain how birds navigate at night")], [item(2, "Explain how fish find food")]
     result = asyncio.run(
-        generate(
-            asker(fake),
-            hard,
-            easy,
-            NoveltyIndex(0.7),
-            n=2,
-            ratio=1.0,
-            min_words=3,
-            rounds=1,
-            iteration=1,
-            seed=0,
-        )
+        generate(asker(fake), hard, easy, NoveltyIndex(0.7), small_loop(2, generation_rounds=1), iteration=1)
     )
     assert len(fake.requests) == 2 and len(result.kept) == 1 and result.novelty_rejections == 1
 
@@ -303,15 +288,11 @@ def test_differs_generation_stops_after_patience_rounds_that_keep_nothing() -> N
     assert LoopConfig().generation_patience == 3
     fake = Recorder(lambda m: "Hi.")
     parents = [item(1, "Explain how birds navigate at night")]
-    result = asyncio.run(
-        generate(
-            asker(fake), parents, [], NoveltyIndex(0.7), n=1, ratio=1.0, min_words=3, iteration=1, seed=0
-        )
-    )
+    result = asyncio.run(generate(asker(fake), parents, [], NoveltyIndex(0.7), small_loop(1), iteration=1))
     assert result.rounds == 3 and any("kept nothing" in note for note in result.notes)
     # patience null (the original's endless loop) — bounded here by generation_rounds only
     loop = LoopConfig(new_per_iteration=1, generation_patience=None, generation_rounds=5)
-    result = asyncio.run(generate_with(asker(fake), parents, [], NoveltyIndex(0.7), loop, iteration=1))
+    result = asyncio.run(generate(asker(fake), parents, [], NoveltyIndex(0.7), loop, iteration=1))
     assert result.rounds == 5
 
 

@@ -186,12 +186,9 @@ def test_generation_against_the_world_filters_and_keeps_lineage(world: WorldServ
             pool[:30],
             pool[30:],
             index,
-            n=80,
-            ratio=1.0,
-            min_words=1,
-            rounds=None,  # as the original: until n are kept (bounded by the default patience)
+            # as the original: until n are kept (no round limit; bounded by the default patience)
+            LoopConfig(new_per_iteration=80, min_words=1, seed=0),
             iteration=1,
-            seed=0,
         )
     )
     assert len(result.kept) == 80

@@ -29,7 +29,6 @@ from lion_core.records import Instruction
 _LOOP = LoopConfig.model_fields
 DEFAULT_BLACKLIST: tuple[str, ...] = tuple(_LOOP["generator_blacklist"].default_factory())  # type: ignore[misc]
 DEFAULT_MAX_TOKENS_PER_WORD: float | None = _LOOP["generator_max_tokens_per_word"].default
-DEFAULT_PATIENCE: int | None = _LOOP["generation_patience"].default
 DEFAULT_PARENT_SAMPLING: str = _LOOP["parent_sampling"].default
 
 
@@ -190,89 +189,50 @@ async def generate(
     hard: Sequence[Instruction],
     easy: Sequence[Instruction],
     index: NoveltyIndex,
+    loop: LoopConfig,
     *,
-    n: int,
-    ratio: float,
-    min_words: int,
-    rounds: int | None = None,
     iteration: int,
-    seed: int,
-    patience: int | None = DEFAULT_PATIENCE,
-    blacklist: Sequence[str] = DEFAULT_BLACKLIST,
-    max_tokens_per_word: float | None = DEFAULT_MAX_TOKENS_PER_WORD,
-    parent_sampling: str = DEFAULT_PARENT_SAMPLING,
 ) -> GenerationResult:
-    """Generate until n new instructions are kept; the index grows with them.
+    """Generate until `loop.new_per_iteration` new instructions are kept (hard:easy = `hard_easy_ratio`);
+    the index grows with them. Every setting comes from the loop config.
 
-    Stops early after `rounds` rounds (None: no limit) or after `patience` consecutive rounds that keep
-    nothing (None: never — the original's endless loop; with neither bound a generator that can never
-    pass the filters loops forever, as the original did).
+    Stops early after `generation_rounds` rounds (None: no limit) or after `generation_patience`
+    consecutive rounds that keep nothing (None: never — the original's endless loop; with neither bound
+    a generator that can never pass the filters loops forever, as the original did).
     """
     result = GenerationResult()
     if not hard and not easy:
         result.notes.append("no scorable instructions: nothing to generate from")
         return result
-    rng = Random(f"{seed}:{iteration}")
-    target_hard, target_easy, notes = split_counts(n, ratio, len(hard), len(easy))
+    n, rng = loop.new_per_iteration, Random(f"{loop.seed}:{iteration}")
+    target_hard, target_easy, notes = split_counts(n, loop.hard_easy_ratio, len(hard), len(easy))
     result.notes += notes
     fruitless = 0
-    round_no = 0
-    while rounds is None or round_no < rounds:
+    while loop.generation_rounds is None or result.rounds < loop.generation_rounds:
         kept_hard = sum(i.origin == "hard" for i in result.kept)
         need_hard, need_easy = target_hard - kept_hard, target_easy - (len(result.kept) - kept_hard)
         if need_hard <= 0 and need_easy <= 0:
             break
-        if patience is not None and fruitless >= patience:
-            result.notes.append(f"stopped after {patience} rounds in a row kept nothing")
+        if loop.generation_patience is not None and fruitless >= loop.generation_patience:
+            result.notes.append(f"stopped after {loop.generation_patience} rounds in a row kept nothing")
             break
-        tag = f"{seed}:{iteration}:{round_no}"
         requests = plan(
             hard,
             easy,
             max(need_hard, 0),
             max(need_easy, 0),
             rng,
-            tag,
-            max_tokens_per_word=max_tokens_per_word,
-            parent_sampling=parent_sampling,
+            f"{loop.seed}:{iteration}:{result.rounds}",
+            max_tokens_per_word=loop.generator_max_tokens_per_word,
+            parent_sampling=loop.parent_sampling,
         )
-        completions = await ask(requests)
         before = len(result.kept)
-        _keep(result, requests, completions, index, min_words, iteration, blacklist)
+        _keep(result, requests, await ask(requests), index, loop, iteration)
         fruitless = 0 if len(result.kept) > before else fruitless + 1
-        round_no += 1
-        result.rounds = round_no
+        result.rounds += 1
     if len(result.kept) < n:
         result.notes.append(f"kept {len(result.kept)} of {n} after {result.rounds} rounds")
     return result
-
-
-async def generate_with(
-    ask: Ask,
-    hard: Sequence[Instruction],
-    easy: Sequence[Instruction],
-    index: NoveltyIndex,
-    loop: LoopConfig,
-    *,
-    iteration: int,
-) -> GenerationResult:
-    """`generate` with every generation setting taken from the loop config."""
-    return await generate(
-        ask,
-        hard,
-        easy,
-        index,
-        n=loop.new_per_iteration,
-        ratio=loop.hard_easy_ratio,
-        min_words=loop.min_words,
-        rounds=loop.generation_rounds,
-        iteration=iteration,
-        seed=loop.seed,
-        patience=loop.generation_patience,
-        blacklist=loop.generator_blacklist,
-        max_tokens_per_word=loop.generator_max_tokens_per_word,
-        parent_sampling=loop.parent_sampling,
-    )
 
 
 def _keep(
@@ -280,15 +240,14 @@ def _keep(
     requests: list[GenerationRequest],
     completions: list[Completion],
     index: NoveltyIndex,
-    min_words: int,
+    loop: LoopConfig,
     iteration: int,
-    blacklist: Sequence[str] = DEFAULT_BLACKLIST,
 ) -> None:
     """Post-filter, then novelty-filter one round's replies; kept ones join result and index."""
     result.requested += len(requests)
     passing = []
     for request, completion in zip(requests, completions):
-        reason = postfilter(completion, min_words, blacklist)
+        reason = postfilter(completion, loop.min_words, loop.generator_blacklist)
         if reason is None:
             passing.append((request, completion.content.strip()))
         else:

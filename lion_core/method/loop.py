@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,12 @@ from lion_core.method import referee
 from lion_core.method.decontamination import counted, decontaminated
 from lion_core.method.discrimination import Split
 from lion_core.method.effects import Effects
-from lion_core.method.generation import Ask, GenerationResult, generate_with
+from lion_core.method.generation import Ask, GenerationResult, generate
 from lion_core.method.novelty import NoveltyIndex
 from lion_core.method.pools import Pools, initial_pools, next_pools, read_pools, write_pools
 from lion_core.method.probing import probe, recorded_evidence
 from lion_core.method.selection import Evidence, needs_probes, selection
-from lion_core.method.summary import summarize
+from lion_core.method.summary import Discrimination, IterationOutcome, summarize
 from lion_core.method.teacher import cut_answers_note
 from lion_core.records import Instruction, Judgement, Response, read_instructions, read_jsonl, write_jsonl
 from lion_core.run.resume import finished_summary, record_finished
@@ -64,31 +63,6 @@ def base_checkpoint(config: LionConfig, run: RunDir, k: int) -> Path:
 def earlier_answers(run: RunDir, k: int) -> list[Response]:
     """The teacher's answers paid for in earlier iterations (they cover the previous Cache Pool)."""
     return read_jsonl(run.iteration(k - 1).file("teacher"), Response) if k > 1 else []
-
-
-@dataclass
-class Discrimination:
-    """The judged Cache Pool."""
-
-    teacher: list[Response]
-    student: list[Response]
-    judgements: list[Judgement]
-    split: Split
-
-
-@dataclass
-class IterationOutcome:
-    """Everything one iteration produced (`discrimination.teacher`: the teacher's answers to the whole
-    Cache Pool; `summary`: what RUN/iter_K/summary.json holds)."""
-
-    iteration: int
-    pools: Pools
-    train: TrainResult
-    discrimination: Discrimination
-    generation: GenerationResult | None  # None when the loop stopped before generation
-    next_pools: Pools | None  # None when the loop stops here
-    stopped: str | None  # why the loop stops after this iteration
-    summary: dict[str, Any]
 
 
 async def imitation(
@@ -163,7 +137,7 @@ async def new_instructions(
     """Generation's filters and rounds around the generator requests `ask` sends."""
     index = NoveltyIndex(config.loop.rouge_threshold, texts=[i.instruction for i in cache_pool])
     guard = decontaminated(index, config.decontamination)  # the index itself when decontamination is off
-    return counted(await generate_with(ask, split.hard, split.easy, guard, config.loop, iteration=k), guard)
+    return counted(await generate(ask, split.hard, split.easy, guard, config.loop, iteration=k), guard)
 
 
 def update_pools(folder: IterationDir, following: IterationDir) -> Pools:
@@ -220,12 +194,13 @@ async def run_iteration(fx: Effects, config: LionConfig, run: RunDir, k: int) ->
     heldout = fx.heldout(run.iteration(k).student) if fx.heldout else None
     lap("heldout")
     notes = cut_answers_note(answers, config.teacher.max_tokens) + (gen.notes if gen else [])
-    summary = summarize(k, pools, judged.split, gen, notes, train, fx.usage(), heldout, stopped)
-    summary["seconds"] = recorded_seconds(run, k) or round(time.perf_counter() - started, 2)
-    summary["stage_seconds"] = stages  # this run's wall time per stage (cache hits make a replay fast)
-    write_json(run.iteration(k).summary, summary)
+    outcome = IterationOutcome(k, pools, train, judged, gen, after, stopped, notes)
+    outcome.summary = summarize(outcome, fx.usage(), heldout)
+    outcome.summary["seconds"] = recorded_seconds(run, k) or round(time.perf_counter() - started, 2)
+    outcome.summary["stage_seconds"] = stages  # this run's wall time per stage (a replay is fast)
+    write_json(run.iteration(k).summary, outcome.summary)
     record_finished(config, run, k)
-    return IterationOutcome(k, pools, train, judged, gen, after, stopped, summary)
+    return outcome
 
 
 def recorded_seconds(run: RunDir, k: int) -> float | None:

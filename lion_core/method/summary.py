@@ -1,12 +1,15 @@
-"""An iteration's statistics: what RUN/iter_K/summary.json holds (the report is rendered from these)."""
+"""An iteration's outcome and its statistics: what RUN/iter_K/summary.json holds (the report, the
+per-iteration table and a resumed run read these)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 from lion_core.method.discrimination import Split
 from lion_core.method.generation import GenerationResult
 from lion_core.method.pools import Pools
+from lion_core.records import Judgement, Response
 from lion_core.student.train import TrainResult
 
 # What a strategy reports beyond the referee's split statistics (summary.json's "selection").
@@ -20,52 +23,114 @@ SELECTION_STATS = (
     "quarantined",
     "quarantined_lineages",
 )
+REFEREE_STATS = ("hard", "easy", "unscorable", "mean_gap", "order_disagreement", "gap_histogram")
 
 
-def summarize(
-    k: int,
-    pools: Pools,
-    split: Split,
-    gen: GenerationResult | None,
-    notes: list[str],
-    train: TrainResult,
-    usage: dict,
-    heldout: dict | None,
-    stopped: str | None,
-) -> dict[str, Any]:
-    """The iteration's statistics (RUN/iter_K/summary.json; the report is rendered from these)."""
+@dataclass
+class Discrimination:
+    """The judged Cache Pool."""
+
+    teacher: list[Response]
+    student: list[Response]
+    judgements: list[Judgement]
+    split: Split
+
+
+@dataclass
+class IterationOutcome:
+    """Everything one iteration produced (`discrimination.teacher`: the teacher's answers to the whole
+    Cache Pool; `summary`: what RUN/iter_K/summary.json holds, once summarized)."""
+
+    iteration: int
+    pools: Pools
+    train: TrainResult
+    discrimination: Discrimination
+    generation: GenerationResult | None  # None when the loop stopped before generation
+    next_pools: Pools | None  # None when the loop stops here
+    stopped: str | None  # why the loop stops after this iteration
+    notes: list[str] = field(default_factory=list)
+    summary: Summary = field(default_factory=dict)  # type: ignore[assignment]
+
+
+class TrainSummary(TypedDict):
+    """The fine-tune of the iteration."""
+
+    steps: int
+    examples: int
+    seconds: float
+    loss_first: float | None
+    loss_last: float | None
+    losses: list[float]  # per optimizer step: the report's loss curve
+
+
+class Summary(TypedDict, total=False):
+    """RUN/iter_K/summary.json. The generation fields are absent when the loop stopped before
+    generation; `seconds` and `stage_seconds` are added when the iteration's files are written."""
+
+    iteration: int
+    train_pool: int
+    cache_pool: int
+    hard: int
+    easy: int
+    unscorable: int
+    mean_gap: float
+    order_disagreement: float
+    gap_histogram: dict[str, int]
+    identical: int  # verdicts without a referee request
+    hard_share: float
+    selection: dict[str, Any]
+    generated: int
+    requested: int
+    novelty_rejections: int
+    decontamination_rejections: int
+    postfilter_rejections: dict[str, int]
+    notes: list[str]
+    train: TrainSummary
+    usage: dict[str, Any]
+    heldout: dict[str, Any] | None
+    stopped: str | None
+    seconds: float
+    stage_seconds: dict[str, float]
+
+
+def generation_summary(gen: GenerationResult) -> dict[str, Any]:
+    """What generation adds to the summary."""
     return {
-        "iteration": k,
-        "train_pool": len(pools.train_pool),
-        "cache_pool": len(pools.cache_pool),
-        **{
-            key: split.stats[key]
-            for key in ("hard", "easy", "unscorable", "mean_gap", "order_disagreement", "gap_histogram")
-        },
-        "identical": split.stats.get("identical", 0),  # verdicts without a referee request
+        "generated": len(gen.kept),
+        "requested": gen.requested,
+        "novelty_rejections": gen.novelty_rejections,
+        "decontamination_rejections": gen.decontamination_rejections,
+        "postfilter_rejections": dict(gen.postfilter_rejections),
+    }
+
+
+def train_summary(train: TrainResult) -> TrainSummary:
+    return {
+        "steps": train.steps,
+        "examples": train.examples,
+        "seconds": round(train.seconds, 2),
+        "loss_first": train.losses[0] if train.losses else None,
+        "loss_last": train.losses[-1] if train.losses else None,
+        "losses": list(train.losses),
+    }
+
+
+def summarize(outcome: IterationOutcome, usage: dict[str, Any], heldout: dict[str, Any] | None) -> Summary:
+    """The iteration's statistics (RUN/iter_K/summary.json; the report is rendered from these)."""
+    split = outcome.discrimination.split
+    summary: dict[str, Any] = {
+        "iteration": outcome.iteration,
+        "train_pool": len(outcome.pools.train_pool),
+        "cache_pool": len(outcome.pools.cache_pool),
+        **{key: split.stats[key] for key in REFEREE_STATS},
+        "identical": split.stats.get("identical", 0),
         "hard_share": split.hard_share,
         "selection": {key: value for key, value in split.stats.items() if key in SELECTION_STATS},
-        **(
-            {}
-            if gen is None
-            else {
-                "generated": len(gen.kept),
-                "requested": gen.requested,
-                "novelty_rejections": gen.novelty_rejections,
-                "decontamination_rejections": gen.decontamination_rejections,
-                "postfilter_rejections": dict(gen.postfilter_rejections),
-            }
-        ),
-        "notes": notes,
-        "train": {
-            "steps": train.steps,
-            "examples": train.examples,
-            "seconds": round(train.seconds, 2),
-            "loss_first": train.losses[0] if train.losses else None,
-            "loss_last": train.losses[-1] if train.losses else None,
-            "losses": list(train.losses),  # per optimizer step: the report's loss curve
-        },
+        **({} if outcome.generation is None else generation_summary(outcome.generation)),
+        "notes": outcome.notes,
+        "train": train_summary(outcome.train),
         "usage": usage,
         "heldout": heldout,
-        "stopped": stopped,
+        "stopped": outcome.stopped,
     }
+    return Summary(**summary)  # type: ignore[typeddict-item]

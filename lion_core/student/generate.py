@@ -42,28 +42,28 @@ def generate(
     model,
     tokenizer,
     prompts: Sequence[str],
+    config: StudentConfig,
     *,
-    batch_size: int,
-    max_new_tokens: int,
-    do_sample: bool = False,
-    temperature: float = 1.0,
     seed: int = 0,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Answers to `prompts` in input order; `on_batch(done)` after each batch."""
+    """Answers to `prompts` in input order, `config.infer_batch_size` at a time, decoded by the config's
+    `max_new_tokens`, `do_sample` and `temperature`; `on_batch(done)` after each batch."""
     encoded = [prompt_ids(tokenizer, p) for p in prompts]
     outputs: list[str] = [""] * len(prompts)
     torch.manual_seed(seed)
     device = next(model.parameters()).device
+    sampling = (
+        {"do_sample": True, "temperature": config.temperature} if config.do_sample else {"do_sample": False}
+    )
     done = 0
-    for batch in length_sorted_batches([len(e) for e in encoded], batch_size):
+    for batch in length_sorted_batches([len(e) for e in encoded], config.infer_batch_size):
         check_stop("student answers")  # Ctrl-C: stop between batches
         ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id)
-        sampling = {"do_sample": True, "temperature": temperature} if do_sample else {"do_sample": False}
         generated = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=config.max_new_tokens,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
             **sampling,
@@ -91,17 +91,7 @@ def answer(
     model = load_for_inference(checkpoint, config.precision)
     if torch.cuda.is_available():
         model = model.to("cuda")
-    return generate(
-        model,
-        load_tokenizer(checkpoint),
-        prompts,
-        batch_size=config.infer_batch_size,
-        max_new_tokens=config.max_new_tokens,
-        do_sample=config.do_sample,
-        temperature=config.temperature,
-        seed=seed,
-        on_batch=on_batch,
-    )
+    return generate(model, load_tokenizer(checkpoint), prompts, config, seed=seed, on_batch=on_batch)
 
 
 def answer_with_vllm(
