@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH_CPU ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench replication reliability scale clean
+.PHONY: install demo test lint docs bench replication reliability scale clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# docs/configuration.md is generated from the config model's help text (a test fails when it is stale).
+docs: $(STAMP)
+	$(VENV)/bin/lion config-reference > docs/configuration.md.tmp
+	mv docs/configuration.md.tmp docs/configuration.md
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -361,5 +361,13 @@ def decontaminate(
         raise typer.Exit(EXIT_FAILED)
 
 
+@app.command("config-reference")
+def config_reference() -> None:
+    """Print the configuration reference (every section and field of the config, as markdown)."""
+    from lion_cli.reference import config_reference as render
+
+    sys.stdout.write(render())
+
+
 if __name__ == "__main__":
     app()
