@@ -85,7 +85,7 @@ MODES = ("cumulative", "train_pool")
 LEVELS = (1, 2, 3)  # every level the generator can produce is in the test
 TEST_SEED = 12345
 PLUGINS = ("lion_core.world.keyed",)
-SEEDS = 6  # paired seeds of the full run (power: see the README's table)
+SEEDS = 6  # paired seeds of the full run (power: see the table in docs/results.md)
 QUICK_SEEDS = 2
 EFFECT = 0.03  # the effect the seed count is powered for (+3 points of macro exact match)
 

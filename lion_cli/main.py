@@ -366,7 +366,7 @@ def config_reference() -> None:
     """Print the configuration reference (every section and field of the config, as markdown)."""
     from lion_cli.reference import config_reference as render
 
-    sys.stdout.write(render())
+    typer.echo(render(), nl=False)
 
 
 if __name__ == "__main__":

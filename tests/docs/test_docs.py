@@ -155,11 +155,13 @@ def missing_paths(page: Path, text: str, root: Path = REPO) -> list[str]:
         path = raw.rstrip(".:")
         if "…" in path or "..." in path or "<" in path:
             continue
-        path = path.split(":", 1)[0]
+        path, _, name = path.partition(":")
         for one in expand(path):
             exists = any(root.glob(one)) if any(c in one for c in "*?[") else (root / one).exists()
             if not exists:
                 missing.append(f"{page_id(page)}:{number or 'code block'}: {one}")
+            elif name and one.endswith(".py") and not defines((root / one).read_text("utf-8"), name):
+                missing.append(f"{page_id(page)}:{number or 'code block'}: {one}:{name}")
     return missing
 
 
@@ -175,10 +177,14 @@ def module_exists(dotted: str, root: Path = REPO) -> bool:
         rest = parts[cut:]
         if not rest:
             return True
-        name = re.escape(rest[0])
-        text = source.read_text(encoding="utf-8")
-        return re.search(rf"^\s*(?:async\s+def|def|class)\s+{name}\b|^{name}\s*[:=]", text, re.M) is not None
+        return defines(source.read_text(encoding="utf-8"), rest[0])
     return False
+
+
+def defines(source: str, name: str) -> bool:
+    """Whether Python source defines `name` (a function, a class, or a module-level assignment)."""
+    name = re.escape(name)
+    return re.search(rf"^\s*(?:async\s+def|def|class)\s+{name}\b|^{name}\s*[:=]", source, re.M) is not None
 
 
 def missing_modules(page: Path, text: str, root: Path = REPO) -> list[str]:
@@ -307,6 +313,7 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
         "[bad](../../outside.md) [fine](https://example.com/x.md)\n\n"
         "`lion_core/method/loop.py` `lion_core/student/{data,train}.py` `lion_core/prompts/review_*.txt`\n"
         "`flows/evaluate.py:evaluate` `RUN/iter_K/student` `lion_core/…` `lion_core/loop.py`\n"
+        "`lion_core/config.py:LionConfig` `lion_core/config.py:NoSuchModel`\n"
         "`benchmarks/results/nothing_*.json` `configs/{demo,nope}.yaml`\n\n"
         "`lion_core.method.loop` `lion_core.method.selection.SELECTIONS` `lion_core.loop.direct_effects`\n\n"
         "```bash\nlion run configs/missing.yaml\n```\n"
@@ -319,6 +326,7 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     ]
     assert [m.rsplit(": ", 1)[1] for m in missing_paths(page, text)] == [
         "lion_core/loop.py",
+        "lion_core/config.py:NoSuchModel",
         "benchmarks/results/nothing_*.json",
         "configs/nope.yaml",
         "configs/missing.yaml",
@@ -332,3 +340,26 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
         "scale-lion-run-at-2k-10k-and-52k-seed-pools-make-scale"
     )
     assert anchors("# A\n## A\n```\n# not a heading\n```\n") == {"a", "a-1"}
+
+
+def is_excerpt(part: object, whole: object) -> bool:
+    """Whether every key and value of `part` is in `whole` (mappings compared key by key)."""
+    if isinstance(part, dict):
+        return isinstance(whole, dict) and all(
+            k in whole and is_excerpt(v, whole[k]) for k, v in part.items()
+        )
+    return part == whole
+
+
+def test_the_readme_config_excerpt_is_from_the_shipped_config() -> None:
+    import yaml
+
+    shipped = yaml.safe_load((REPO / "configs" / "openai.yaml").read_text(encoding="utf-8"))
+    _, blocks = split_fences(README.read_text(encoding="utf-8"))
+    excerpts = [yaml.safe_load(body) for lang, body in blocks if lang == "yaml"]
+    assert excerpts, "README.md shows no excerpt of configs/openai.yaml"
+    for excerpt in excerpts:
+        assert is_excerpt(excerpt, shipped), (
+            f"README.md's YAML is not an excerpt of configs/openai.yaml: {excerpt}"
+        )
+    assert not is_excerpt({"budget": {"max_usd": 1.0}}, shipped)
