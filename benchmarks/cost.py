@@ -3,13 +3,15 @@
 What a paper-scale Lion run (52,002 seed instructions, 3 iterations × 6K new: 70K) costs at gpt-4o-mini list
 prices ($0.15 / $0.60 per 1M input / output tokens; the Batch API at half), in four ways of running it:
 the original scripts (the whole Cache Pool re-sent to the teacher every iteration, sync, sleep(20) per
-call), this project synchronous, this project with every role in batch mode, and batch mode with the
-referee's identical-answer rule. A last row projects `referee.sample` (not built: judge only a share of
-the older Cache Pool), labelled as a projection.
+call), this project synchronous, this project with every role in batch mode, batch mode with the
+referee's identical-answer rule, and batch mode judging only a sample of the Cache Pool
+(`referee.sample`, configs/economy.yaml: the newest generation and a stratified sample of the older
+pool, sized `auto` at `--multiples` × the parents the generator draws, at the prior hard share 0.5).
+The imitation baseline (`loop.selection: uniform`) calls no referee at all: a last row for it.
 
-How the figures are made (extrapolated, not measured at paper scale) — by lion_core/api/projection.py, the
+How the figures are made (extrapolated, not measured at paper scale) — by lion_core/method/projection.py, the
 projection `lion run` prints and a budget stop reports; this script adds the original scripts' counts, the
-referee.sample projection and wall time:
+sampled recipes and wall time:
 - request counts follow from the method exactly: the teacher answers each Train Pool (the original: each
   Cache Pool); the referee judges the Cache Pool in two orders every iteration, plus repair turns; the
   generator makes N kept instructions from N / keep-rate requests. Keep rate, referee repair share and
@@ -32,7 +34,8 @@ import json
 import math
 from pathlib import Path
 
-from lion_core.api.projection import (
+from lion_core.config import LionConfig, RefereeSample
+from lion_core.method.projection import (
     ANSWER_TOKENS,
     DEMO_KEEP_RATE,
     PAPER_SEED_POOL,
@@ -44,7 +47,6 @@ from lion_core.api.projection import (
     requests,
     sizes,
 )
-from lion_core.config import LionConfig
 
 NEW, ITERATIONS = 6_000, 3  # the paper's setting (with PAPER_SEED_POOL seeds)
 PRICE_IN_PER_1K, PRICE_OUT_PER_1K = 0.00015, 0.0006  # gpt-4o-mini list prices, USD per 1K tokens
@@ -62,8 +64,8 @@ def paper_config(mode: str) -> LionConfig:
     return LionConfig(teacher=role, referee=role, generator=role, loop=loop)
 
 
-def paper_recipe(skip_identical: bool = False) -> Recipe:
-    return Recipe(PAPER_SEED_POOL, NEW, ITERATIONS, skip_identical)
+def paper_recipe(skip_identical: bool = False, **settings) -> Recipe:
+    return Recipe(PAPER_SEED_POOL, NEW, ITERATIONS, skip_identical, **settings)
 
 
 def measured_from(run: Path) -> Ratios:
@@ -113,23 +115,23 @@ def wall_time(name: str, batch: bool, counts: dict[str, int], s: Sizes, m: Ratio
     return f"{sync_hours(counts, s, rpm, tpm):,.1f} h at {rpm:,.0f} RPM / {tpm / 1e6:g}M TPM"
 
 
-def rows(m: Ratios, s: Sizes, rpm: float, tpm: float, sample_share: float) -> list[dict[str, object]]:
+def rows(m: Ratios, s: Sizes, rpm: float, tpm: float, multiples: list[float]) -> list[dict[str, object]]:
     sync, batch = paper_config("sync"), paper_config("batch")
-    original = original_requests(m)
+    original = paper_recipe()
     modes = [
-        ("original scripts (sync, Cache Pool re-sent)", original, sync),
-        ("this project, sync", requests(paper_recipe(), m), sync),
-        ("this project, batch (every role)", requests(paper_recipe(), m), batch),
-        ("batch + identical-answer rule", requests(paper_recipe(True), m), batch),
-        (
-            f"projection: batch + referee.sample {sample_share:.0%} (not built)",
-            requests(paper_recipe(True), m, referee_share=sample_share),
-            batch,
-        ),
+        ("original scripts (sync, Cache Pool re-sent)", original_requests(m), original, sync),
+        ("this project, sync", requests(original, m), original, sync),
+        ("this project, batch (every role)", requests(original, m), original, batch),
+        ("batch + identical-answer rule", requests(paper_recipe(True), m), paper_recipe(True), batch),
     ]
-    _, _, base = cost(sync, original, s)
+    for multiple in multiples:
+        recipe = paper_recipe(True, sample=RefereeSample(parents_multiple=multiple))
+        modes.append((f"batch + referee.sample auto ×{multiple:g}", requests(recipe, m), recipe, batch))
+    imitation = paper_recipe(True, referee=False)
+    modes.append(("imitation baseline, batch (no referee)", requests(imitation, m), imitation, batch))
+    _, _, base = cost(sync, original_requests(m), s)
     out = []
-    for name, counts, config in modes:
+    for name, counts, recipe, config in modes:
         tin, tout, usd = cost(config, counts, s)
         out.append(
             {
@@ -137,6 +139,7 @@ def rows(m: Ratios, s: Sizes, rpm: float, tpm: float, sample_share: float) -> li
                 "teacher req.": f"{counts['teacher']:,}",
                 "referee req.": f"{counts['referee']:,}",
                 "generator req.": f"{counts['generator']:,}",
+                "student answers": f"{recipe.student_answers():,}",
                 "tokens in / out (M)": f"{tin / 1e6:,.1f} / {tout / 1e6:,.1f}",
                 "cost $": f"{usd:,.2f}",
                 "× original": f"{usd / base:.2f}",
@@ -153,11 +156,13 @@ def main() -> None:
     parser.add_argument("--referee-reply-tokens", type=int, default=REFEREE_REPLY_TOKENS, help="of a verdict")
     parser.add_argument("--rpm", type=float, default=5_000, help="requests per minute (sync wall time)")
     parser.add_argument("--tpm", type=float, default=4_000_000, help="tokens per minute (sync wall time)")
-    parser.add_argument("--sample-share", type=float, default=0.2, help="referee.sample projection share")
+    parser.add_argument(
+        "--multiples", type=float, nargs="+", default=[2.0, 4.0], help="referee.sample parents_multiple rows"
+    )
     args = parser.parse_args()
     m = measured_from(args.from_run) if args.from_run else Ratios()
     s = sizes(args.answer_tokens, args.referee_reply_tokens)
-    table = rows(m, s, args.rpm, args.tpm, args.sample_share)
+    table = rows(m, s, args.rpm, args.tpm, args.multiples)
     from common import markdown, save  # benchmarks/common.py (run from the repository root)
 
     command = "python benchmarks/cost.py" + (f" --from-run {args.from_run}" if args.from_run else "")

@@ -50,11 +50,12 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
+import agreement
 from common import RESULTS, machine
 from paired import item_se, seeds_for_power, t_interval
 
 from lion_core.chat import Completion
-from lion_core.config import LionConfig, LoopConfig, StudentConfig
+from lion_core.config import LionConfig, LoopConfig, RefereeSample, StudentConfig
 from lion_core.method.direct import direct_effects
 from lion_core.method.effects import Roles
 from lion_core.method.generation import Ask, GenerationRequest, asker
@@ -76,11 +77,23 @@ SELECTION = {
     "imitation": "uniform",
     "oracle": "uniform",
     "lion": "paper",
+    "lion-sampled": "paper",
     "no-referee": "random",
     "fresh": "fresh",
     "learnable": "learnable",
+    "imitation@lion": "uniform",
 }
 ARMS = tuple(SELECTION)
+# Arms that judge a sample of the Cache Pool (referee.sample): the setting configs/economy.yaml ships.
+SAMPLED = {"lion-sampled": RefereeSample(size="auto", parents_multiple=2.0)}
+# Arms that run imitation at another arm's measured API spend (more new data per round, bought with what
+# that arm pays the referee): run after the arms they match, per seed.
+MATCHED = {"imitation@lion": "lion"}
+# Declared before the runs (issue 20): judging a sample is non-inferior to judging all when the lower 95%
+# bound of (lion-sampled − lion) in the primary metric is above this margin.
+NON_INFERIORITY_MARGIN = -0.015
+PRICE_IN, PRICE_OUT = 0.15e-6, 0.60e-6  # gpt-4o-mini list prices, USD per token (benchmarks/cost.py)
+BATCH_FACTOR = 0.5  # the Batch API's discount
 MODES = ("cumulative", "train_pool")
 LEVELS = (1, 2, 3)  # every level the generator can produce is in the test
 TEST_SEED = 12345
@@ -171,6 +184,7 @@ def run_config(settings: Settings, arm: str, mode: str, seed: int, root: Path, b
         run_dir=root / f"{arm}-{mode}-{seed}",
         student=student_config(settings, base, mode),
         loop=loop,
+        referee={"sample": SAMPLED.get(arm)},
         pools={"seed_path": root / f"seed-{seed}.jsonl"},
     )
 
@@ -257,6 +271,8 @@ def run_arm(job: tuple[str, str, int, Settings, str]) -> dict[str, Any]:
     ask = oracle_sampler(seed, settings.families) if arm == "oracle" else asker(roles.generator)
     run = RunDir(config.run_dir)
 
+    billed: list[dict[str, list[int]]] = []  # per iteration: role → [input, output] tokens
+
     async def iterate(k: int) -> dict[str, Any]:
         round_config = config if k == 1 else later
         fx = replace(
@@ -264,10 +280,14 @@ def run_arm(job: tuple[str, str, int, Settings, str]) -> dict[str, Any]:
             generator=decontaminated(ask, banned),
             finetune=shared_finetune(root, round_config),
         )
-        return (await run_iteration(fx, round_config, run, k)).summary
+        before = tokens_of(roles)
+        summary = (await run_iteration(fx, round_config, run, k)).summary
+        billed.append({r: [a - b for a, b in zip(now, before[r])] for r, now in tokens_of(roles).items()})
+        return summary
 
     summaries = asyncio.run(run_loop(config, iterate))
     rounds = summaries[:-1]  # the last iteration's discrimination and generation feed no student
+    replayed = agreement.replay_run(run.root, config.loop, len(rounds), summaries) if arm == "lion" else None
     return {
         "arm": arm,
         "mode": mode,
@@ -276,7 +296,14 @@ def run_arm(job: tuple[str, str, int, Settings, str]) -> dict[str, Any]:
         "curve": [s["heldout"]["accuracy"] for s in summaries],
         "cells": [s["heldout"]["per_family_level"] for s in summaries],
         "discrimination": [
-            {"hard_share": s["hard_share"], "mean_gap": s["mean_gap"], **s["selection"]} for s in rounds
+            {
+                "hard_share": s["hard_share"],
+                "mean_gap": s["mean_gap"],
+                "judged": s["judged"],
+                "cache_pool": s["cache_pool"],
+                **s["selection"],
+            }
+            for s in rounds
         ],
         "new": [s["generated"] for s in rounds],
         "new_cells": [
@@ -284,8 +311,37 @@ def run_arm(job: tuple[str, str, int, Settings, str]) -> dict[str, Any]:
             for k in range(1, len(rounds) + 1)
         ],
         "requests": {role: getattr(roles, role).requests for role in ("teacher", "referee", "generator")},
+        "tokens": billed,
+        "new_per_round": settings.new,
+        "replay": replayed,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def tokens_of(roles: Roles) -> dict[str, list[int]]:
+    """role → [input, output] tokens the in-process world billed so far."""
+    return {
+        role: [getattr(roles, role).input_tokens, getattr(roles, role).output_tokens]
+        for role in ("teacher", "referee", "generator")
+    }
+
+
+def usd(tokens: dict[str, list[int]], roles: tuple[str, ...] = ("teacher", "referee", "generator")) -> float:
+    """Synchronous USD of role → [input, output] tokens at gpt-4o-mini list prices."""
+    return sum(tokens[r][0] * PRICE_IN + tokens[r][1] * PRICE_OUT for r in roles if r in tokens)
+
+
+def spend(run: dict[str, Any]) -> float:
+    """A run's synchronous API spend (every iteration; batch mode: × BATCH_FACTOR)."""
+    return sum(usd(iteration) for iteration in run["tokens"])
+
+
+def matched_new(imitation: dict[str, Any], target: dict[str, Any]) -> int:
+    """New instructions per round that bring imitation's spend to `target`'s: the seed pool's teacher
+    answers (iteration 1) are a fixed cost, every other dollar scales with the new data per round."""
+    fixed = usd(imitation["tokens"][0], ("teacher",))
+    per_round = (spend(imitation) - fixed) / imitation["new_per_round"]
+    return max(imitation["new_per_round"], round((spend(target) - fixed) / per_round))
 
 
 def _cell_counts(items: list[Instruction]) -> dict[str, int]:
@@ -301,10 +357,10 @@ def pct(x: float) -> str:
     return f"{100 * x:+.1f}" if x else "0.0"
 
 
-def paired(runs: list[dict[str, Any]], arm: str) -> dict[str, Any]:
+def paired(runs: list[dict[str, Any]], arm: str, reference: str = REFERENCE) -> dict[str, Any]:
     """The arm's per-seed differences against the reference arm (primary metric), with the 95% t
     interval, the paired SD, the item-level SE and the seeds needed for 80% power at EFFECT."""
-    ref = {r["seed"]: r for r in runs if r["arm"] == REFERENCE}
+    ref = {r["seed"]: r for r in runs if r["arm"] == reference}
     mine = sorted((r for r in runs if r["arm"] == arm and r["seed"] in ref), key=lambda r: r["seed"])
     diffs = [r["final"]["accuracy"] - ref[r["seed"]]["final"]["accuracy"] for r in mine]
     items = [[a - b for a, b in zip(r["final"]["hits"], ref[r["seed"]]["final"]["hits"])] for r in mine]
@@ -438,6 +494,71 @@ def class_table(runs: list[dict[str, Any]], arms: list[str], classes: dict[str, 
     return lines
 
 
+def spend_table(runs: list[dict[str, Any]], arms: list[str]) -> list[str]:
+    """Each arm's API spend at gpt-4o-mini list prices (the world's token counts, as its usage reports
+    them), what it buys, and the comparison at equal spend where a matched imitation arm ran."""
+    lines = [
+        "| arm | spend $ sync | spend $ batch | referee share | macro EM % | Δ vs imitation, equal data | "
+        "Δ vs imitation at equal spend | EM points per $ (sync) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    matched = {target: arm for arm, target in MATCHED.items() if arm in arms}
+    for arm in arms:
+        rs = [r for r in runs if r["arm"] == arm]
+        usd_sync = statistics.mean(spend(r) for r in rs)
+        referee = statistics.mean(sum(usd(i, ("referee",)) for i in r["tokens"]) / spend(r) for r in rs)
+        p = paired(runs, arm)
+        equal_data = f"{100 * p['mean']:+.2f} [{100 * p['low']:+.2f}, {100 * p['high']:+.2f}]"
+        equal_spend = "—"
+        if arm in matched:
+            q = paired(runs, arm, reference=matched[arm])
+            equal_spend = f"{100 * q['mean']:+.2f} [{100 * q['low']:+.2f}, {100 * q['high']:+.2f}]"
+        per_dollar = 100 * p["accuracy"] / usd_sync if usd_sync else 0.0
+        lines.append(
+            f"| {arm} | {usd_sync:.4f} | {BATCH_FACTOR * usd_sync:.4f} | {100 * referee:.0f}% | "
+            f"{100 * p['accuracy']:.1f} | {equal_data if arm != REFERENCE else '—'} | {equal_spend} | "
+            f"{per_dollar:,.0f} |"
+        )
+    return lines
+
+
+def sampling_lines(runs: list[dict[str, Any]], arms: list[str]) -> list[str]:
+    """referee.sample: the non-inferiority of lion-sampled against lion (margin declared before the runs),
+    what it judged, and the agreement of sampled with full judging at several sizes (agreement.py)."""
+    lines = []
+    sampled = [r for r in runs if r["arm"] == "lion-sampled"]
+    if sampled and "lion" in arms:
+        p = paired(runs, "lion-sampled", reference="lion")
+        verdict = "non-inferior" if p["low"] > NON_INFERIORITY_MARGIN else "NOT shown non-inferior"
+        shares = [
+            statistics.mean(
+                r["discrimination"][i]["judged"] / r["discrimination"][i]["cache_pool"] for r in sampled
+            )
+            for i in range(len(sampled[0]["discrimination"]))
+        ]
+        lines += [
+            f"Judging a sample (lion-sampled − lion, {p['seeds']} paired seeds): "
+            f"{100 * p['mean']:+.2f} points [{100 * p['low']:+.2f}, {100 * p['high']:+.2f}], "
+            f"margin {100 * NON_INFERIORITY_MARGIN:+.1f} declared before the runs: **{verdict}**. "
+            f"Share of the Cache Pool judged per round: {' / '.join(f'{100 * j:.0f}%' for j in shares)}.",
+            "",
+        ]
+    found = agreement.agreement(runs)
+    if found["settings"]:
+        lines += [
+            "Agreement with full judging, replayed on the lion arm's rounds (TV distance of the expected "
+            f"hard parents over cells; noise floor, two full-judging seeds: {found['noise_floor']:.3f}):",
+            "",
+            "| sample setting | Cache Pool judged | TV vs full judging |",
+            "|---|---|---|",
+            *(
+                f"| {name} | {100 * v['judged_share']:.0f}% | {v['tv']:.3f} |"
+                for name, v in found["settings"].items()
+            ),
+        ]
+    return lines
+
+
 def summarize(runs: list[dict[str, Any]], arms: list[str], classes: dict[str, str] | None = None) -> str:
     """Markdown: per mode, the paired table (primary), details, families, the share of new data on
     cells that never improved, and (with the calibration) the calibrated classes."""
@@ -460,6 +581,13 @@ def summarize(runs: list[dict[str, Any]], arms: list[str], classes: dict[str, st
             *family_table(chosen, present),
             "",
             f"New data spent on cells that never improved over round 0: {waste}.",
+            "",
+            "API spend (gpt-4o-mini list prices; imitation calls no referee; an `imitation@X` arm is "
+            "imitation with the new data per round that X's spend buys):",
+            "",
+            *spend_table(chosen, present),
+            "",
+            *sampling_lines(chosen, present),
         ]
         if classes:
             lines += [
@@ -510,10 +638,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     arms = [a for a in args.arms.split(",") if a]
     modes = [m for m in args.modes.split(",") if m]
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        jobs = [(arm, mode, seed, settings, tmp) for mode in modes for seed in range(seeds) for arm in arms]
-        with get_context("spawn").Pool(args.processes) as pool:
-            runs = pool.map(run_arm, jobs, chunksize=1)
+    with tempfile.TemporaryDirectory() as tmp, get_context("spawn").Pool(args.processes) as pool:
+        first = [a for a in arms if a not in MATCHED]
+        jobs = [(arm, mode, seed, settings, tmp) for mode in modes for seed in range(seeds) for arm in first]
+        runs = pool.map(run_arm, jobs, chunksize=1)
+        runs += pool.map(run_arm, matched_jobs(runs, arms, settings, tmp), chunksize=1)
     wall = time.perf_counter() - started
     command = "benchmarks/replication.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = {
@@ -529,6 +658,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     atomic_write_text(args.out / f"{args.name}.json", json.dumps(report, indent=1) + "\n")
     return render(args.out, args.name)
+
+
+def matched_jobs(
+    runs: list[dict[str, Any]], arms: list[str], settings: Settings, workdir: str
+) -> list[tuple[str, str, int, Settings, str]]:
+    """The matched-spend imitation arms' jobs: per seed and mode, imitation with the new data per round
+    that costs what the matched arm paid (both must have run)."""
+    by = {(r["arm"], r["mode"], r["seed"]): r for r in runs}
+    jobs = []
+    for arm in (a for a in arms if a in MATCHED):
+        for (name, mode, seed), target in sorted(by.items()):
+            imitation = by.get((REFERENCE, mode, seed))
+            if name == MATCHED[arm] and imitation is not None:
+                new = matched_new(imitation, target)
+                jobs.append((arm, mode, seed, replace(settings, new=new), workdir))
+    return jobs
 
 
 def render(out: Path, name: str) -> dict[str, Any]:

@@ -48,9 +48,9 @@ def run_distill(config) -> list[dict[str, Any]]:
 
 
 def observed_projection(config):
-    """The recipe's projected cost (lion_core/api/projection.py), rescaled by what the run's ledger
+    """The recipe's projected cost (lion_core/method/projection.py), rescaled by what the run's ledger
     recorded so far (the plain projection before anything was sent)."""
-    from lion_core.api.projection import observed, project
+    from lion_core.method.projection import observed, project
     from lion_core.run.rundir import RunDir
 
     first = RunDir(config.run_dir).iteration(1).file("train_pool")  # the seeds a started run took
@@ -76,7 +76,7 @@ def projection_line(config) -> str | None:
 def budget_stop_note(config, err: Exception) -> str:
     """What a budget stop line adds: the iteration it stopped in, the recipe's projected total at the
     cost per request observed so far, and the budget to set to finish."""
-    from lion_core.api.projection import suggested_budget
+    from lion_core.method.projection import suggested_budget
 
     scopes = run_ledger(config).scopes
     iterations = [int(s.removeprefix(ITER_SCOPE)) for s in scopes if s.removeprefix(ITER_SCOPE).isdigit()]

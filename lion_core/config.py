@@ -208,6 +208,38 @@ class TeacherEndpoint(EndpointConfig):
     )
 
 
+class RefereeSample(_Model):
+    """Judge a sample of the Cache Pool each iteration instead of all of it (lion_core.method.sampling):
+    every item of the newest generation and a stratified random sample of the older pool."""
+
+    size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Older Cache Pool items judged per iteration (about: each stratum gets its share, "
+        "rounded up), or 'auto': enough judged items that the expected hard and easy candidates are "
+        "parents_multiple × the parents the generator draws of each, at the last measured hard share.",
+    )
+    parents_multiple: float = Field(
+        2.0,
+        ge=1.0,
+        description="auto: judged hard (and easy) candidates expected per parent the generator draws.",
+    )
+    prior_hard_share: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="auto: the hard share assumed before any iteration measured one (iteration 1).",
+    )
+    min_per_stratum: int = Field(
+        50,
+        ge=1,
+        description="At least this many items of each older stratum (the iteration an item was born in) "
+        "are judged, or the whole stratum: every stratum's hard share is estimated.",
+    )
+    confidence: float = Field(
+        0.95, gt=0.0, lt=1.0, description="Confidence level of the hard share's interval in summary.json."
+    )
+
+
 class RefereeEndpoint(EndpointConfig):
     """The Referee's endpoint; decoding defaults as in the original `chatgpt_referee.py`."""
 
@@ -223,6 +255,12 @@ class RefereeEndpoint(EndpointConfig):
         "record the verdict 'identical' (gap 0, easy at tau > 0) without asking the referee: for equal "
         "answers both orders are the same request, so the two-order gap is 0 whatever scores it gives. "
         "Counted per iteration ('identical' in summary.json). false: ask anyway, as the original.",
+    )
+    sample: RefereeSample | None = Field(
+        None,
+        description="Judge only a sample of the Cache Pool each iteration (the student answers only it, "
+        "and generation's parents are drawn from it); the hard share is then the sample's estimate with "
+        "its confidence interval. null: judge the whole Cache Pool every iteration, as the paper.",
     )
 
 

@@ -416,7 +416,7 @@ def test_a_budget_stop_tells_the_projected_total_and_the_budget_that_finishes(
 def test_a_token_budget_stop_names_the_token_budget_that_finishes(tmp_path: Path) -> None:
     from lion_cli.main import budget_stop_note
     from lion_core.api.budget import BudgetExceededError
-    from lion_core.api.projection import project, suggested_budget
+    from lion_core.method.projection import project, suggested_budget
     from lion_core.config import LionConfig
 
     config = LionConfig(run_dir=tmp_path / "run", budget={"max_tokens": 1_000})  # no seed file: 52,002

@@ -1,4 +1,4 @@
-"""lion_core/api/projection.py and benchmarks/cost.py: request counts follow the method; batch halves the
+"""lion_core/method/projection.py and benchmarks/cost.py: request counts follow the method; batch halves the
 price; shipped budgets match their recipe's projected cost; a run's ledger rescales the projection."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lion_core.api import projection
+from lion_core.method import projection
 from lion_core.api.journal import RoleUsage
 from lion_core.config import LionConfig, load_config
 

@@ -111,6 +111,19 @@ def order_disagreement(judgements: list[Judgement]) -> float:
     return flips / total if total else 0.0
 
 
+def second_order_changes(judgements: list[Judgement], tau: float) -> float:
+    """Share of scorable, judged items whose label the second order changed: the label from order 1
+    alone (its gap ≥ tau) differs from the label of the two-order mean — what the second order buys."""
+    changed = total = 0
+    for j in judgements:
+        if j.label == "unscorable" or j.reason == IDENTICAL_REASON:
+            continue
+        first = Fraction(str(j.teacher_scores[0])) - Fraction(str(j.student_scores[0]))
+        total += 1
+        changed += label_for(first, tau) != j.label
+    return changed / total if total else 0.0
+
+
 def gap_histogram(gaps: list[float]) -> dict[str, int]:
     """Counts of gaps per bin of GAP_BINS, labelled '[lo, hi)' (the last bin includes its upper edge)."""
     counts, _ = np.histogram(gaps, bins=GAP_BINS)

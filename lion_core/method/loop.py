@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from lion_core.config import LionConfig
-from lion_core.method import referee
+from lion_core.method import referee, sampling
 from lion_core.method.decontamination import counted, decontaminated
-from lion_core.method.discrimination import Split
-from lion_core.method.effects import Effects
+from lion_core.method.discrimination import Split, second_order_changes
+from lion_core.method.effects import Effects, JudgeItem
 from lion_core.method.generation import Ask, GenerationResult, generate
 from lion_core.method.novelty import NoveltyIndex
 from lion_core.method.pools import Pools, initial_pools, next_pools, read_pools, write_pools
 from lion_core.method.probing import probe, recorded_evidence
-from lion_core.method.selection import Evidence, needs_probes, selection
+from lion_core.method.selection import Evidence, needs_probes, needs_referee, selection
 from lion_core.method.summary import Discrimination, IterationOutcome, summarize
 from lion_core.method.teacher import cut_answers_note
 from lion_core.records import Instruction, Judgement, Response, read_instructions, read_jsonl, write_jsonl
@@ -86,32 +86,58 @@ async def discrimination(
 ) -> Discrimination:
     """The student answers the Cache Pool; the referee judges both orders; the selection step splits
     the pool into hard and easy. The teacher's answers are the ones already paid for (earlier iterations
-    and this Train Pool): the Cache Pool is never re-sent to the teacher."""
-    folder = run.iteration(k)
+    and this Train Pool): the Cache Pool is never re-sent to the teacher. With `referee.sample` only a
+    sample is answered and judged (lion_core.method.sampling); a selection that ignores the referee
+    (`uniform`, the imitation baseline) has nothing answered or judged."""
+    folder, name = run.iteration(k), config.loop.selection
     write_jsonl(folder.file("teacher"), teacher_answers)
-    student_out = fx.student(folder.student, folder.file("cache_pool"), folder.file("student"))
-    shown = [referee.judged_text(i, send_inputs=config.loop.send_inputs) for i in pools.cache_pool]
-    items = [
-        (i.id, text, t.output, s.output)
-        for i, text, t, s in zip(pools.cache_pool, shown, teacher_answers, student_out)
-    ]
-    judgements = await fx.judge(items)
+    judged = judged_items(config, run, k, pools.cache_pool) if needs_referee(name) else []
+    sampled = config.referee.sample is not None and bool(judged)
+    if sampled:
+        write_jsonl(folder.judged_pool, judged)
+    questions = folder.judged_pool if sampled else folder.file("cache_pool")
+    student_out = fx.student(folder.student, questions, folder.file("student")) if judged else []
+    pairs = judge_items(config, judged, answers_for(judged, teacher_answers), student_out)
+    judgements = await fx.judge(pairs) if pairs else []
     write_jsonl(folder.file("judgements"), judgements)
-    name = config.loop.selection
     if needs_probes(name):
-        await probe(fx, config, run, k, pools.cache_pool)
+        await probe(fx, config, run, k, pools.cache_pool, judged)
     select = selection(name, config.loop.seed, config.loop)
-    split = fx.step("discrimination", split_files, select, run, k, needs_probes(name))
-    return Discrimination(teacher_answers, student_out, judgements, split)
+    split = fx.step("discrimination", split_files, select, run, k, needs_probes(name), sampled)
+    estimate = None
+    if sampled:
+        estimate = sampling.estimate(pools.cache_pool, split, config.referee.sample.confidence)
+    changes = second_order_changes(judgements, config.loop.tau)
+    return Discrimination(teacher_answers, student_out, judgements, split, estimate, changes)
 
 
-def split_files(select: Callable[..., Split], run: RunDir, k: int, probed: bool) -> Split:
-    """The selection step on iteration k's files: the judged Cache Pool (and, when `probed`, the probes
-    so far) in, hard and easy out."""
+def judged_items(config: LionConfig, run: RunDir, k: int, pool: list[Instruction]) -> list[Instruction]:
+    """What the referee judges in iteration k: the whole Cache Pool, or `referee.sample`'s sample of it
+    (sized by the hard share the previous iteration estimated)."""
+    sample = config.referee.sample
+    if sample is None:
+        return pool
+    previous = run.iteration(k - 1).summary
+    share = json.loads(previous.read_text(encoding="utf-8"))["hard_share"] if k > 1 else None
+    chosen = sampling.plan(pool, k, config.loop, sample, share)
+    return sampling.draw(pool, chosen, config.loop.seed, k)
+
+
+def judge_items(
+    config: LionConfig, items: list[Instruction], teacher: list[Response], student: list[Response]
+) -> list[JudgeItem]:
+    """(id, the instruction as the referee sees it, teacher answer, student answer) per item."""
+    shown = [referee.judged_text(i, send_inputs=config.loop.send_inputs) for i in items]
+    return [(i.id, text, t.output, s.output) for i, text, t, s in zip(items, shown, teacher, student)]
+
+
+def split_files(select: Callable[..., Split], run: RunDir, k: int, probed: bool, sampled: bool) -> Split:
+    """The selection step on iteration k's files: the judged pool (the Cache Pool, or the judged sample
+    when `sampled`) with its judgements (and, when `probed`, the probes so far) in, hard and easy out."""
     folder = run.iteration(k)
     evidence = recorded_evidence(run, k) if probed else Evidence()
-    pool = read_jsonl(folder.file("cache_pool"), Instruction)
-    split = select(pool, read_jsonl(folder.file("judgements"), Judgement), evidence)
+    items = read_jsonl(folder.judged_pool if sampled else folder.file("cache_pool"), Instruction)
+    split = select(items, read_jsonl(folder.file("judgements"), Judgement), evidence)
     write_jsonl(folder.file("hard"), split.hard)
     write_jsonl(folder.file("easy"), split.easy)
     return split
@@ -148,17 +174,20 @@ def update_pools(folder: IterationDir, following: IterationDir) -> Pools:
     return updated
 
 
-def stop_after_discrimination(config: LionConfig, split: Split) -> str | None:
+def stop_after_discrimination(
+    config: LionConfig, split: Split, hard_share: float | None = None
+) -> str | None:
     """Why the loop stops before generation, or None: no scorable verdict to learn from, or
-    equilibrium (the referee can no longer tell teacher and student apart)."""
+    equilibrium (the referee can no longer tell teacher and student apart) by `hard_share` (the Cache
+    Pool's, estimated from a judged sample; default the split's)."""
     if not split.hard and not split.easy:
         return (
             f"no scorable judgements: all {len(split.unscorable)} Cache Pool instructions are unscorable "
             "(the reasons are in judgements.jsonl)"
         )
-    bound = config.loop.equilibrium_hard_share
-    if bound and split.hard_share < bound:
-        return f"equilibrium: hard share {split.hard_share:.1%} < {bound:.1%}"
+    bound, share = config.loop.equilibrium_hard_share, split.hard_share if hard_share is None else hard_share
+    if bound and share < bound:
+        return f"equilibrium: hard share {share:.1%} < {bound:.1%}"
     return None
 
 
@@ -187,7 +216,7 @@ async def run_iteration(fx: Effects, config: LionConfig, run: RunDir, k: int) ->
         fx, config, run, k, pools, answers_for(pools.cache_pool, [*known, *answers])
     )
     lap("discrimination")
-    stopped = stop_after_discrimination(config, judged.split)
+    stopped = stop_after_discrimination(config, judged.split, judged.hard_share)
     gen, after = (None, None) if stopped else await generation(fx, config, run, k, pools, judged.split)
     stopped = stopped or stop_after_generation(gen)
     lap("generation")

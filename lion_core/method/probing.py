@@ -8,17 +8,13 @@ Written to RUN/iter_K/probes.jsonl.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from lion_core.config import LionConfig
 from lion_core.method import referee
+from lion_core.method.effects import Effects
 from lion_core.method.generation import GenerationRequest, max_tokens_for, postfilter, variant_id
 from lion_core.method.selection import Evidence, Probe, probe_sample
 from lion_core.records import Instruction, Judgement, read_jsonl, write_jsonl
 from lion_core.run.rundir import IterationDir, RunDir
-
-if TYPE_CHECKING:
-    from lion_core.method.effects import Effects
 
 
 async def judged_pairs(
@@ -74,12 +70,20 @@ def fresh_siblings(
     return siblings
 
 
-async def probe(fx: Effects, config: LionConfig, run: RunDir, k: int, pool: list[Instruction]) -> None:
-    """Fresh siblings of the probed Cache Pool items, answered by teacher and student and judged in both
-    orders, through the same effects as the rest of the iteration (cached, paid once); written to
-    RUN/iter_K/probes.jsonl (`recorded_evidence` reads them back)."""
+async def probe(
+    fx: Effects,
+    config: LionConfig,
+    run: RunDir,
+    k: int,
+    pool: list[Instruction],
+    candidates: list[Instruction],
+) -> None:
+    """Fresh siblings of the probed Cache Pool items (drawn from `candidates`: the judged items),
+    answered by teacher and student and judged in both orders, through the same effects as the rest of
+    the iteration (cached, paid once); written to RUN/iter_K/probes.jsonl (`recorded_evidence` reads
+    them back). A sibling equal to any Cache Pool instruction is not fresh."""
     folder = run.iteration(k)
-    probed = probe_sample(pool, config.loop.probe_sample, config.loop.seed, k)
+    probed = probe_sample(candidates, config.loop.probe_sample, config.loop.seed, k)
     requests = sibling_requests(config, k, probed)
     siblings = fresh_siblings(config, k, pool, requests, await fx.generator(requests) if requests else [])
     verdicts = await judged_pairs(fx, config, folder, siblings)

@@ -8,7 +8,8 @@ earlier ones', which the loop obtains through the same injected effects as every
 
 - paper:     hard iff the gap on the Cache Pool item ≥ τ — an item the student was trained on;
 - random:    the referee's hard count, items drawn at random (a control for the referee's choice);
-- uniform:   the referee ignored, labels drawn at the generation ratio (parents uniform: imitation);
+- uniform:   no referee, labels drawn at the generation ratio (parents uniform: imitation); the loop
+             then neither asks the student to answer the Cache Pool nor the referee to judge it;
 - fresh:     hard iff the gap on a fresh sibling ≥ τ: the student fails what it was not trained on;
 - learnable: fresh, and lineages whose siblings stayed hard for `learnable_patience` iterations without
              their mean gap shrinking by `learnable_min_progress` are quarantined: re-probed each
@@ -54,6 +55,7 @@ Pool = list[Instruction]
 Verdicts = list[Judgement]
 Selection = Callable[..., Split]  # select(pool, judgements, evidence=Evidence()) -> Split
 PROBING = frozenset({"fresh", "learnable"})
+WITHOUT_REFEREE = frozenset({"uniform"})
 
 
 def paper(seed: int, loop: LoopConfig) -> Selection:
@@ -87,6 +89,11 @@ def random_labels(seed: int, loop: LoopConfig) -> Selection:
     return select
 
 
+def unjudged(pool: Pool) -> Split:
+    """A pool nobody judged (the imitation baseline calls no referee): every item a candidate parent."""
+    return Split([], list(pool), [], {**split([], []).stats, "judged": 0})
+
+
 def uniform(seed: int, loop: LoopConfig) -> Selection:
     """The referee ignored: each scorable item is hard with probability r / (1 + r) (the generation
     ratio), so both halves of generation draw their parents uniformly from the pool — imitation with
@@ -94,7 +101,7 @@ def uniform(seed: int, loop: LoopConfig) -> Selection:
     share = loop.hard_easy_ratio / (1.0 + loop.hard_easy_ratio)
 
     def select(pool: Pool, judgements: Verdicts, evidence: Evidence | None = None) -> Split:
-        judged = split(pool, judgements)
+        judged = split(pool, judgements) if judgements else unjudged(pool)
         coin = Random(f"{seed}:uniform:{len(pool)}")
         chosen = {item.id for item in [*judged.hard, *judged.easy] if coin.random() < share}
         return _relabel(judged, pool, chosen, "uniform")
@@ -224,6 +231,11 @@ def selection(name: str, seed: int, loop: LoopConfig | None = None) -> Selection
     if name not in SELECTIONS:
         raise KeyError(f"unknown selection {name!r}; one of {sorted(SELECTIONS)}")
     return SELECTIONS[name](seed, loop or LoopConfig())
+
+
+def needs_referee(name: str) -> bool:
+    """Whether the strategy reads the referee's verdicts (all but `uniform`, the imitation baseline)."""
+    return name not in WITHOUT_REFEREE
 
 
 def needs_probes(name: str) -> bool:

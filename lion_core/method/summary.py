@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 from lion_core.method.discrimination import Split
 from lion_core.method.generation import GenerationResult
 from lion_core.method.pools import Pools
+from lion_core.method.sampling import Estimate
 from lion_core.records import Judgement, Response
 from lion_core.student.train import TrainResult
 
@@ -28,12 +29,21 @@ REFEREE_STATS = ("hard", "easy", "unscorable", "mean_gap", "order_disagreement",
 
 @dataclass
 class Discrimination:
-    """The judged Cache Pool."""
+    """The judged Cache Pool (`estimate`: the whole pool's hard share when only a sample was judged)."""
 
     teacher: list[Response]
     student: list[Response]
     judgements: list[Judgement]
     split: Split
+    estimate: Estimate | None = None
+    second_order_changes: float = (
+        0.0  # share of labels the second order changed (lion_core.method.discrimination)
+    )
+
+    @property
+    def hard_share(self) -> float:
+        """The Cache Pool's hard share: the sample's estimate, or the judged pool's share."""
+        return self.estimate.hard_share if self.estimate is not None else self.split.hard_share
 
 
 @dataclass
@@ -77,7 +87,10 @@ class Summary(TypedDict, total=False):
     order_disagreement: float
     gap_histogram: dict[str, int]
     identical: int  # verdicts without a referee request
-    hard_share: float
+    judged: int  # Cache Pool items the referee judged (all, a sample, or none for the imitation baseline)
+    hard_share: float  # of the whole Cache Pool: a sample's stratified estimate when one was judged
+    hard_share_ci: list[float] | None  # the estimate's confidence interval (None when all were judged)
+    second_order_changes: float  # share of judged labels the second order changed
     selection: dict[str, Any]
     generated: int
     requested: int
@@ -117,14 +130,18 @@ def train_summary(train: TrainResult) -> TrainSummary:
 
 def summarize(outcome: IterationOutcome, usage: dict[str, Any], heldout: dict[str, Any] | None) -> Summary:
     """The iteration's statistics (RUN/iter_K/summary.json; the report is rendered from these)."""
-    split = outcome.discrimination.split
+    judged = outcome.discrimination
+    split, estimate = judged.split, judged.estimate
     summary: dict[str, Any] = {
         "iteration": outcome.iteration,
         "train_pool": len(outcome.pools.train_pool),
         "cache_pool": len(outcome.pools.cache_pool),
         **{key: split.stats[key] for key in REFEREE_STATS},
         "identical": split.stats.get("identical", 0),
-        "hard_share": split.hard_share,
+        "judged": len(judged.judgements),
+        "hard_share": judged.hard_share,
+        "hard_share_ci": [estimate.low, estimate.high] if estimate is not None else None,
+        "second_order_changes": judged.second_order_changes,
         "selection": {key: value for key, value in split.stats.items() if key in SELECTION_STATS},
         **({} if outcome.generation is None else generation_summary(outcome.generation)),
         "notes": outcome.notes,

@@ -40,8 +40,10 @@ def table_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "hard": s["hard"],
                 "easy": s["easy"],
                 "unscorable": s["unscorable"],
-                "hard %": f"{100 * s['hard_share']:.1f}",
+                "hard %": hard_percent(s),
                 "mean gap": f"{s['mean_gap']:.2f}",
+                "order flips %": f"{100 * s.get('order_disagreement', 0.0):.1f}",
+                "2nd order relabels %": f"{100 * s.get('second_order_changes', 0.0):.1f}",
                 "new kept": s.get("generated", 0),
                 "novelty rej.": s.get("novelty_rejections", 0),
                 "decontam. rej.": s.get("decontamination_rejections", 0),
@@ -55,6 +57,13 @@ def table_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def hard_percent(summary: dict[str, Any]) -> str:
+    """The Cache Pool's hard share; with its confidence interval when only a sample was judged."""
+    text = f"{100 * summary['hard_share']:.1f}"
+    interval = summary.get("hard_share_ci")
+    return f"{text} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else text
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:

@@ -4,6 +4,7 @@ module spells a file name of the run directory.
 RUN/config.yaml, RUN/ledger.json, RUN/report.md, RUN/plots/, RUN/responses.sqlite (the response cache),
 RUN/eval/<candidate>/, RUN/export/, RUN/.prefect-results/,
 RUN/iter_K/{train_pool,cache_pool,teacher,student,judgements,hard,easy,generated,sft}.jsonl,
+RUN/iter_K/judged_pool.jsonl (the Cache Pool items judged, when `referee.sample` judges a sample),
 RUN/iter_K/{probes,siblings,sibling_answers}.jsonl (probing selections),
 RUN/iter_K/student/ (checkpoint), RUN/iter_K/summary.json (the iteration's statistics),
 RUN/iter_K/manifest.json (written last: what lets a re-run skip the finished iteration);
@@ -62,6 +63,11 @@ class IterationDir:
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"
+
+    @property
+    def judged_pool(self) -> Path:
+        """The Cache Pool items judged in this iteration, when `referee.sample` judged a sample."""
+        return self.root / "judged_pool.jsonl"
 
     @property
     def siblings(self) -> Path:

@@ -13,7 +13,7 @@ from random import Random
 
 from lion_core.chat import Completion, Messages
 from lion_core.world.roles import RoleSettings, reply
-from lion_core.world.server import count_tokens, truncate_tokens
+from lion_core.world.server import count_tokens, prompt_tokens, truncate_tokens
 
 
 class WorldChatClient:
@@ -25,6 +25,8 @@ class WorldChatClient:
         self.settings = settings or RoleSettings()
         self.seed = seed
         self.requests = 0
+        self.input_tokens = 0  # usage as the server reports it: what a provider would bill
+        self.output_tokens = 0
         self._seen: Counter[str] = Counter()
 
     async def complete(
@@ -34,8 +36,10 @@ class WorldChatClient:
         self._seen[key] += 1
         self.requests += 1
         _, content = reply(messages, Random(f"{self.seed}:{key}:{self._seen[key]}"), self.settings)
-        prompt = sum(count_tokens(m.get("content", "")) for m in messages)
+        prompt = prompt_tokens(messages)
         finish = "stop"
         if max_tokens is not None and count_tokens(content) > max_tokens:  # as the server does
             content, finish = truncate_tokens(content, max_tokens), "length"
+        self.input_tokens += prompt
+        self.output_tokens += count_tokens(content)
         return Completion(content, finish, prompt, count_tokens(content))

@@ -286,7 +286,7 @@ def test_every_docs_page_is_in_the_index() -> None:
 
 
 def test_the_readme_projected_cost_line_is_what_the_projection_computes() -> None:
-    from lion_core.api.projection import project
+    from lion_core.method.projection import project
     from lion_core.config import load_config
 
     config = load_config(REPO / "configs" / "openai.yaml")

@@ -4,10 +4,12 @@ Request counts follow from the method (lion_core/method/loop.py), for a seed poo
 iteration and K iterations, the Cache Pool of iteration k being S + N·(k − 1):
 - teacher: each Train Pool once (S, then N per later iteration; the Cache Pool is never re-sent);
 - referee: the whole Cache Pool in two orders every iteration (× (1 − identical share) with
-  `referee.skip_identical`, × (1 + repair share) for re-asks after an unreadable verdict);
+  `referee.skip_identical`, × (1 + repair share) for re-asks after an unreadable verdict) — with
+  `referee.sample` the sample lion_core.method.sampling plans at its prior hard share, and none under
+  `loop.selection: uniform` (the imitation baseline reads no verdict);
 - generator: N / keep rate requests per iteration (every iteration generates, the last included);
-- `loop.selection: fresh | learnable`: per probed item (`loop.probe_sample` per iteration, else the whole
-  Cache Pool) one more generator, one teacher and two referee requests.
+- `loop.selection: fresh | learnable`: per probed item (`loop.probe_sample` per iteration, else every
+  judged item) one more generator, one teacher and two referee requests.
 The projection assumes every iteration runs (no early equilibrium stop): an upper bound.
 
 Tokens per request are assumptions, named below: prompts are our templates rendered on the shipped
@@ -32,7 +34,9 @@ from statistics import mean
 
 from lion_core import data, prompts
 from lion_core.api.journal import RoleUsage
-from lion_core.config import LionConfig
+from lion_core.config import LionConfig, LoopConfig, RefereeSample
+from lion_core.method.sampling import plan_sizes
+from lion_core.method.selection import needs_probes, needs_referee
 from lion_core.records import read_instructions
 
 PAPER_SEED_POOL = 52_002  # Alpaca's alpaca_data.json, the paper's initial pool (used when no seed file)
@@ -74,6 +78,9 @@ class Recipe:
     skip_identical: bool = True
     probing: bool = False  # selection fresh/learnable: fresh siblings judged every iteration
     probe_sample: int | None = None  # items probed per iteration; None: the whole Cache Pool
+    referee: bool = True  # False: a selection that reads no verdict (uniform, the imitation baseline)
+    sample: RefereeSample | None = None  # referee.sample: judge a sample of the Cache Pool
+    hard_easy_ratio: float = 1.0
 
     @classmethod
     def of(cls, config: LionConfig, seed_pool: int) -> Recipe:
@@ -83,13 +90,41 @@ class Recipe:
             loop.new_per_iteration,
             loop.iterations,
             config.referee.skip_identical,
-            loop.selection in ("fresh", "learnable"),
+            needs_probes(loop.selection),
             loop.probe_sample,
+            needs_referee(loop.selection),
+            config.referee.sample,
+            loop.hard_easy_ratio,
         )
 
     def cache_pools(self) -> list[int]:
-        """Size of the Cache Pool each iteration judges."""
+        """Size of the Cache Pool each iteration."""
         return [self.seed_pool + self.new_per_iteration * k for k in range(self.iterations)]
+
+    def judged(self) -> list[int]:
+        """Cache Pool items the student answers and the referee judges each iteration: all of them, a
+        `referee.sample` (sized at its prior hard share: no iteration has measured one yet), or none."""
+        if not self.referee:
+            return [0] * self.iterations
+        if self.sample is None:
+            return self.cache_pools()
+        loop = LoopConfig(new_per_iteration=self.new_per_iteration, hard_easy_ratio=self.hard_easy_ratio)
+        out = []
+        for k in range(1, self.iterations + 1):
+            strata = {0: self.seed_pool, **dict.fromkeys(range(1, k), self.new_per_iteration)}
+            out.append(plan_sizes(strata, k, loop, self.sample, None).judged)
+        return out
+
+    def probed(self) -> list[int]:
+        """Items probed with a fresh sibling each iteration (fresh, learnable)."""
+        if not self.probing:
+            return [0] * self.iterations
+        judged = self.judged()
+        return [n if self.probe_sample is None else min(n, self.probe_sample) for n in judged]
+
+    def student_answers(self) -> int:
+        """Answers the student generates over the run (judged items and probed siblings): GPU work."""
+        return sum(self.judged()) + sum(self.probed())
 
 
 @dataclass(frozen=True)
@@ -163,18 +198,12 @@ def config_sizes(config: LionConfig) -> Sizes:
     return replace(base, generator=(generator_in, new_instruction))
 
 
-def requests(recipe: Recipe, ratios: Ratios, referee_share: float = 1.0) -> dict[str, int]:
-    """API requests per role of the whole run. `referee_share`: the share of the older Cache Pool judged
-    again each iteration (1: all of it, as the method; below 1 only in benchmarks/cost.py's projection)."""
-    new = recipe.new_per_iteration
-    judged = probed = 0.0
-    for k, pool in enumerate(recipe.cache_pools()):
-        first = recipe.seed_pool if k == 0 else new  # judged for the first time this iteration
-        judged += first + referee_share * (pool - first)
-        if recipe.probing:
-            probed += pool if recipe.probe_sample is None else min(pool, recipe.probe_sample)
+def requests(recipe: Recipe, ratios: Ratios) -> dict[str, int]:
+    """API requests per role of the whole run."""
+    judged, probed = sum(recipe.judged()), sum(recipe.probed())
     if recipe.skip_identical:
         judged *= 1 - ratios.identical_share
+    new = recipe.new_per_iteration
     teacher = recipe.seed_pool + new * (recipe.iterations - 1) + probed
     referee = 2 * (judged + probed) * (1 + ratios.repair_share)
     generator = recipe.iterations * new / ratios.keep_rate + probed
