@@ -1,5 +1,6 @@
-"""The budget reads running totals (issue 15): triggers keep them equal to the sum over the journal for
-every kind of write, and a journal written before the totals existed gets them once."""
+"""lion_core/api/journal.py: the budget reads running totals (issue 15); triggers keep them equal to the
+sum over the journal for every kind of write, and a journal written before the totals existed gets them
+once."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
-"""lion_core/api/projection.py and benchmarks/cost.py: request counts follow the method; batch halves the
-price; shipped budgets match their recipe's projected cost; a run's ledger rescales the projection."""
+"""lion_core/api/projection.py: request counts follow the method; shipped budgets match their recipe's
+projected cost; a run's ledger rescales the projection."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,16 +11,13 @@ import pytest
 from lion_core.api import projection
 from lion_core.api.journal import RoleUsage
 from lion_core.config import LionConfig, load_config
+from tests.support.paths import CONFIGS, REPO, benchmark
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import cost  # noqa: E402  (benchmarks/ is not a package)
-
+cost = benchmark("cost")
 # A shipped budget must cover its projection with room to spare, and not be so far above it that it no
 # longer guards anything: within [BAND_LOW, BAND_HIGH] × the projection (BUDGET_MARGIN, 1.2, inside).
 BAND_LOW, BAND_HIGH = 1.1, 1.5
-SHIPPED = [*sorted((REPO / "configs").glob("*.yaml")), REPO / "lion_core" / "world" / "demo.yaml"]
+SHIPPED = [*sorted(CONFIGS.glob("*.yaml")), REPO / "lion_core" / "world" / "demo.yaml"]
 
 
 def priced(config: LionConfig) -> bool:
@@ -39,7 +35,7 @@ def test_a_shipped_budget_covers_its_recipes_projected_cost(path: Path) -> None:
 
 
 def test_the_openai_recipe_projects_the_benchmarks_figure() -> None:
-    config = load_config(REPO / "configs" / "openai.yaml")
+    config = load_config(CONFIGS / "openai.yaml")
     p = projection.project(config)
     assert p.seed_pool == projection.PAPER_SEED_POOL  # data/alpaca_data.json is not shipped
     assert p.usd == pytest.approx(62.02, abs=0.01)  # benchmarks/results/cost.json, "this project, sync"
@@ -71,20 +67,6 @@ def test_probing_selections_pay_for_their_siblings() -> None:
     assert probed["generator"] - plain["generator"] == 2 * per_iteration
     assert probed["teacher"] - plain["teacher"] == 2 * per_iteration
     assert probed["referee"] - plain["referee"] == 2 * 2 * per_iteration
-
-
-def test_batch_mode_costs_half_and_rows_render() -> None:
-    s = projection.sizes()
-    counts = projection.requests(cost.paper_recipe(), projection.Ratios())
-    sync, batch = (
-        cost.cost(cost.paper_config("sync"), counts, s),
-        cost.cost(cost.paper_config("batch"), counts, s),
-    )
-    assert batch[2] == pytest.approx(sync[2] / 2)
-    rows = cost.rows(projection.Ratios(), s, 5_000, 4e6, 0.2)
-    assert rows[0]["× original"] == "1.00" and float(rows[2]["× original"]) < 0.5
-    saved = json.loads((REPO / "benchmarks" / "results" / "cost.json").read_text())
-    assert [r["cost $"] for r in saved["rows"]] == [r["cost $"] for r in rows]  # one computation
 
 
 def test_answers_are_capped_by_max_tokens_and_the_seed_file_is_counted(tmp_path: Path) -> None:
@@ -122,19 +104,3 @@ def test_a_suggested_budget_is_the_margin_rounded_up() -> None:
     assert projection.suggested_budget(186.21) == 230  # 223.45 → 230
     assert projection.round_up(0.01234) == pytest.approx(0.013)
     assert projection.round_up(74.0) == 74
-
-
-def test_measured_from_a_run(tmp_path: Path) -> None:
-    for k, identical in ((1, 10), (2, 20)):
-        folder = tmp_path / f"iter_{k}"
-        folder.mkdir()
-        summary = {
-            "cache_pool": 100,
-            "generated": 40,
-            "requested": 50,
-            "identical": identical,
-            "usage": {"referee": {"requests": 2 * (100 - identical)}},
-        }
-        (folder / "summary.json").write_text(json.dumps(summary))
-    m = cost.measured_from(tmp_path)
-    assert (m.keep_rate, m.repair_share, m.identical_share) == (0.8, 0.0, 0.15)

@@ -1,5 +1,6 @@
-"""The miniature replication and its calibration run end to end (smoke size) and write well-formed
-results: six arms through the loop body, paired differences against imitation with intervals."""
+"""benchmarks/replication.py: the miniature replication and its calibration run end to end (smoke size)
+and write well-formed results: six arms through the loop body, paired differences against imitation
+with intervals."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from lion_core.world import families as fam
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.support.paths import BENCHMARKS
 
 
 @pytest.fixture
@@ -23,23 +23,6 @@ def benchmarks(monkeypatch: pytest.MonkeyPatch):
     yield
     fam._REGISTRY.clear()
     fam._REGISTRY.update(registered)
-
-
-def test_paired_statistics_interval_item_se_and_power() -> None:
-    import sys
-
-    sys.path.insert(0, str(BENCHMARKS))
-    from paired import item_se, seeds_for_power, t_interval
-
-    centre, low, high = t_interval([0.01, 0.03, 0.02, 0.04])
-    assert (
-        centre == pytest.approx(0.025)
-        and low < centre < high
-        and high - centre == pytest.approx(centre - low)
-    )
-    assert item_se([[1, 0, -1, 0], [0, 0, 1, 0]]) > 0
-    assert seeds_for_power(0.025, 0.03) == 8  # the pilot's worst paired SD: 8 seeds for 80% at +3 points
-    assert seeds_for_power(0.01, 0.03) < seeds_for_power(0.025, 0.03)
 
 
 @pytest.mark.slow

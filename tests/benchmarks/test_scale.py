@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import scale
-
 from lion_core.config import load_config
+from tests.support.paths import benchmark
+
+scale = benchmark("scale")
 
 
 def test_new_per_iteration_follows_the_paper() -> None:

@@ -1,21 +1,24 @@
-"""The `lion` command line: clear one-line errors and non-zero exit codes on bad input."""
+"""lion_cli/main.py, the `lion` command line: clear one-line errors and non-zero exit codes on bad and
+hostile input, every command registered, `lion --help` light, demo ports, start-up errors, the
+embedded server's start-up timeout, the budget stop's note."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 from pathlib import Path
 
 import pytest
 import typer
-import yaml
 from typer.testing import CliRunner
 
 from lion_cli.main import EXIT_BAD_INPUT, app
 from lion_cli.world import app as world_app
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from lion_core import data as packaged_data
+from lion_core.records import read_instructions
+from tests.support.configs import edited, local_config
+from tests.support.paths import CONFIGS
+from tests.support.spawn import free_port, loaded_by_lion, run_lion
 
 
 def test_run_without_the_key_fails_before_any_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -34,18 +37,6 @@ def test_run_with_a_bad_config_names_file_line_and_field(tmp_path: Path) -> None
     result = CliRunner().invoke(app, ["run", str(bad)])
     assert result.exit_code == EXIT_BAD_INPUT
     assert "bad.yaml:2: field 'loop.tau'" in " ".join(result.output.split())
-
-
-def local_config(tmp_path: Path, **student_and_pools: str) -> Path:
-    """configs/demo.yaml with a run directory, seed pool and student of this test's own."""
-    data = yaml.safe_load((CONFIGS / "demo.yaml").read_text())
-    data["run_dir"] = str(tmp_path / "run")
-    data["evaluation"]["heldout_path"] = None
-    data["pools"]["seed_path"] = student_and_pools.get("seed_path", str(tmp_path / "seed.jsonl"))
-    data["student"]["model_path"] = student_and_pools.get("model_path", str(tmp_path))
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_run_checks_the_seed_pool_and_the_student_before_any_work(tmp_path: Path) -> None:
@@ -82,6 +73,12 @@ def test_eval_with_nothing_to_do_is_an_error(tmp_path: Path) -> None:
     assert "nothing to evaluate" in result.output
 
 
+def test_an_unknown_protocol_is_refused_before_any_work(tmp_path: Path) -> None:
+    args = ["eval", str(CONFIGS / "demo.yaml"), "--candidate", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, "--world", "5", "--protocol", "gpt4"])
+    assert result.exit_code == 2 and "choose one of lion, vicuna" in result.output
+
+
 # Every command a user can type; the test fails if one of them is no longer registered.
 COMMANDS = {"demo", "run", "eval", "report", "world", "params", "export", "decontaminate"}
 WORLD_COMMANDS = {"serve", "sample", "families", "student"}
@@ -105,19 +102,9 @@ HEAVY_MODULES = ("torch", "transformers", "fastapi", "uvicorn", "prefect", "flow
 
 
 def test_help_loads_neither_torch_nor_the_world_server_nor_prefect() -> None:
-    probe = (
-        "import runpy, sys\n"
-        "sys.argv = ['lion', '--help']\n"
-        "try:\n    runpy.run_module('lion_cli', run_name='__main__')\n"
-        "except SystemExit as done:\n    assert done.code in (0, None), done.code\n"
-        f"print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert "Commands" in result.stdout
-    assert result.stdout.strip().splitlines()[-1] == "[]"
-
-
-# ----------------------------------------------------------------------------- hostile input (issue 13)
+    output, loaded = loaded_by_lion(["--help"], HEAVY_MODULES)
+    assert "Commands" in output
+    assert loaded == []
 
 
 def refused(result, *needles: str) -> None:
@@ -135,13 +122,6 @@ def seeded(tmp_path: Path, text: str = '{"instruction": "Reverse abc"}\n') -> Pa
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "seed.jsonl").write_text(text)
     return local_config(tmp_path)
-
-
-def edited(config: Path, section: str, field: str, value: object) -> Path:
-    data = yaml.safe_load(config.read_text())
-    data.setdefault(section, {})[field] = value
-    config.write_text(yaml.safe_dump(data))
-    return config
 
 
 def test_a_seed_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
@@ -218,9 +198,6 @@ def test_a_huge_instruction_is_refused_before_anything_is_paid(tmp_path: Path) -
     assert not (tmp_path / "run").exists()
 
 
-# ----------------------------------------------------------------------------- demo ports (issue 14, item 6)
-
-
 @pytest.fixture
 def port_8765_taken():
     """127.0.0.1:8765 in use (by this socket, or already by another demo or test)."""
@@ -270,72 +247,12 @@ def test_demo_on_an_explicit_port_that_is_taken_fails_at_once_writing_nothing(
     assert not run.exists()
 
 
-def teacher_client(endpoint, cache_path: Path):
-    from lion_core.api.cache import ResponseCache
-    from lion_core.api.client import OpenAIChatClient
-    from lion_core.api.ledger import Ledger
-
-    ledger = Ledger(cache_path.with_suffix(".json"))
-    return OpenAIChatClient("teacher", endpoint, cache=ResponseCache(cache_path), ledger=ledger)
-
-
-def test_a_demo_world_on_another_port_replays_the_cache(tmp_path: Path) -> None:
-    import asyncio
-    from random import Random
-
-    from flows.demo import demo_config
-    from lion_core import prompts
-    from lion_core.chat import complete_all
-    from lion_core.world.families import sample_tasks
-    from lion_core.world.server import WorldServer
-
-    conversations = [prompts.teacher_messages(t.instruction) for t in sample_tasks(20, Random(0))]
-    cache = tmp_path / "responses.sqlite"
-    with WorldServer(seed=0) as first, WorldServer(seed=0) as second:
-        assert first.port != second.port
-        before = demo_config(tmp_path / "run", 1, 0, first.port).teacher
-        paid = asyncio.run(complete_all(teacher_client(before, cache), conversations))
-        after = demo_config(tmp_path / "run", 1, 0, second.port).teacher
-        replayed = asyncio.run(complete_all(teacher_client(after, cache), conversations))
-        assert first.stats.requests == 20 and second.stats.requests == 0  # nothing bought twice
-        assert [r.content for r in replayed] == [r.content for r in paid] and all(r.cached for r in replayed)
-
-
-def test_the_cache_key_names_the_world_by_its_settings_and_a_provider_by_its_url(tmp_path: Path) -> None:
-    from flows.demo import demo_config
-    from lion_core.config import EndpointConfig
-
-    messages = [{"role": "user", "content": "Reverse abc"}]
-
-    def key(endpoint: EndpointConfig) -> str:
-        return teacher_client(endpoint, tmp_path / "c.sqlite").key(messages)
-
-    world = [demo_config(tmp_path / "run", 1, seed, 9000).teacher for seed in (0, 1)]
-    assert key(world[0]) != key(world[1])  # another world on the same port: other replies
-    assert key(world[0]) == key(world[0].model_copy(update={"base_url": "http://localhost:9/v1"}))
-    a, b = EndpointConfig(base_url="https://a.example/v1"), EndpointConfig(base_url="https://b.example/v1")
-    assert key(a) != key(b)  # two providers never share replies
-    assert key(a) == key(EndpointConfig(base_url="https://a.example/v1/"))
-
-
-# ------------------------------------------------------------------------ start-up errors (issue 14, item 9)
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 where nothing listens (connections are refused)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_run_against_an_endpoint_that_refuses_connections_fails_at_once_in_one_line(
     tmp_path: Path, tiny_student_path: Path
 ) -> None:
     (tmp_path / "seed.jsonl").write_text('{"instruction": "Reverse abc"}\n')
     config = local_config(tmp_path, model_path=str(tiny_student_path))
-    url = f"http://127.0.0.1:{closed_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     for role in ("teacher", "referee", "generator"):
         edited(config, role, "base_url", url)
     result = CliRunner().invoke(app, ["run", str(config)])
@@ -343,73 +260,31 @@ def test_run_against_an_endpoint_that_refuses_connections_fails_at_once_in_one_l
     assert not (tmp_path / "run").exists()  # nothing written, nothing started
 
 
-def test_the_reachability_check_asks_each_endpoint_once_and_takes_any_answer(tmp_path: Path, world) -> None:
-    from lion_core.config import ConfigError, LionConfig
-    from lion_core.run.rundir import check_endpoints
+# ------------------------------------------- the embedded server's start-up timeout (issue 15, item 5)
 
-    url = f"http://127.0.0.1:{closed_port()}/v1"
-    config = LionConfig(teacher={"base_url": world.url}, referee={"base_url": world.url}, generator={})
-    config.generator.base_url = url
-    with pytest.raises(ConfigError, match=f"generator.base_url: {url} is not reachable"):
-        check_endpoints(config)
-    config.generator.base_url = world.url.replace("/v1", "/nowhere/v1")  # a 404 is still an answer
-    check_endpoints(config)
-    assert world.stats.requests == 0  # /models only: no chat request, nothing paid
+# Prefect's own 20 s was missed at load ~14: the CLI gives its embedded server more; a user's setting wins.
+SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+PROBE = (
+    "import lion_cli.main as m; from prefect.settings import get_current_settings as s; "
+    "print(m.EMBEDDED_SERVER_STARTUP_S, s().server.ephemeral.startup_timeout_seconds)"
+)
 
 
-# ----------------------------------------------------------------------------- budget stop (issue 15, item 7)
-
-PRICE_PER_1K = 0.01  # USD per 1K tokens, in and out, of every role in the budget tests
-STOP_BUDGET_USD = 0.005  # crossed by the teacher's first requests of iteration 1
-
-
-def priced_world_config(tmp_path: Path, world, student: Path, max_usd: float) -> Path:
-    """A one-iteration run on the offline world with every role priced and a USD budget."""
-    from random import Random
-
-    from lion_core.records import Instruction, write_jsonl
-    from lion_core.world.families import sample_tasks
-
-    tasks = sample_tasks(20, Random(0), None, [1, 2])
-    write_jsonl(
-        tmp_path / "seed.jsonl",
-        [Instruction(id=f"s{i}", instruction=t.instruction) for i, t in enumerate(tasks)],
-    )
-    config = local_config(tmp_path, model_path=str(student))
-    data = yaml.safe_load(config.read_text())
-    for role in ("teacher", "referee", "generator"):
-        data[role].update(
-            base_url=world.url, price_input_per_1k=PRICE_PER_1K, price_output_per_1k=PRICE_PER_1K
-        )
-    data["student"]["epochs"] = 1
-    data["loop"].update(iterations=1, new_per_iteration=5)
-    data["budget"] = {"max_usd": max_usd}
-    config.write_text(yaml.safe_dump(data))
-    return config
+def startup_timeout(env: dict[str, str]) -> list[str]:
+    done = run_lion(python=PROBE, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.split()
 
 
-def test_a_budget_stop_tells_the_projected_total_and_the_budget_that_finishes(
-    tmp_path: Path, world, tiny_student_path: Path
-) -> None:
-    import re
-    import shutil
+def test_the_cli_waits_generously_for_the_embedded_server() -> None:
+    env = {k: v for k, v in os.environ.items() if k != SETTING}
+    ours, prefect = startup_timeout(env)
+    assert int(prefect) == int(ours) >= 60
 
-    from lion_cli.main import EXIT_BUDGET
 
-    student = shutil.copytree(tiny_student_path, tmp_path / "student")
-    config = priced_world_config(tmp_path, world, student, STOP_BUDGET_USD)
-    result = CliRunner().invoke(app, ["run", str(config)])
-    assert result.exit_code == EXIT_BUDGET, result.output
-    lines = [line for line in result.output.splitlines() if "stopped before exceeding the budget" in line]
-    assert len(lines) == 1 and "Traceback" not in result.output
-    assert "projected cost of this recipe: $" in result.output  # said before it started
-    stop = lines[0]
-    assert "in iteration 1; projected total $" in stop and "at the cost per request seen so far" in stop
-    assert "and re-run to resume (nothing is paid twice)" in stop
-    suggested = float(re.search(r"set budget\.max_usd ≥ \$([\d.,]+) ", stop).group(1).replace(",", ""))
-    assert suggested > STOP_BUDGET_USD
-    result = CliRunner().invoke(app, ["run", str(edited(config, "budget", "max_usd", suggested))])
-    assert result.exit_code == 0, result.output  # the budget the stop named finishes the recipe
+def test_a_users_own_startup_timeout_wins() -> None:
+    _, prefect = startup_timeout({**os.environ, SETTING: "7"})
+    assert prefect == "7"
 
 
 def test_a_token_budget_stop_names_the_token_budget_that_finishes(tmp_path: Path) -> None:
@@ -427,3 +302,18 @@ def test_a_token_budget_stop_names_the_token_budget_that_finishes(tmp_path: Path
     assert f"set budget.max_tokens ≥ {suggested_budget(projected):,.0f} and re-run to resume" in note
     no_prices = budget_stop_note(config, BudgetExceededError("budget: max_usd 1 would be exceeded"))
     assert no_prices == ""  # nothing priced, nothing started: no USD projection to tell
+
+
+VICUNA = packaged_data.path("vicuna_bench_questions.jsonl")
+QUESTION = next(q.text for q in read_instructions(VICUNA) if len(q.text.split()) > 25)  # over 13 words
+
+
+def test_lion_decontaminate_lists_contaminated_instructions_and_exits_1(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.jsonl"
+    rows = [{"instruction": QUESTION}, {"instruction": "Write a haiku about autumn leaves"}]
+    mine.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = CliRunner().invoke(app, ["decontaminate", str(mine)])
+    assert result.exit_code == 1
+    assert "1 of 2 instructions share 13-grams" in result.output
+    clean = CliRunner().invoke(app, ["decontaminate", str(mine), "--eval-set", "package:seed_tasks.jsonl"])
+    assert clean.exit_code == 0 and "0 of 2" in clean.output

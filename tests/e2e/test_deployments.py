@@ -1,12 +1,12 @@
-"""The deployments end to end: a Prefect server, a process work pool, a worker that runs the demo-sized
-distill deployments of deployments/prefect.yaml, and deployments/serve.py — with the README's commands."""
+"""The deployments end to end (slow): a Prefect server, a process work pool, a worker that runs the
+demo-sized distill deployments of deployments/prefect.yaml, and deployments/serve.py — with the
+README's commands."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,25 +15,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from flows.demo import demo_config, prepare_world_files, world_server
+from flows.demo import prepare_world_files, world_server
 from lion_cli.main import api_calls
-from lion_core.config import LionConfig, dump_config, load_config
+from lion_core.config import dump_config, load_config
+from tests.support.configs import small_demo
+from tests.support.paths import REPO
+from tests.support.spawn import free_port
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SERVER_START_S = 90
 RUN_TIMEOUT_S = 240
 POOL = "gpu"
 POLL_S = 1
 WATCH = "--watch"  # exits non-zero unless the run ends Completed
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until_healthy(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
@@ -107,20 +102,12 @@ def server(tmp_path_factory) -> Iterator[dict[str, str]]:
 def demo(tmp_path_factory) -> Iterator[Path]:
     """A demo-sized config file (1 iteration, 60 seeds) against a world server on a free port."""
     root = tmp_path_factory.mktemp("deployed")
-    config = small_demo(root / "run", port=0)
+    config = small_demo(root / "run", port=0, iterations=1)
     prepare_world_files(config)
     with world_server(config) as world:
         path = root / "demo.yaml"
-        dump_config(small_demo(root / "run", world.port), path)
+        dump_config(small_demo(root / "run", world.port, iterations=1), path)
         yield path
-
-
-def small_demo(run_dir: Path, port: int) -> LionConfig:
-    data = demo_config(run_dir, 1, 0, port).model_dump()
-    data["world"].update(seed_size=60, heldout_size=36)
-    data["student"].update(max_steps=20, epochs=1)
-    data["loop"].update(new_per_iteration=24, batch_size=16, task_retry_delay_s=0.2)
-    return LionConfig.model_validate(data)
 
 
 def completed(output: str) -> bool:
@@ -175,22 +162,3 @@ def test_serve_runs_the_file_and_the_form_deployments(server, demo: Path, tmp_pa
         assert completed(out), out
     finally:
         stop(served)
-
-
-def test_prefect_yaml_names_no_path_outside_the_repository() -> None:
-    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
-    text = json.dumps(spec)
-    assert "../" not in text and '"/' not in text
-    nightly = next(d for d in spec["deployments"] if d["entrypoint"].endswith("evaluate_from_file"))
-    assert nightly["parameters"]["questions"] == "package:vicuna_bench_questions.jsonl"
-
-
-def test_the_pull_step_moves_into_the_clone_or_names_lion_repo(tmp_path: Path, monkeypatch) -> None:
-    from flows.workspace import set_repository_directory
-
-    monkeypatch.chdir(tmp_path)  # where a worker starts a flow run: a temporary directory
-    assert set_repository_directory("") == {"directory": str(REPO)}  # $LION_REPO unset: this clone
-    assert Path.cwd() == REPO
-    assert set_repository_directory(str(REPO)) == {"directory": str(REPO)}
-    with pytest.raises(FileNotFoundError, match=f"LION_REPO={tmp_path}: not a clone"):
-        set_repository_directory(str(tmp_path))

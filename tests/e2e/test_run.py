@@ -1,5 +1,8 @@
-"""Ctrl-C stops a run within seconds — the fine-tune included — says how to resume in one line, exits
-130 and leaves nothing half-written; the resumed run finishes without paying twice (issue 14, item 7)."""
+"""`lion run` as a user meets it (slow): Ctrl-C stops a run within seconds, the fine-tune included, says
+how to resume in one line, exits 130 and leaves nothing half-written, and the resumed run pays nothing
+twice (issue 14, item 7); SIGKILLs at each role, a second run on the same directory, a budget across a
+kill (issue 13, through benchmarks/reliability.py's probes); a budget stop names the budget that
+finishes."""
 
 from __future__ import annotations
 
@@ -7,85 +10,22 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
-from lion_core.config import StudentConfig
-from lion_core.interrupt import STOP, Interrupted
-from lion_core.student.data import SFTPair
-from lion_core.student.train import finetune, progress_path
+from flows.demo import world_server
+from lion_cli.main import app
+from lion_core.run.rundir import RunDir
+from lion_core.student.train import progress_path
+from tests.support.configs import config_file, edited, local_config, small_demo
+from tests.support.paths import benchmark
+from tests.support.spawn import lion_process, run_lion
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def stop_flag() -> Iterator[None]:
-    STOP.clear()
-    yield
-    STOP.clear()
-
-
-def test_a_stop_ends_the_fine_tune_at_the_next_step_and_saves_nothing(
-    tmp_path: Path, tiny_student_path: Path, stop_flag: None
-) -> None:
-    pairs = [SFTPair(f"### Instruction:\nReverse {w}\n\n### Response:\n", w[::-1]) for w in ("abc", "xyz")]
-    config = StudentConfig(model_path=tiny_student_path, max_steps=500, train_batch_size=1)
-    out = tmp_path / "student"
-    steps: list[int] = []
-
-    def on_step(record) -> None:  # Ctrl-C arrives while step 3 is reported
-        steps.append(record.step)
-        if record.step == 3:
-            STOP.set()
-
-    with pytest.raises(Interrupted):
-        finetune(tiny_student_path, pairs, out, config, seed=0, on_step=on_step)
-    assert steps == [1, 2, 3]  # not one micro-batch more
-    assert not out.exists() and not out.with_name("student.tmp").exists()  # no checkpoint, not even half
-    assert len(progress_path(out).read_text().splitlines()) == 3
-
-
-def test_an_interrupt_is_not_an_error_that_prefect_retries() -> None:
-    assert issubclass(Interrupted, KeyboardInterrupt) and not issubclass(Interrupted, Exception)
-
-
-# ------------------------------------------------------------------ SIGINT to the process group
-
-
-def small_run(tmp_path: Path, port: int, max_steps: int):
-    from flows.demo import demo_config
-    from lion_core.config import LionConfig
-
-    data = demo_config(tmp_path / "run", 1, 0, port).model_dump()
-    data["world"].update(seed_size=60, heldout_size=36)
-    data["student"].update(max_steps=max_steps, epochs=1)
-    data["loop"].update(new_per_iteration=24, batch_size=4, task_retry_delay_s=0.2)
-    return LionConfig.model_validate(data)
-
-
-def start_lion(tmp_path: Path, config) -> tuple[subprocess.Popen, list[str]]:
-    """`lion run CONFIG` in a process group of its own, as a terminal starts it (Ctrl-C reaches it all)."""
-    from flows.demo import prepare_world_files
-    from lion_core.config import dump_config
-
-    prepare_world_files(config)
-    path = tmp_path / "config.yaml"
-    dump_config(config, path)
-    command = [sys.executable, "-m", "lion_cli", "run", str(path)]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        env={**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING"},
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return process, command
+probes = benchmark("reliability")
 
 
 def wait_for(process: subprocess.Popen, ready, what: str) -> None:
@@ -126,18 +66,15 @@ def stopped_cleanly(process: subprocess.Popen, out: str, err: str, run_dir: Path
 
 @pytest.mark.slow
 def test_ctrl_c_during_the_fine_tune_stops_it(tmp_path: Path) -> None:
-    from flows.demo import world_server
-    from lion_core.run.rundir import RunDir
-
     max_steps = 100_000  # hours on CPU: only a stop ends it
-    with world_server(small_run(tmp_path, 0, max_steps)).start() as server:
-        config = small_run(tmp_path, server.port, max_steps)
-        process, _ = start_lion(tmp_path, config)
-        student = RunDir(config.run_dir).iteration(1).student
-        steps = progress_path(student)
-        wait_for(process, lambda: steps.exists() and len(steps.read_text().splitlines()) >= 3, "step 3")
-        out, err = ctrl_c(process)
-        stopped_cleanly(process, out, err, config.run_dir)
+    with world_server(small_demo(tmp_path / "run", 0, 1, max_steps, batch_size=4)).start() as server:
+        config = small_demo(tmp_path / "run", server.port, 1, max_steps, batch_size=4)
+        with lion_process("run", str(config_file(config, tmp_path)), output=True) as process:
+            student = RunDir(config.run_dir).iteration(1).student
+            steps = progress_path(student)
+            wait_for(process, lambda: steps.exists() and len(steps.read_text().splitlines()) >= 3, "step 3")
+            out, err = ctrl_c(process)
+            stopped_cleanly(process, out, err, config.run_dir)
         done = len(steps.read_text().splitlines())
         assert done < 100, done  # stopped at the next step, not at the end of the fine-tune
         assert not student.exists()  # no checkpoint of a fine-tune that did not finish
@@ -146,23 +83,115 @@ def test_ctrl_c_during_the_fine_tune_stops_it(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_during_a_fan_out_stops_it_and_the_run_resumes(tmp_path: Path) -> None:
-    from flows.demo import world_server
-    from lion_core.run.rundir import RunDir
-
-    with world_server(small_run(tmp_path, 0, 5)).start() as server:
+    with world_server(small_demo(tmp_path / "run", 0, 1, 5, batch_size=4)).start() as server:
         server.faults.latency_ms = 200  # the teacher's fan-out takes seconds: Ctrl-C lands inside it
-        config = small_run(tmp_path, server.port, 5)
-        process, command = start_lion(tmp_path, config)
-        wait_for(process, lambda: server.stats.received["teacher"] >= 8, "the teacher's fan-out")
-        out, err = ctrl_c(process)
-        stopped_cleanly(process, out, err, config.run_dir)
+        config = small_demo(tmp_path / "run", server.port, 1, 5, batch_size=4)
+        path = config_file(config, tmp_path)
+        with lion_process("run", str(path), output=True) as process:
+            wait_for(process, lambda: server.stats.received["teacher"] >= 8, "the teacher's fan-out")
+            out, err = ctrl_c(process)
+            stopped_cleanly(process, out, err, config.run_dir)
         run = RunDir(config.run_dir)
         assert server.stats.received["teacher"] < 60  # the fan-out did not go on to the end
         assert not run.iteration(1).file("teacher").exists()
 
         server.faults.latency_ms = 0
-        resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+        resumed = run_lion("run", str(path), timeout=600)
         assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
         assert run.iteration(1).summary.exists()
         # only requests cut off in flight can be asked again (as after a kill): at most `concurrency`
         assert server.stats.repeated_teacher_requests() <= config.teacher.concurrency
+
+
+# ------------------------------------------------ issue 13, through benchmarks/reliability.py's probes
+
+
+@pytest.mark.slow
+def test_sigkills_at_each_role_rebuy_at_most_what_was_in_flight_and_lose_no_spend(tmp_path: Path) -> None:
+    """Failure 1 and the orphan server of 5: kills of the lion process alone at the teacher, referee and
+    generator stages; the run resumes each time and finishes."""
+    result = probes.probe_kills(tmp_path, probes.KILL_PLAN[:3], iterations=1)
+    kills = result["kills"]
+    assert [k["killed"] for k in kills] == [True, True, True], kills
+    for kill in kills:  # what a kill can re-buy is what was in flight: at most `concurrency` per role
+        assert all(n <= probes.CONCURRENCY for n in kill["in_flight_at_kill"].values()), kill
+    in_flight = sum(sum(k["in_flight_at_kill"].values()) for k in kills)
+    assert sum(result["rebought"].values()) <= in_flight
+    assert result["teacher_repeated_at_server"] <= kills[0]["in_flight_at_kill"].get("teacher", 0)
+    assert result["nothing_lost"], result  # ledger ≤ served ≤ ledger + in flight at worst case
+    assert result["prefect_servers_left"] == 0
+    assert result["resumed_exit"] == 0, result["resumed_tail"]
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_directory_is_refused_at_once(tmp_path: Path) -> None:
+    """Failure 3: two runs on one directory both went on (and corrupted it)."""
+    result = probes.probe_second_run(tmp_path)
+    assert result["first_exit"] == 0, result["first_tail"]
+    assert result["second_exit"] == 4 and result["second_names_pid"] and result["second_lines"] == 1, result
+
+
+@pytest.mark.slow
+def test_a_budget_holds_across_a_sigkill_and_its_stop_is_one_clean_line(tmp_path: Path) -> None:
+    """Failures 2 and 5: after a kill the budget still counts what the killed run paid; the stop says so
+    once, without a traceback, and the ledger counts every reply, late ones included."""
+    result = probes.probe_budget(tmp_path, max_tokens=60_000)
+    assert result["killed"]
+    assert result["within_budget"], result
+    assert result["exit"] == 3 and not result["traceback"], result["stop_output"]
+    assert "stopped before exceeding the budget" in result["stop_output"]
+    assert result["stop_lines"] == 1, result["stop_output"]
+    assert result["nothing_lost"], result
+
+
+PRICE_PER_1K = 0.01  # USD per 1K tokens, in and out, of every role in the budget tests
+STOP_BUDGET_USD = 0.005  # crossed by the teacher's first requests of iteration 1
+
+
+def priced_world_config(tmp_path: Path, world, student: Path, max_usd: float) -> Path:
+    """A one-iteration run on the offline world with every role priced and a USD budget."""
+    from random import Random
+
+    from lion_core.records import Instruction, write_jsonl
+    from lion_core.world.families import sample_tasks
+
+    tasks = sample_tasks(20, Random(0), None, [1, 2])
+    write_jsonl(
+        tmp_path / "seed.jsonl",
+        [Instruction(id=f"s{i}", instruction=t.instruction) for i, t in enumerate(tasks)],
+    )
+    config = local_config(tmp_path, model_path=str(student))
+    data = yaml.safe_load(config.read_text())
+    for role in ("teacher", "referee", "generator"):
+        data[role].update(
+            base_url=world.url, price_input_per_1k=PRICE_PER_1K, price_output_per_1k=PRICE_PER_1K
+        )
+    data["student"]["epochs"] = 1
+    data["loop"].update(iterations=1, new_per_iteration=5)
+    data["budget"] = {"max_usd": max_usd}
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
+def test_a_budget_stop_tells_the_projected_total_and_the_budget_that_finishes(
+    tmp_path: Path, world, tiny_student_path: Path
+) -> None:
+    import re
+    import shutil
+
+    from lion_cli.main import EXIT_BUDGET
+
+    student = shutil.copytree(tiny_student_path, tmp_path / "student")
+    config = priced_world_config(tmp_path, world, student, STOP_BUDGET_USD)
+    result = CliRunner().invoke(app, ["run", str(config)])
+    assert result.exit_code == EXIT_BUDGET, result.output
+    lines = [line for line in result.output.splitlines() if "stopped before exceeding the budget" in line]
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert "projected cost of this recipe: $" in result.output  # said before it started
+    stop = lines[0]
+    assert "in iteration 1; projected total $" in stop and "at the cost per request seen so far" in stop
+    assert "and re-run to resume (nothing is paid twice)" in stop
+    suggested = float(re.search(r"set budget\.max_usd ≥ \$([\d.,]+) ", stop).group(1).replace(",", ""))
+    assert suggested > STOP_BUDGET_USD
+    result = CliRunner().invoke(app, ["run", str(edited(config, "budget", "max_usd", suggested))])
+    assert result.exit_code == 0, result.output  # the budget the stop named finishes the recipe

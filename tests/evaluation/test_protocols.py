@@ -1,32 +1,29 @@
-"""Evaluation: relative-score maths, two-order judging, `lion eval` end to end, lm-eval integration."""
+"""lion_core/evaluation/protocols.py: relative-score maths, two-order judging that cancels a judge's
+position bias, FastChat's review format read as FastChat's reviews write it, verdicts that name the
+winner."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-from pathlib import Path
-from random import Random
 
 import pytest
-from typer.testing import CliRunner
 
-from flows.demo import demo_config, prepare_world_files, world_server
-from lion_cli.main import app
 from lion_core import prompts
 from lion_core.chat import Completion
-from lion_core.config import dump_config
 from lion_core.evaluation.protocols import (
+    JUDGE_TAU,
     judge_answers,
     parse_review_scores,
     relative_score,
     review_all,
     review_messages,
+    verdict,
 )
 from lion_core.method.discrimination import make_judgement
 from lion_core.records import Instruction, Response
-from lion_core.world.evaluation import score_world
-from lion_core.world.families import Task, sample_tasks
+from tests.support.paths import TEST_DATA
 
 
 def test_relative_score_is_a_ratio_of_sums_per_category() -> None:
@@ -80,21 +77,7 @@ def test_two_order_judging_cancels_the_judges_position_bias() -> None:
     assert score.overall != pytest.approx(first_order_only)
 
 
-def test_world_score_per_family_and_level() -> None:
-    tasks = [
-        Task("Reverse ab", "ba", "reverse", 1),
-        Task("Reverse abcde", "edcba", "reverse", 2),
-        Task("Copy ab", "ab", "copy", 1),
-        Task("Copy abcdefghi", "abcdefghi", "copy", 2),
-    ]
-    score = score_world(tasks, ["ba", "wrong", " ab ", "abc"])
-    assert score.accuracy == 0.5
-    assert score.per_family == {"copy": 0.5, "reverse": 0.5}
-    assert score.per_level == {"L1": 1.0, "L2": 0.0}
-    assert score.per_family_level["reverse@L1"] == 1.0
-
-
-FASTCHAT_REVIEWS = Path(__file__).parent / "data" / "fastchat_reviews.jsonl"
+FASTCHAT_REVIEWS = TEST_DATA / "fastchat_reviews.jsonl"
 
 
 @pytest.mark.parametrize(
@@ -237,136 +220,21 @@ def test_review_prompts_keep_fastchats_contract() -> None:
         assert "[Question]\nQ?" in messages[1]["content"]
 
 
-@pytest.mark.slow
-def test_lion_eval_vicuna_protocol_runs_offline_against_the_world(tmp_path: Path, public_data: Path) -> None:
-    from prefect.testing.utilities import prefect_test_harness
-
-    rows = [
-        json.loads(line) for line in (public_data / "vicuna_bench_questions.jsonl").read_text().splitlines()
-    ]
-    chosen = [r for r in rows if r["category"] in ("coding", "math")][:4] + rows[:4]
-    world_rows = [
-        {"question_id": 100 + i, "category": "math", "turns": [t.instruction]}
-        for i, t in enumerate(sample_tasks(4, Random(5)))
-    ]
-    questions = tmp_path / "questions.jsonl"
-    questions.write_text("".join(json.dumps(r) + "\n" for r in chosen + world_rows))
-    probe = demo_config(tmp_path / "run", 1, 0, 0)
-    with world_server(probe).start() as server, prefect_test_harness(server_startup_timeout=90):
-        config = demo_config(tmp_path / "run", 1, 0, server.port)
-        prepare_world_files(config)
-        dump_config(config, tmp_path / "config.yaml")
-        args = ["eval", str(tmp_path / "config.yaml"), "--candidate", str(config.student.model_path)]
-        args += ["--questions", str(questions), "--protocol", "vicuna", "--out", str(tmp_path / "eval")]
-        result = CliRunner().invoke(app, args)
-        assert result.exit_code == 0, result.output
-        stats = server.stats.to_dict()
-    assert stats["received"]["reviewer"] == 2 * 12  # both orders of every question
-    assert "referee" not in stats["received"]
-    data = json.loads((tmp_path / "eval" / "result.json").read_text())["judge"]
-    assert data["protocol"] == "vicuna" and data["questions"] == 12 and data["unscorable"] == 0
-    assert data["per_category"]["math"] < 100  # the untrained student loses to the oracle on world tasks
-    assert "protocol vicuna" in (tmp_path / "eval" / "report.md").read_text()
-
-
-def test_an_unknown_protocol_is_refused_before_any_work(tmp_path: Path) -> None:
-    args = ["eval", str(Path(__file__).parents[1] / "configs" / "demo.yaml"), "--candidate", str(tmp_path)]
-    result = CliRunner().invoke(app, [*args, "--world", "5", "--protocol", "gpt4"])
-    assert result.exit_code == 2 and "choose one of lion, vicuna" in result.output
-
-
-@pytest.mark.slow
-def test_lion_eval_on_the_world_with_a_tiny_student(tmp_path: Path, shared_data: Path) -> None:
-    from prefect.testing.utilities import prefect_test_harness
-
-    questions = tmp_path / "vicuna10.jsonl"
-    lines = (shared_data / "vicuna_bench_questions.jsonl").read_text().splitlines()[:10]
-    world_lines = [
-        json.dumps({"question_id": 100 + i, "category": "world", "turns": [t.instruction]})
-        for i, t in enumerate(sample_tasks(6, Random(3)))
-    ]
-    questions.write_text("\n".join(lines + world_lines) + "\n")
-    probe = demo_config(tmp_path / "run", 1, 0, 0)
-    with world_server(probe).start() as server, prefect_test_harness(server_startup_timeout=90):
-        config = demo_config(tmp_path / "run", 1, 0, server.port)
-        prepare_world_files(config)
-        dump_config(config, tmp_path / "config.yaml")
-        args = [
-            "eval",
-            str(tmp_path / "config.yaml"),
-            "--candidate",
-            str(config.student.model_path),
-            "--questions",
-            str(questions),
-            "--world",
-            "36",
-            "--out",
-            str(tmp_path / "eval"),
-        ]
-        result = CliRunner().invoke(app, args)
-        assert result.exit_code == 0, result.output
-        assert f"report: {tmp_path / 'eval' / 'report.md'}" in " ".join(result.output.split())
-        assert any((config.run_dir / ".prefect-results").iterdir())  # task results stay in the run
-        sent = server.stats.requests
-        again = CliRunner().invoke(app, args)  # answers and judgements are cached: nothing re-sent
-        assert again.exit_code == 0 and server.stats.requests == sent
-    data = json.loads((tmp_path / "eval" / "result.json").read_text())
-    judge = data["judge"]
-    assert judge["questions"] == 16 and judge["unscorable"] == 0
-    assert set(judge["per_category"]) == {"world"} | {json.loads(line)["category"] for line in lines}
-    assert judge["per_category"]["world"] < 100  # the untrained student loses to the oracle on world tasks
-    assert data["world_teacher"]["accuracy"] == 1.0  # the oracle teacher is 100% by construction
-    assert data["world"]["n"] == 36
-    assert data["world_source"] == f"held-out set {config.evaluation.heldout_path}"
-    for name in ("report.md", "relative.png", "world.png", "judgements.jsonl", "candidate.jsonl"):
-        assert (tmp_path / "eval" / name).exists(), name
-    assert "relative score" in (tmp_path / "eval" / "report.md").read_text()
-
-
-@pytest.mark.slow
-def test_a_failing_lm_eval_task_is_one_clear_error(tmp_path: Path, tiny_student_path: Path) -> None:
-    pytest.importorskip("lm_eval", reason="the harness extra (lm-eval) is not installed")
-    from lion_core.evaluation.harness import HarnessError, run_harness
-
-    with pytest.raises(HarnessError, match=r"lm-eval tasks \['no_such_task'\] failed: \w+") as caught:
-        run_harness(tiny_student_path, ["no_such_task"], include_path=tmp_path)
-    assert "\n" not in str(caught.value)
-
-
-WORLD_TASK = """task: world_length
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: generate_until
-doc_to_text: "Q: {{{{instruction}}}}\\nA: "
-doc_to_target: "{{{{output}}}}"
-generation_kwargs:
-  until: ["\\n"]
-  max_gen_toks: 8
-  do_sample: false
-metric_list:
-  - metric: exact_match
-    aggregation: mean
-    higher_is_better: true
-"""
-
-
-@pytest.mark.slow
-def test_lm_eval_harness_runs_a_local_world_task(
-    tmp_path: Path, tiny_student_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pytest.importorskip("lm_eval", reason="the harness extra (lm-eval) is not installed")
-    from lion_core.evaluation.harness import run_harness
-
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    rows = [
-        {"instruction": t.instruction, "output": t.answer}
-        for t in sample_tasks(12, Random(0), ["length"], levels=(1,))
-    ]
-    (tmp_path / "world.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "world_length.yaml").write_text(WORLD_TASK.format(data=tmp_path / "world.jsonl"))
-    results = run_harness(tiny_student_path, ["world_length"], include_path=tmp_path, batch_size=4)
-    assert results["world_length"]["sample_len"] == 12
-    assert 0.0 <= results["world_length"]["exact_match,none"] <= 1.0
+def test_an_evaluation_verdict_names_the_winner_not_a_training_label() -> None:
+    reference_wins = verdict(make_judgement("q1", (8.0, 7.0), (6.0, 6.0), JUDGE_TAU), "writing")
+    assert reference_wins.model_dump() == {
+        "id": "q1",
+        "category": "writing",
+        "reference_scores": [8.0, 7.0],
+        "candidate_scores": [6.0, 6.0],
+        "reference_score": 7.5,
+        "candidate_score": 6.0,
+        "gap": 1.5,
+        "winner": "reference",
+        "reason": None,
+    }
+    assert verdict(make_judgement("q2", (5.0, 5.0), (5.0, 5.0), JUDGE_TAU), None).winner == "tie"
+    candidate = verdict(make_judgement("q3", (4.0, 5.0), (9.0, 8.0), JUDGE_TAU), "math")
+    assert (candidate.winner, candidate.gap) == ("candidate", -4.0)
+    lost = verdict(make_judgement("q4", (None, 5.0), (7.0, None), JUDGE_TAU, "order 1: no score"), "x")
+    assert (lost.winner, lost.gap, lost.reason) == ("unscorable", None, "order 1: no score")

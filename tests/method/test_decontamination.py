@@ -1,14 +1,10 @@
-"""Decontamination: generated instructions that copy an evaluation question are rejected and counted."""
+"""lion_core/method/decontamination.py: generated instructions that copy an evaluation question are
+rejected and counted."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-from pathlib import Path
 
-from typer.testing import CliRunner
-
-from lion_cli.main import app
 from lion_core import data as packaged_data
 from lion_core.chat import Completion
 from lion_core.config import LionConfig
@@ -74,14 +70,3 @@ def test_generation_rejects_contaminated_instructions_and_counts_them_apart_from
     assert QUESTION in [i.instruction for i in off.kept]
     assert off.stats()["decontamination_rejections"] == 0
     assert on.novelty_rejections == off.novelty_rejections  # the near-duplicate, in both
-
-
-def test_lion_decontaminate_lists_contaminated_instructions_and_exits_1(tmp_path: Path) -> None:
-    mine = tmp_path / "mine.jsonl"
-    rows = [{"instruction": QUESTION}, {"instruction": "Write a haiku about autumn leaves"}]
-    mine.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    result = CliRunner().invoke(app, ["decontaminate", str(mine)])
-    assert result.exit_code == 1
-    assert "1 of 2 instructions share 13-grams" in result.output
-    clean = CliRunner().invoke(app, ["decontaminate", str(mine), "--eval-set", "package:seed_tasks.jsonl"])
-    assert clean.exit_code == 0 and "0 of 2" in clean.output

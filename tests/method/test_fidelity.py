@@ -9,6 +9,7 @@ original back. The README names each row's test.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from random import Random
@@ -34,24 +35,10 @@ from lion_core.method.generation import (
 from lion_core.method.novelty import NoveltyIndex
 from lion_core.method.referee import judge, judged_text, parse_scores
 from lion_core.method.teacher import answer_all
-from lion_core.records import Instruction, Response, read_jsonl, write_jsonl
+from lion_core.records import Instruction, Response
 from lion_core.student.data import sft_pairs, student_prompts
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-class Recorder:
-    """A ChatClient that records every request and replies from a function of it."""
-
-    def __init__(self, reply=lambda messages: "An answer.", role: str = "fake") -> None:
-        self.role = role
-        self.model_name = "fake"
-        self.reply = reply
-        self.requests: list[tuple[list[dict[str, str]], int, int | None]] = []
-
-    async def complete(self, messages, *, variant: int = 0, max_tokens: int | None = None) -> Completion:
-        self.requests.append((messages, variant, max_tokens))
-        return Completion(self.reply(messages), "stop", 1, 1)
+from tests.support.fakes import RecordingClient, fake_effects
+from tests.support.paths import CONFIGS
 
 
 def item(
@@ -121,7 +108,7 @@ def test_same_generator_token_limit_four_per_parent_word_and_cut_replies_dropped
     parent = item(text="Write a short poem about the sea")  # 7 words
     assert LoopConfig().generator_max_tokens_per_word == 4
     assert max_tokens_for(parent, 4) == 28 and max_tokens_for(parent, None) is None
-    fake = Recorder(lambda m: "Compose a limerick about a lighthouse keeper")
+    fake = RecordingClient(lambda m: "Compose a limerick about a lighthouse keeper")
     result = asyncio.run(
         generate(
             asker(fake), [parent], [], NoveltyIndex(0.7), n=1, ratio=1.0, min_words=3, iteration=1, seed=0
@@ -163,7 +150,7 @@ def test_same_generation_loops_until_n_are_kept() -> None:
     )
     # round 1 asks 3 (keeps 1), round 2 asks 2 (keeps 1), round 3 asks 1 (keeps 0), round 4 keeps the last
     pattern = iter(["good", "bad", "bad", "good", "bad", "bad", "good"])
-    fake = Recorder(lambda m: next(good) if next(pattern) == "good" else "Hi.")
+    fake = RecordingClient(lambda m: next(good) if next(pattern) == "good" else "Hi.")
     parents = [item(1, "Write a short story about a brave dog")]
     result = asyncio.run(
         generate(
@@ -211,13 +198,6 @@ def test_same_novelty_and_split_thresholds() -> None:
     assert (loop.iterations, loop.new_per_iteration) == (3, 6000)
 
 
-def test_lora_trains_at_a_rate_lora_learns_with() -> None:
-    assert StudentConfig(finetune="lora").learning_rate == 2e-4
-    assert StudentConfig(finetune="lora", lora={"learning_rate": 1e-4}).learning_rate == 1e-4
-    assert StudentConfig(finetune="lora", learning_rate=3e-5).learning_rate == 3e-5  # explicit wins
-    assert StudentConfig(finetune="full").learning_rate == 2e-5
-
-
 # --- differences from the original: one test per README row ------------------------------------------
 
 
@@ -225,7 +205,7 @@ def test_differs_inputs_reach_teacher_student_and_referee_unless_send_inputs_is_
     task = item(text="Summarize the following text in one sentence.", input="The cat sat on the mat all day.")
     assert LoopConfig().send_inputs is True
     for send, shown in ((True, True), (False, False)):
-        fake = Recorder()
+        fake = RecordingClient()
         answers = asyncio.run(answer_all(fake, [task], send_inputs=send))
         assert ("The cat sat" in user(fake.requests[0][0])) is shown
         assert answers[0].input == task.input  # recorded either way
@@ -239,7 +219,7 @@ def test_differs_inputs_reach_teacher_student_and_referee_unless_send_inputs_is_
 
 
 def test_differs_unparseable_verdict_is_repaired_then_unscorable_never_minus_one() -> None:
-    fake = Recorder(lambda m: "Both are fine.")
+    fake = RecordingClient(lambda m: "Both are fine.")
     verdict = asyncio.run(judge(fake, "x", "Q", "a", "b", tau=1.0, retries=1))
     assert verdict.label == "unscorable" and verdict.gap is None and "no scores" in verdict.reason
     assert fake.requests[1][0][-1]["content"] == prompts.template("referee_repair").strip()  # a repair turn
@@ -280,7 +260,7 @@ def test_differs_rouge_tie_at_the_threshold_is_always_rejected() -> None:
 
 def test_differs_novelty_spans_hard_and_easy_generations() -> None:
     # the original ran the hard and the easy script separately: each compared only with its own outputs
-    fake = Recorder(lambda m: "Describe the migration routes of arctic terns in detail")
+    fake = RecordingClient(lambda m: "Describe the migration routes of arctic terns in detail")
     hard, easy = [item(1, "Explain how birds navigate at night")], [item(2, "Explain how fish find food")]
     result = asyncio.run(
         generate(
@@ -301,7 +281,7 @@ def test_differs_novelty_spans_hard_and_easy_generations() -> None:
 
 def test_differs_generation_stops_after_patience_rounds_that_keep_nothing() -> None:
     assert LoopConfig().generation_patience == 3
-    fake = Recorder(lambda m: "Hi.")
+    fake = RecordingClient(lambda m: "Hi.")
     parents = [item(1, "Explain how birds navigate at night")]
     result = asyncio.run(
         generate(
@@ -331,44 +311,23 @@ def test_differs_precision_defaults_to_fp32_and_the_paper_config_trains_in_bf16(
 def test_differs_the_cache_pool_is_never_re_sent_to_the_teacher(tmp_path: Path) -> None:
     # the original ran chatgpt_inference.py on the whole Cache Pool every iteration; here the teacher
     # answers each iteration's Train Pool only, and earlier answers are carried over
-    from lion_core.method.direct import run_step
-    from lion_core.method.effects import Effects
     from lion_core.method.loop import run_iteration
     from lion_core.method.pools import initial_pools, write_pools
     from lion_core.run.rundir import RunDir
-    from lion_core.student.train import TrainResult
 
     asked: list[list[str]] = []
-    topics = iter(
+    fake = fake_effects(
         f"Compose {w} verses about {t}" for w, t in zip("abcdefgh", ["rain", "snow", "fog", "sun"] * 2)
     )
 
     async def teacher(items: list[Instruction]) -> list[Response]:
         asked.append([i.id for i in items])
-        return [
-            Response(id=i.id, instruction=i.instruction, input=i.input, output="T", model="t") for i in items
-        ]
-
-    def finetune(job):
-        Path(job.out).mkdir(parents=True, exist_ok=True)
-        return TrainResult(checkpoint=str(job.out), steps=0, examples=0, tokens=0, seconds=0.0)
-
-    def student(checkpoint: Path, questions: Path, answers: Path) -> list[Response]:
-        items = read_jsonl(questions, Instruction)
-        out = [Response(id=i.id, instruction=i.instruction, output="S", model="s") for i in items]
-        write_jsonl(answers, out)
-        return out
-
-    async def judge_items(items):
-        return [make_judgement(item_id, (9, 9), (2, 2), tau=1.0) for item_id, *_ in items]
-
-    async def generator(requests):
-        return [Completion(next(topics), "stop", 1, 1) for _ in requests]
+        return await fake.teacher(items)
 
     config = LionConfig(
         student={"model_path": tmp_path}, loop={"new_per_iteration": 2, "min_words": 1, "iterations": 2}
     )
-    fx = Effects(teacher, finetune, student, judge_items, generator, run_step)
+    fx = replace(fake, teacher=teacher)
     run = RunDir(tmp_path / "run")
     seed = [item(i, f"Seed task number {i} about {t}") for i, t in enumerate(["cats", "maps", "tea", "jazz"])]
     write_pools(run.iteration(1), initial_pools(seed))

@@ -1,18 +1,18 @@
-"""Selection strategies: the pure rules (uniform, fresh, learnable, the probe sample) and a probing
-strategy run through the loop's effects against the world, paid once."""
+"""lion_core/method/selection.py: the named strategies' pure rules (paper, random, uniform, fresh,
+learnable, the probe sample) and a probing strategy run through the loop's effects against the world,
+paid once."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from pathlib import Path
-from random import Random
 
 import pytest
 
 from lion_core.api.cache import ResponseCache
 from lion_core.api.ledger import Ledger
-from lion_core.config import LionConfig, LoopConfig, StudentConfig
+from lion_core.config import LionConfig, LoopConfig
 from lion_core.method.direct import build_roles, direct_effects
 from lion_core.method.discrimination import make_judgement
 from lion_core.method.loop import run_iteration
@@ -28,18 +28,12 @@ from lion_core.method.selection import (
 )
 from lion_core.records import Instruction, read_jsonl
 from lion_core.run.rundir import RunDir
-from lion_core.world.families import sample_tasks
 from lion_core.world.server import WorldServer
+from tests.support.configs import world_config
+from tests.support.world import world_instructions
 
 TAU = 1.0
 WRONG, RIGHT = (1.0, 1.0), (9.0, 9.0)
-
-
-def items(n: int, prefix: str = "s") -> list[Instruction]:
-    return [
-        Instruction(id=f"{prefix}{i}", instruction=t.instruction)
-        for i, t in enumerate(sample_tasks(n, Random(n)))
-    ]
 
 
 def verdict(item_id: str, student: tuple[float, float]) -> object:
@@ -57,8 +51,29 @@ def test_every_config_choice_is_a_registered_strategy_and_only_fresh_ones_probe(
     assert [name for name in choices if needs_probes(name)] == ["fresh", "learnable"]
 
 
+def test_selection_is_a_named_step_paper_by_default_and_random_keeps_the_referees_count() -> None:
+    pool = world_instructions(40)
+    judgements = [
+        make_judgement(item.id, (9, 9), (1, 1) if n % 4 == 0 else (9, 9), tau=1.0)
+        for n, item in enumerate(pool)
+    ]
+    judgements[1] = make_judgement(pool[1].id, (9, None), (1, None), tau=1.0, reason="order 2: no scores")
+    assert LionConfig().loop.selection == "paper"
+    paper = selection("paper", 0)(pool, judgements)
+    assert [i.id for i in paper.hard] == [i.id for n, i in enumerate(pool) if n % 4 == 0]
+    drawn = selection("random", 0)(pool, judgements)
+    assert len(drawn.hard) == len(paper.hard) and len(drawn.easy) == len(paper.easy)
+    assert drawn.unscorable == paper.unscorable == [pool[1]]
+    assert {i.id for i in drawn.hard} != {i.id for i in paper.hard}
+    assert selection("random", 0)(pool, judgements) == drawn  # seeded: a resumed run draws the same
+    with pytest.raises(KeyError, match="unknown selection 'best'"):
+        selection("best", 0)
+    with pytest.raises(ValueError, match="selection"):
+        LionConfig(loop={"selection": "best"})
+
+
 def test_uniform_ignores_the_referee_and_draws_at_the_generation_ratio() -> None:
-    pool = items(400)
+    pool = world_instructions(400, seed=400)
     all_hard = [verdict(i.id, WRONG) for i in pool]
     all_easy = [verdict(i.id, RIGHT) for i in pool]
     drawn = selection("uniform", 0)(pool, all_hard)
@@ -72,7 +87,7 @@ def test_uniform_ignores_the_referee_and_draws_at_the_generation_ratio() -> None
 
 
 def test_fresh_labels_by_the_sibling_and_leaves_unprobed_items_out() -> None:
-    pool = items(4)
+    pool = world_instructions(4, seed=4)
     memorised = [verdict(i.id, RIGHT) for i in pool]  # the student answers what it was trained on
     probes = [probe(pool[0], WRONG), probe(pool[1], RIGHT), probe(pool[2], WRONG)]
     result = selection("fresh", 0)(pool, memorised, Evidence(probes))
@@ -86,7 +101,7 @@ def test_fresh_labels_by_the_sibling_and_leaves_unprobed_items_out() -> None:
 
 
 def test_learnable_quarantines_lineages_that_stay_hard_without_progress() -> None:
-    seeds = items(3)
+    seeds = world_instructions(3, seed=3)
     stuck, moving, new = seeds
     child = Instruction(id="c1", instruction="Copy abcdefgh", origin="hard", iteration=1, parent_id=stuck.id)
     pool = [*seeds, child]
@@ -103,8 +118,11 @@ def test_learnable_quarantines_lineages_that_stay_hard_without_progress() -> Non
 
 
 def test_the_probe_sample_is_seeded_and_stratified_by_origin() -> None:
-    seeds = items(60)
-    generated = [i.model_copy(update={"id": f"h{n}", "origin": "hard"}) for n, i in enumerate(items(40, "h"))]
+    seeds = world_instructions(60, seed=60)
+    generated = [
+        i.model_copy(update={"id": f"h{n}", "origin": "hard"})
+        for n, i in enumerate(world_instructions(40, "h", seed=40))
+    ]
     pool = seeds + generated
     sample = probe_sample(pool, 20, seed=0, k=2)
     assert sample == probe_sample(pool, 20, seed=0, k=2) != probe_sample(pool, 20, seed=0, k=3)
@@ -112,34 +130,14 @@ def test_the_probe_sample_is_seeded_and_stratified_by_origin() -> None:
     assert probe_sample(pool, None, 0, 1) == pool
 
 
-def fresh_config(world: WorldServer, student: Path, run_dir: Path) -> LionConfig:
-    endpoint = {"base_url": world.url, "concurrency": 16}
-    return LionConfig(
-        run_dir=run_dir,
-        teacher=endpoint,
-        referee=endpoint,
-        generator={**endpoint, "temperature": 1.0},
-        student=StudentConfig(
-            model_path=student,
-            finetune="full",
-            prompt_template="compact",
-            learning_rate=3e-3,
-            max_steps=20,
-            train_batch_size=16,
-            gradient_accumulation_steps=1,
-            max_length=64,
-            max_new_tokens=12,
-        ),
-        loop=LoopConfig(new_per_iteration=20, min_words=1, seed=0, selection="fresh"),
-    )
-
-
 @pytest.mark.slow
 def test_fresh_probes_through_the_effects_and_pays_each_call_once(
     world: WorldServer, tiny_student_path: Path, tmp_path: Path
 ) -> None:
-    config = fresh_config(world, tiny_student_path, tmp_path)
-    run, pool = RunDir(tmp_path), items(40)
+    config = world_config(
+        world, tiny_student_path, tmp_path, max_steps=20, new_per_iteration=20, selection="fresh"
+    )
+    run, pool = RunDir(tmp_path), world_instructions(40, seed=40)
     write_pools(run.iteration(1), initial_pools(pool))
 
     def iterate() -> object:
@@ -167,60 +165,3 @@ def test_fresh_probes_through_the_effects_and_pays_each_call_once(
     assert [i.id for i in again.discrimination.split.hard] == [
         i.id for i in outcome.discrimination.split.hard
     ]
-
-
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
-
-
-def probing_config(run_dir: Path, port: int) -> LionConfig:
-    from test_flows import small_config
-
-    return small_config(run_dir, port, iterations=2, selection="learnable", learnable_patience=1)
-
-
-def plain_probing_run(run_dir: Path) -> list[dict]:
-    from flows.demo import prepare_world_files, world_server
-    from lion_core.method.direct import distill
-    from lion_core.run.rundir import response_cache
-    from lion_core.world.evaluation import evaluate_on_world, read_world_set
-
-    with world_server(probing_config(run_dir, 0)).start() as server:
-        config = probing_config(run_dir, server.port)
-        prepare_world_files(config)
-        roles = build_roles(config, Ledger(RunDir(run_dir).ledger), ResponseCache(response_cache(config)))
-        tasks = read_world_set(config.evaluation.heldout_path)
-        return asyncio.run(
-            distill(config, roles, lambda ckpt: evaluate_on_world(ckpt, tasks, config.student).to_dict())
-        )
-
-
-@pytest.mark.slow
-def test_a_probing_strategy_runs_through_the_flow_like_the_paper_and_pays_once(
-    harness, tmp_path: Path
-) -> None:
-    from test_flows import run_distill, without_timings
-
-    from flows.demo import prepare_world_files, world_server
-
-    with world_server(probing_config(tmp_path / "run", 0)).start() as server:
-        config = probing_config(tmp_path / "run", server.port)
-        prepare_world_files(config)
-        summaries = run_distill(config)
-        run = RunDir(config.run_dir)
-        for k in (1, 2):
-            assert read_jsonl(run.iteration(k).probes, Probe), k
-            assert summaries[k - 1]["selection"]["selection"] == "learnable"
-        sent = server.stats.requests
-        assert [s["hard"] for s in run_distill(config)] == [s["hard"] for s in summaries]
-        assert server.stats.requests == sent  # the probes' requests are cached like every other
-    plain = plain_probing_run(tmp_path / "plain")
-    # one body, with its probes: every iteration identical, summaries and probes byte for byte
-    assert without_timings(plain) == without_timings(summaries)
-    for k in (1, 2):
-        flow_file = run.iteration(k).probes
-        assert RunDir(tmp_path / "plain").iteration(k).probes.read_bytes() == flow_file.read_bytes(), k

@@ -1,10 +1,13 @@
-"""Reports as the Prefect UI shows them: plots embedded, no dead links, plain table cells."""
+"""lion_core/run/report.py: reports as the Prefect UI shows them (plots embedded, no dead links, plain
+table cells; the per-iteration artifact of tasks/artifacts.py too) and the loss curve of every
+iteration."""
 
 from __future__ import annotations
 
 import base64
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +78,37 @@ def test_the_iteration_report_has_plain_cells_and_no_links(run: RunDir) -> None:
 def test_table_rows_hold_plain_values() -> None:
     for row in table_rows([summary(1), summary(2)]):
         assert all(isinstance(v, (int, float, str)) for v in row.values())
+
+
+def trained_summary(k: int, losses: list[float]) -> dict[str, Any]:
+    """A summary.json with the fine-tune's losses."""
+    return {
+        "iteration": k,
+        "train_pool": 10,
+        "cache_pool": 10,
+        "hard": 5,
+        "easy": 5,
+        "unscorable": 0,
+        "hard_share": 0.5,
+        "mean_gap": 1.0,
+        "train": {"steps": len(losses), "losses": losses},
+        "heldout": None,
+    }
+
+
+def test_the_report_plots_the_loss_curve_of_every_iteration(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "runs" / "demo")
+    write_json(run.iteration(1).summary, trained_summary(1, [3.0, 2.0, 1.5]))
+    write_json(run.iteration(2).summary, trained_summary(2, [2.5, 1.2]))
+    path, markdown = publish_report(run)
+    curve = run.plots / "train_loss.png"
+    assert curve.read_bytes().startswith(b"\x89PNG")
+    assert "![train_loss](plots/train_loss.png)" in path.read_text()
+    assert "![train_loss](data:image/png;base64," in markdown  # embedded in the UI's report
+
+
+def test_no_loss_curve_without_losses(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "runs" / "old")
+    write_json(run.iteration(1).summary, {**trained_summary(1, []), "train": {"steps": 0}})
+    publish_report(run)
+    assert not (run.plots / "train_loss.png").exists()

@@ -5,44 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 
-from lion_core.chat import Completion
 from lion_core.config import LionConfig
-from lion_core.method.direct import run_step
-from lion_core.method.discrimination import make_judgement
-from lion_core.method.effects import Effects
 from lion_core.method.loop import run_iteration
 from lion_core.method.pools import initial_pools, write_pools
-from lion_core.records import Instruction, Response, read_jsonl, write_jsonl
+from lion_core.records import Instruction
 from lion_core.run.rundir import RunDir
-from lion_core.student.train import TrainResult
-
-
-def fake_effects() -> Effects:
-    """A teacher, student, referee and generator that answer at once (as replies from the cache do)."""
-    topics = iter(f"Compose {n} verses about the {t}" for n in range(100) for t in ("rain", "snow"))
-
-    async def teacher(items: list[Instruction]) -> list[Response]:
-        return [Response(id=i.id, instruction=i.instruction, output="T", model="t") for i in items]
-
-    def finetune(job):
-        Path(job.out).mkdir(parents=True, exist_ok=True)
-        return TrainResult(checkpoint=str(job.out), steps=0, examples=0, tokens=0, seconds=0.0)
-
-    def student(checkpoint: Path, questions: Path, answers: Path) -> list[Response]:
-        items = read_jsonl(questions, Instruction)
-        out = [Response(id=i.id, instruction=i.instruction, output="S", model="s") for i in items]
-        write_jsonl(answers, out)
-        return out
-
-    async def judge(items):
-        return [make_judgement(item_id, (9, 9), (2, 2), tau=1.0) for item_id, *_ in items]
-
-    async def generator(requests):
-        return [Completion(next(topics), "stop", 1, 1) for _ in requests]
-
-    return Effects(teacher, finetune, student, judge, generator, run_step)
+from tests.support.fakes import fake_effects
 
 
 def test_a_replayed_iteration_keeps_the_seconds_of_the_run_that_did_the_work(tmp_path: Path) -> None:
@@ -90,7 +61,7 @@ def finished_run(
         calls.append(len(items))
         return await fx.teacher(items)
 
-    effects = Effects(teacher, fx.finetune, fx.student, fx.judge, fx.generator, run_step)
+    effects = replace(fx, teacher=teacher)
 
     async def iterate(k: int) -> dict:
         return (await run_iteration(effects, config, run, k)).summary

@@ -1,28 +1,163 @@
-"""The world at the paper's scale: 52K distinct seed tasks, draws of the demo's size unchanged, capacity
-errors at once, and `lion world serve` / `sample` without the student's stack (issue 15)."""
+"""lion_core/world/families.py: exact oracles, families with levels, user and plugin families; the paper's
+scale (52K distinct seed tasks, draws of the demo's size unchanged, capacity errors at once)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import socket
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from random import Random
 
 import pytest
-from typer.testing import CliRunner
 
-from lion_cli.main import EXIT_BAD_INPUT, app
+from lion_core import prompts
 from lion_core.world import families as fam
+from lion_core.world.roles import teacher_reply
+from tests.support.paths import REPO
+
+KNOWN = [
+    ("Reverse abcd", "dcba"),
+    ("Spell hello backwards", "olleh"),
+    ("Add 12 and 30", "42"),
+    ("7 plus 8?", "15"),
+    ("Alphabetize dcba", "abcd"),
+    ("Sort banana alphabetically", "aaabnn"),
+    ("Vowels in education?", "5"),
+    ("Count vowels rhythm", "0"),
+    ("Uppercase abc", "ABC"),
+    ("Capitalize xyz", "XYZ"),
+    ("Advance abz", "bca"),
+    ("Shift ab forward", "bc"),
+    ("Repeat ab 3x", "ababab"),
+    ("Say xyz 2x", "xyzxyz"),
+    ("Length of banana?", "6"),
+    ("Letters in ab?", "2"),
+    ("Copy hello", "hello"),
+    ("Echo abcdefgh", "abcdefgh"),
+]
+
+
+@pytest.mark.parametrize(("instruction", "answer"), KNOWN)
+def test_oracle_answers_known_instructions(instruction: str, answer: str) -> None:
+    assert fam.solve(instruction) == answer
+
+
+def test_at_least_eight_families_with_levels() -> None:
+    assert len(fam.families()) >= 8
+    assert all(f.max_level >= 2 for f in fam.families())
+
+
+def test_sampled_tasks_are_solved_and_levels_read_back() -> None:
+    rng = Random(3)
+    for family in fam.families():
+        for level in range(1, family.max_level + 1):
+            for _ in range(20):
+                task = fam.sample_task(family, rng, level)
+                assert fam.solve(task.instruction) == task.answer
+                assert fam.level_of(task.instruction) == level, task
+
+
+def test_sample_tasks_is_uniform_and_distinct() -> None:
+    tasks = fam.sample_tasks(180, Random(0), levels=(1, 2))
+    assert len({t.instruction.lower() for t in tasks}) == 180
+    per_family = {f.name: sum(t.family == f.name for t in tasks) for f in fam.families()}
+    assert set(per_family.values()) == {180 // len(per_family)}
+
+
+def test_a_user_can_register_a_family() -> None:
+    double = fam.TaskFamily(
+        name="double-test",
+        templates=("Double {n}",),
+        slots={"n": r"\d+"},
+        make=lambda rng, level: {"n": str(rng.randrange(10**level))},
+        answer=lambda s: str(2 * int(s["n"])),
+        level_of=lambda s: len(s["n"]),
+    )
+    fam.register_family(double)
+    try:
+        assert fam.solve("Double 21") == "42"
+        assert teacher_reply(prompts.teacher_messages("Double 21")) == "42"
+    finally:
+        fam._REGISTRY.pop("double-test")
+
+
+PLUGIN = """
+from lion_core.world.families import TaskFamily, register_family
+
+register_family(TaskFamily(
+    name="triple", templates=("Triple {n}", "Thrice {n}?"), slots={"n": r"\\d+"},
+    make=lambda rng, level: {"n": str(rng.randrange(10 ** (level - 1), 10 ** level))},
+    answer=lambda s: str(3 * int(s["n"])),
+    level_of=lambda s: len(s["n"]),
+))
+"""
+
+
+REACHES_EVERY_PART = """
+import sys
+from random import Random
+sys.path.insert(0, "benchmarks")
+from lion_core import prompts
+from lion_core.world import families as fam
+from lion_core.world.roles import CORRECT_SCORE, RoleSettings, generator_reply, referee_reply, teacher_reply
+import replication
+
+settings = replication.Settings(initial=60, test_per_cell=2)
+tests = replication.test_set(settings)
+assert {t.level for t in tests if t.family == "triple"} == {1, 2, 3}, "held-out set"
+pool = replication.seed_pool(settings, 0, {t.instruction.lower() for t in tests})
+triple = [t for t in pool if t.family == "triple"]
+assert triple, "seed pool"
+parent = triple[0].instruction
+clean = RoleSettings(near_duplicate_share=0.0, malformed_share=0.0)
+child = generator_reply(prompts.generator_messages("hard", parent), Random(0), clean)
+assert fam.identify(child)[0].name == "triple", "generator"
+answer = teacher_reply(prompts.teacher_messages(parent))
+assert answer == triple[0].answer, "teacher"
+verdict = referee_reply(prompts.referee_messages(parent, answer, "0"), Random(0), RoleSettings())
+assert f"Score of the Assistant 1: {CORRECT_SCORE:.0f}" in verdict, "referee"
+print("ok")
+"""
+
+
+def test_a_plugin_family_reaches_every_process_and_every_part_of_the_world(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "triple_plugin.py").write_text(PLUGIN)
+    env = {
+        **os.environ,
+        fam.PLUGINS_ENV: "triple_plugin",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]),
+    }
+    # a fresh interpreter, as a spawned worker is: the variable alone brings the family in
+    done = subprocess.run(
+        [sys.executable, "-c", REACHES_EVERY_PART], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+
+
+def test_load_plugins_imports_them_and_names_them_for_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "triple_plugin_b.py").write_text(PLUGIN.replace('"triple"', '"triple-b"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(fam.PLUGINS_ENV, "")  # restored after the test: load_plugins writes to it
+    try:
+        assert fam.load_plugins(["triple_plugin_b"]) == ["triple_plugin_b"]
+        assert fam.plugin_names() == ["triple_plugin_b"]  # inherited by spawned workers
+        assert fam.solve("Triple 14") == "42"
+    finally:
+        fam._REGISTRY.pop("triple-b", None)
+
 
 PAPER_SEED_SIZE = 52_000
 DEMO_LEVELS = (1, 2)
 ALL_LEVELS = (1, 2, 3)
 FAST_ERROR_S = 2.0  # an impossible request is refused from the capacities, not after minutes of drawing
-
 # sha256 of "instruction\tanswer\tfamily\tlevel\ttemplate\n" per task, recorded from the sampler as it
 # was before it learnt to skip exhausted cells (commit 122c74b). The demo's seed pool (1,000, seed 0), its
 # held-out draw (seed 1,000,003), `lion eval`'s world draws (seed 7,919) and the replication's benchmarks
@@ -116,78 +251,3 @@ def test_a_family_without_a_capacity_is_drawn_until_it_stops_giving_new_tasks() 
         assert Counter(t.family for t in mixed) == {"digit-test": 10, "reverse": 90}
     finally:
         fam._REGISTRY.pop("digit-test")
-
-
-def test_lion_world_sample_draws_the_papers_seed_size_and_refuses_too_many() -> None:
-    runner = CliRunner()
-    result = runner.invoke(app, ["world", "sample", "--n", str(PAPER_SEED_SIZE)])
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert len({json.loads(line)["instruction"].lower() for line in lines}) == PAPER_SEED_SIZE
-    refused = runner.invoke(app, ["world", "sample", "--n", "201", "--family", "add", "--level", "1"])
-    assert refused.exit_code == EXIT_BAD_INPUT
-    assert "make 200 distinct" in " ".join(refused.output.split())
-    assert "Traceback" not in refused.output
-
-
-# ----------------------------------------------------------------------------- what the world loads
-
-STUDENT_STACK = ("torch", "transformers")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def loaded_after(argv: list[str], prelude: str = "") -> list[str]:
-    """The student-stack modules loaded after `lion *argv` ran in a fresh interpreter."""
-    probe = (
-        "import runpy, sys\n"
-        f"{prelude}"
-        f"sys.argv = ['lion', *{argv!r}]\n"
-        "try:\n    runpy.run_module('lion_cli', run_name='__main__')\n"
-        "except SystemExit as done:\n    assert done.code in (0, None), done.code\n"
-        f"print(sorted(m for m in {STUDENT_STACK!r} if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"'))
-
-
-def test_lion_world_sample_loads_neither_torch_nor_transformers() -> None:
-    assert loaded_after(["world", "sample", "--n", "5"]) == []
-
-
-def test_a_serving_world_loads_neither_torch_nor_transformers() -> None:
-    port = free_port()
-    # Instead of sleeping until interrupted, the served world answers a teacher and a generator request,
-    # then is interrupted as by Ctrl-C.
-    prelude = (
-        "import json, types, urllib.request\n"
-        "import lion_cli.world as world_cli\n"
-        "from lion_core import prompts\n"
-        "def ask(messages):\n"
-        "    body = json.dumps({'model': 'world', 'messages': messages}).encode()\n"
-        f"    request = urllib.request.Request('http://127.0.0.1:{port}/v1/chat/completions', body,"
-        " {'Content-Type': 'application/json'})\n"
-        "    reply = urllib.request.urlopen(request, timeout=10)\n"
-        "    assert reply.headers['x-ratelimit-limit-tokens'] == '100000', dict(reply.headers)\n"
-        "    return json.load(reply)\n"
-        "def interrupt(seconds):\n"
-        "    answer = ask(prompts.teacher_messages('Reverse abc'))['choices'][0]['message']['content']\n"
-        "    assert answer == 'cba', answer\n"
-        "    ask(prompts.generator_messages('hard', 'Reverse abc'))\n"
-        "    raise KeyboardInterrupt\n"
-        "world_cli.time = types.SimpleNamespace(sleep=interrupt)\n"
-    )
-    serve = ["world", "serve", "--port", str(port), "--rate-limit-tpm", "100000"]
-    assert loaded_after(serve, prelude) == []  # and the limit set on the command line is announced
-
-
-def test_lion_world_families_shows_how_many_distinct_instructions_each_level_holds() -> None:
-    result = CliRunner().invoke(app, ["world", "families"])
-    assert result.exit_code == 0, result.output
-    text = " ".join(result.output.split())
-    assert "add levels 1–3 (200 / 16,200 / 1,620,000 distinct)" in text
-    assert "shift levels 1–3 (1,352 / 949,104 / 641,594,304 distinct)" in text
