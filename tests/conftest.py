@@ -1,4 +1,5 @@
-"""Shared fixtures. Prefect settings are fixed before anything imports prefect."""
+"""Session-wide fixtures. Prefect settings are fixed before anything imports prefect. The helpers the
+tests share are in tests/support/ (fakes, configs, spawn, world, paths)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,13 @@ import pytest
 from lion_core import data as packaged_data
 from lion_core.world.server import WorldServer
 
+pytest.register_assert_rewrite("tests.support")  # the shared helpers' asserts explain their failures too
+
 
 @pytest.fixture
 def public_data() -> Path:
     """The folder of the public instruction sets shipped in the package (lion_core/data): always there."""
     return packaged_data.path("vicuna_bench_questions.jsonl").parent
-
-
-@pytest.fixture
-def shared_data(public_data: Path) -> Path:
-    """The old name of `public_data` (tests/test_evaluation.py still asks for it); the packaged sets."""
-    return public_data
 
 
 @pytest.fixture

@@ -33,6 +33,8 @@ from lion_core.config import LoopConfig, RefereeSample
 from lion_core.method.discrimination import Split
 from lion_core.records import Instruction
 
+ROUNDING = 9  # decimals kept before rounding a planned size up: 2 × 50 / (1 − 0.8) is 500, not 501
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -99,7 +101,9 @@ def plan_sizes(
     total_older = sum(older.values())
     take = dict(newest)
     for h, n in older.items():
-        proportional = math.ceil(min(wanted, total_older) * n / total_older) if wanted > 0 else 0
+        proportional = (
+            math.ceil(round(min(wanted, total_older) * n / total_older, ROUNDING)) if wanted > 0 else 0
+        )
         take[h] = min(n, max(proportional, sample.min_per_stratum))
     pool = sum(sizes.values())
     return Plan(take, dict(sizes), int(min(target, pool)) if math.isfinite(target) else pool)

@@ -286,8 +286,8 @@ def test_every_docs_page_is_in_the_index() -> None:
 
 
 def test_the_readme_projected_cost_line_is_what_the_projection_computes() -> None:
-    from lion_core.method.projection import project
     from lion_core.config import load_config
+    from lion_core.method.projection import project
 
     config = load_config(REPO / "configs" / "openai.yaml")
     config.pools.seed_path = REPO / "configs" / "no-such-seed-file.jsonl"  # the paper's 52,002 seeds

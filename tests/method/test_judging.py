@@ -1,0 +1,99 @@
+"""What the referee judges each iteration, through the one body of the method in plain Python against
+the offline world: the whole Cache Pool (the paper), a sample of it (`referee.sample`), or nothing at all
+(the imitation baseline, `loop.selection: uniform`) — and the student answers only what is judged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from random import Random
+
+from lion_core.api.cache import ResponseCache
+from lion_core.api.ledger import Ledger
+from lion_core.config import LionConfig
+from lion_core.method.direct import build_roles, distill
+from lion_core.records import Instruction, Judgement, Response, read_jsonl, write_jsonl
+from lion_core.run.rundir import RunDir
+from lion_core.world.families import sample_tasks
+from lion_core.world.server import WorldServer
+
+
+def config_for(world: WorldServer, tmp_path: Path, student: Path, **settings) -> LionConfig:
+    """Two iterations of 20 new instructions on a pool of 120 world tasks, the tiny student barely trained."""
+    seed = tmp_path / "seed.jsonl"
+    tasks = sample_tasks(120, Random(3), levels=(1, 2))
+    write_jsonl(seed, [Instruction(id=f"s{i}", instruction=t.instruction) for i, t in enumerate(tasks)])
+    endpoint = {"base_url": world.url, "model": "world", "max_tokens": 64}
+    loop = {"iterations": 2, "new_per_iteration": 20, "min_words": 1, "seed": 0, **settings.pop("loop", {})}
+    return LionConfig(
+        run_dir=tmp_path / "run",
+        teacher=endpoint,
+        referee={**endpoint, **settings.pop("referee", {})},
+        generator=endpoint,
+        student={
+            "model_path": student,
+            "finetune": "full",
+            "prompt_template": "compact",
+            "max_steps": 2,
+            "train_batch_size": 16,
+            "max_length": 64,
+            "max_new_tokens": 8,
+        },
+        pools={"seed_path": seed},
+        loop=loop,
+    )
+
+
+def run(config: LionConfig) -> list[dict]:
+    roles = build_roles(
+        config, Ledger(RunDir(config.run_dir).ledger), ResponseCache(config.run_dir / "c.sqlite")
+    )
+    return asyncio.run(distill(config, roles))
+
+
+def ids(path: Path, kind=Instruction) -> list[str]:
+    return [r.id for r in read_jsonl(path, kind)]
+
+
+def test_a_sampled_referee_judges_only_the_sample_and_the_student_answers_only_it(
+    world: WorldServer, tmp_path: Path, tiny_student_path: Path
+) -> None:
+    sample = {"size": 30, "min_per_stratum": 10}
+    config = config_for(
+        world, tmp_path, tiny_student_path, referee={"sample": sample, "skip_identical": False}
+    )
+    summaries = run(config)
+    folder = RunDir(config.run_dir)
+    referee_requests = 0
+    for k, summary in enumerate(summaries, start=1):
+        it = folder.iteration(k)
+        judged = ids(it.judged_pool)
+        assert summary["judged"] == len(judged) < summary["cache_pool"]
+        assert ids(it.file("student"), Response) == judged  # the student answered the sample alone
+        assert ids(it.file("judgements"), Judgement) == judged
+        assert set(ids(it.file("hard")) + ids(it.file("easy"))) <= set(judged)  # parents only from it
+        parents = {i.parent_id for i in read_jsonl(it.file("generated"), Instruction)}
+        assert parents <= set(judged)
+        low, high = summary["hard_share_ci"]
+        assert low <= summary["hard_share"] <= high
+        referee_requests += summary["usage"]["referee"]["requests"]
+    assert len(ids(folder.iteration(2).judged_pool)) == 20 + 30  # the newest generation whole + 30 older
+    assert referee_requests >= 2 * sum(s["judged"] for s in summaries)  # two orders each (and repairs)
+    sent = world.stats.requests
+    again = run(config)  # a re-run draws the same sample and pays nothing
+    assert world.stats.requests == sent and [s["judged"] for s in again] == [s["judged"] for s in summaries]
+
+
+def test_the_imitation_baseline_calls_no_referee_and_leaves_the_cache_pool_unanswered(
+    world: WorldServer, tmp_path: Path, tiny_student_path: Path
+) -> None:
+    config = config_for(world, tmp_path, tiny_student_path, loop={"selection": "uniform"})
+    summaries = run(config)
+    assert world.stats.received.get("referee", 0) == 0
+    for k, summary in enumerate(summaries, start=1):
+        it = RunDir(config.run_dir).iteration(k)
+        assert not it.file("student").exists() and summary["judged"] == 0
+        assert summary["hard"] + summary["easy"] == summary["cache_pool"]  # every item a candidate parent
+        assert "referee" not in summary["usage"]
+    assert json.loads(RunDir(config.run_dir).iteration(2).summary.read_text())["generated"] == 20

@@ -1,0 +1,107 @@
+"""lion_core/student/launch.py: the training subprocess followed step by step through its per-step log,
+and a fine-tune under `accelerate launch`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from lion_core.student.launch import follow_steps, read_new_steps
+from lion_core.student.train import StepRecord
+from tests.support.configs import BATCH, length_pairs, watched_student
+from tests.support.spawn import free_port
+
+
+def step_line(step: int) -> str:
+    return json.dumps(asdict(StepRecord(step, 3, 1.0 / step, 1e-3, 4 * step, 10.0, 0.1 * step))) + "\n"
+
+
+def test_the_per_step_log_is_read_line_by_line_leaving_a_line_being_written(tmp_path: Path) -> None:
+    path = tmp_path / "student.progress.jsonl"
+    assert read_new_steps(path, 0) == ([], 0)  # not there yet
+    path.write_text(step_line(1) + step_line(2)[:10])
+    records, offset = read_new_steps(path, 0)
+    assert [r.step for r in records] == [1] and offset == len(step_line(1))
+    path.write_text(step_line(1) + step_line(2) + step_line(3))
+    records, offset = read_new_steps(path, offset)
+    assert [r.step for r in records] == [2, 3] and offset == path.stat().st_size
+
+
+def writer(path: Path, steps: int, then: str = "") -> subprocess.Popen:
+    """A stand-in for the training subprocess: appends step lines to `path`, a half line first."""
+    lines = [step_line(s) for s in range(1, steps + 1)]
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        lines = {lines!r}
+        with open({str(path)!r}, "a") as f:
+            for line in lines:
+                f.write(line[:5]); f.flush(); time.sleep(0.2)
+                f.write(line[5:]); f.flush(); time.sleep(0.2)
+        {then}
+        """
+    )
+    return subprocess.Popen([sys.executable, "-c", script])
+
+
+def test_following_a_training_subprocess_passes_every_step_on(tmp_path: Path) -> None:
+    path = tmp_path / "student.progress.jsonl"
+    seen: list[StepRecord] = []
+    assert follow_steps(writer(path, 3), path, seen.append) == 0
+    assert [r.step for r in seen] == [1, 2, 3]
+
+
+def test_a_failing_callback_stops_the_training_subprocess(tmp_path: Path) -> None:
+    path = tmp_path / "student.progress.jsonl"
+    process = writer(path, 1, then="time.sleep(600)")
+
+    def fail(record: StepRecord) -> None:
+        raise RuntimeError("the watcher broke")
+
+    with pytest.raises(RuntimeError, match="the watcher broke"):
+        follow_steps(process, path, fail)
+    assert process.poll() is not None  # not left running
+
+
+@pytest.mark.slow
+def test_a_fine_tune_under_accelerate_launch_reports_every_step(
+    tiny_student_path: Path, tmp_path: Path
+) -> None:
+    """Two CPU processes (torchrun through accelerate launch, gloo): the steps come from the per-step log
+    the main process writes, with the losses the result reports and the examples of both processes."""
+    from lion_core.student.launch import FinetuneJob, run_finetune
+
+    accelerate_config = tmp_path / "two_processes.yaml"
+    accelerate_config.write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_machines: 1\n"
+        f"num_processes: 2\nmachine_rank: 0\nmain_process_port: {free_port()}\nmixed_precision: 'no'\n"
+    )
+    data = tmp_path / "sft.jsonl"
+    data.write_text(
+        "".join(json.dumps({"prompt": p.prompt, "response": p.response}) + "\n" for p in length_pairs(64))
+    )
+    settings = watched_student(
+        tiny_student_path,
+        max_steps=4,
+        gradient_accumulation_steps=1,
+        num_processes=2,
+        accelerate_config=accelerate_config,
+    )
+    out = tmp_path / "run" / "iter_1" / "student"
+    out.parent.mkdir(parents=True)
+    seen: list[StepRecord] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        result = run_finetune(
+            FinetuneJob(tiny_student_path, data, out, settings, 0, "two"), on_step=seen.append
+        )
+    assert result.processes == 2
+    assert [r.step for r in seen] == [1, 2, 3, 4]
+    assert [r.loss for r in seen] == result.losses
+    assert [r.examples for r in seen] == [2 * BATCH * s for s in range(1, 5)]
