@@ -12,7 +12,7 @@ Requests without a reply (failed lines, an expired, cancelled or failed batch) g
 most `batch.max_resubmits` times. A re-run asking for a request that an open batch covers re-attaches
 to that batch instead of submitting it again.
 
-Run as: set `mode: batch` on a role in the config (see docs/batch-mode.md); tests/test_batch.py.
+Run as: set `mode: batch` on a role in the config (see docs/batch-mode.md); tests/api/test_batch.py.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ FRONT_PAGE_MAX_BYTES = 20 * 1024
 
 # Repository folders whose paths the docs may name in backticks; anything else (RUN/..., runs/..., a
 # user's data/...) is not a repository path.
-REPO_ROOTS = ("lion_core", "flows", "tasks", "benchmarks", "configs", "deployments")
+REPO_ROOTS = ("lion_core", "flows", "tasks", "benchmarks", "configs", "deployments", "tests")
 PATH_RE = re.compile(r"(?<![\w./-])((?:" + "|".join(REPO_ROOTS) + r")/(?:[^\s`'\"()\[\],;{}]|\{[^{}\s]*\})*)")
 MODULE_RE = re.compile(r"(?<![\w./-])((?:lion_core|flows|tasks)(?:\.[A-Za-z_]\w*)+)")
 FENCE_RE = re.compile(r"^(```|~~~)(.*)$")
@@ -156,6 +156,7 @@ def missing_paths(page: Path, text: str, root: Path = REPO) -> list[str]:
         if "…" in path or "..." in path or "<" in path:
             continue
         path, _, name = path.partition(":")
+        name = name.lstrip(":")  # pytest node ids: tests/x.py::test_name
         for one in expand(path):
             exists = any(root.glob(one)) if any(c in one for c in "*?[") else (root / one).exists()
             if not exists:
