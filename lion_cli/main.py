@@ -303,33 +303,66 @@ def params(
 @app.command("export")
 def export_(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="A run directory.", exists=True, file_okay=False),
-    out: Path = typer.Option(None, help="Output directory (default RUN/export)."),
+    out: Path = typer.Option(
+        None, help="Output directory (default RUN/export, or RUN/export-preference with --format preference)."
+    ),
+    kind: str = typer.Option(
+        "instructions",
+        "--format",
+        help="instructions: the distilled set (alpaca and messages); preference: the referee's verdicts as "
+        "prompt/chosen/rejected pairs, the layout TRL's preference trainers read.",
+    ),
     push_to_hub: str = typer.Option(None, help="Also upload the card and Parquet files to this Hub dataset."),
     public: bool = typer.Option(False, help="Create the Hub repository public (default private)."),
     dry_run: bool = typer.Option(False, help="With --push-to-hub: say what would be uploaded, send nothing."),
 ) -> None:
-    """Export the distilled instructions with teacher answers and lineage as a `datasets` dataset
-    (alpaca and messages formats) with a dataset card; optionally push it to the Hugging Face Hub."""
+    """Export the distilled instructions with teacher answers and lineage (or, with --format preference,
+    the preference pairs) as a `datasets` dataset with a dataset card; optionally push it to the Hub."""
     from lion_core.records import RecordError
-    from lion_core.run.export import ExportError, export_run, hub_files
+    from lion_core.run.export import ExportError, hub_files
     from lion_core.run.export import push_to_hub as push
-    from lion_core.run.rundir import RunDir
 
-    out = out or RunDir(run_dir).export
+    if kind not in EXPORT_FORMATS:
+        say_error("error", f"--format {kind!r}: one of {', '.join(EXPORT_FORMATS)}")
+        raise typer.Exit(EXIT_BAD_INPUT)
     try:
-        exported = export_run(run_dir, out)
+        out, said = export_format(run_dir, out, kind)
     except (ExportError, RecordError) as err:
-        console.print(f"[bold red]error:[/] {err}")
+        say_error("error", err)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    console.print(
-        f"exported {exported.rows} instructions with teacher answers to {out} "
-        f"(alpaca/, messages/, data/*.parquet, README.md); {exported.unanswered} not yet answered"
-    )
+    console.print(said)
     if push_to_hub and dry_run:
         console.print(f"dry run: would upload {', '.join(hub_files(out))} to datasets/{push_to_hub}")
     elif push_to_hub:
         files = push(out, push_to_hub, private=not public)
         console.print(f"uploaded {', '.join(files)} to https://huggingface.co/datasets/{push_to_hub}")
+
+
+EXPORT_FORMATS = ("instructions", "preference")
+
+
+def export_format(run_dir: Path, out: Path | None, kind: str) -> tuple[Path, str]:
+    """Export one format; (where it went, the line that says what was written)."""
+    from lion_core.run.rundir import RunDir
+
+    run = RunDir(run_dir)
+    if kind == "preference":
+        from lion_core.run.export_pairs import export_pairs
+
+        out = out or run.preference_export
+        pairs = export_pairs(run_dir, out)
+        return out, (
+            f"exported {pairs.rows} preference pairs ({pairs.hard} hard) to {out} "
+            "(preference/, data/preference.parquet, README.md)"
+        )
+    from lion_core.run.export import export_run
+
+    out = out or run.export
+    exported = export_run(run_dir, out)
+    return out, (
+        f"exported {exported.rows} instructions with teacher answers to {out} "
+        f"(alpaca/, messages/, data/*.parquet, README.md); {exported.unanswered} not yet answered"
+    )
 
 
 @app.command()

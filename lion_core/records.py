@@ -73,6 +73,25 @@ class Judgement(_Record):
     reason: str | None = Field(None, description="Why the item is unscorable.")
 
 
+class PreferencePair(_Record):
+    """One judged Cache Pool item as a preference pair: the teacher's answer preferred to the student's
+    (RUN/iter_K/pairs.jsonl; `lion export --format preference`; the preference stage trains on them)."""
+
+    id: str = Field(min_length=1, description="The Cache Pool item's id.")
+    iteration: int = Field(ge=1, description="The iteration whose student gave the rejected answer.")
+    prompt: str = Field(min_length=1, description="The instruction, and its input after a blank line.")
+    chosen: str = Field(description="The teacher's answer.")
+    rejected: str = Field(description="The student's answer.")
+    margin: float | None = Field(
+        description="The referee's two-order gap (teacher − student score); None without a referee."
+    )
+    label: Label | None = Field(description="The referee's label (hard or easy); None without a referee.")
+    source: Literal["referee", "self"] = Field(
+        description="referee: a scorable verdict with a positive gap; self: no referee, the student's own "
+        "answer differs from the teacher's (SPIN-style)."
+    )
+
+
 R = TypeVar("R", bound=BaseModel)
 _UMASK = os.umask(0o022)  # read once (mkstemp makes 0600 files; written files get the usual mode)
 os.umask(_UMASK)

@@ -22,6 +22,7 @@ from lion_core.method.discrimination import Split, second_order_changes
 from lion_core.method.effects import Effects, JudgeItem
 from lion_core.method.generation import Ask, GenerationResult, generate
 from lion_core.method.novelty import NoveltyIndex
+from lion_core.method.pairs import judged_pairs
 from lion_core.method.pools import Pools, initial_pools, next_pools, read_pools, write_pools
 from lion_core.method.probing import probe, recorded_evidence
 from lion_core.method.selection import Evidence, needs_probes, needs_referee, selection
@@ -97,9 +98,11 @@ async def discrimination(
         write_jsonl(folder.judged_pool, judged)
     questions = folder.judged_pool if sampled else folder.file("cache_pool")
     student_out = fx.student(folder.student, questions, folder.file("student")) if judged else []
-    pairs = judge_items(config, judged, answers_for(judged, teacher_answers), student_out)
-    judgements = await fx.judge(pairs) if pairs else []
+    teacher_judged = answers_for(judged, teacher_answers)
+    items = judge_items(config, judged, teacher_judged, student_out)
+    judgements = await fx.judge(items) if items else []
     write_jsonl(folder.file("judgements"), judgements)
+    write_jsonl(folder.pairs, judged_pairs(judged, teacher_judged, student_out, judgements, k))
     if needs_probes(name):
         await probe(fx, config, run, k, pools.cache_pool, judged)
     select = selection(name, config.loop.seed, config.loop)

@@ -5,6 +5,7 @@ RUN/config.yaml, RUN/ledger.json, RUN/report.md, RUN/plots/, RUN/responses.sqlit
 RUN/eval/<candidate>/, RUN/export/, RUN/.prefect-results/,
 RUN/iter_K/{train_pool,cache_pool,teacher,student,judgements,hard,easy,generated,sft}.jsonl,
 RUN/iter_K/judged_pool.jsonl (the Cache Pool items judged, when `referee.sample` judges a sample),
+RUN/iter_K/pairs.jsonl (preference pairs: every scorable verdict with a positive gap),
 RUN/iter_K/{probes,siblings,sibling_answers}.jsonl (probing selections),
 RUN/iter_K/student/ (checkpoint), RUN/iter_K/summary.json (the iteration's statistics),
 RUN/iter_K/manifest.json (written last: what lets a re-run skip the finished iteration);
@@ -70,6 +71,11 @@ class IterationDir:
         return self.root / "judged_pool.jsonl"
 
     @property
+    def pairs(self) -> Path:
+        """The iteration's preference pairs: teacher answer preferred to student answer (free data)."""
+        return self.root / "pairs.jsonl"
+
+    @property
     def siblings(self) -> Path:
         """The probed items' fresh siblings, as the student is asked them (selection fresh, learnable)."""
         return self.root / "siblings.jsonl"
@@ -130,6 +136,11 @@ class RunDir:
     def export(self) -> Path:
         """Where `lion export` writes the distilled dataset (alpaca/, messages/, data/, README.md)."""
         return self.root / "export"
+
+    @property
+    def preference_export(self) -> Path:
+        """Where `lion export --format preference` writes the preference pairs (preference/, data/, card)."""
+        return self.root / "export-preference"
 
     @property
     def demo_student(self) -> Path:

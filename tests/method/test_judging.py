@@ -13,7 +13,7 @@ from lion_core.api.cache import ResponseCache
 from lion_core.api.ledger import Ledger
 from lion_core.config import LionConfig
 from lion_core.method.direct import build_roles, distill
-from lion_core.records import Instruction, Judgement, Response, read_jsonl, write_jsonl
+from lion_core.records import Instruction, Judgement, PreferencePair, Response, read_jsonl, write_jsonl
 from lion_core.run.rundir import RunDir
 from lion_core.world.families import sample_tasks
 from lion_core.world.server import WorldServer
@@ -75,6 +75,9 @@ def test_a_sampled_referee_judges_only_the_sample_and_the_student_answers_only_i
         assert set(ids(it.file("hard")) + ids(it.file("easy"))) <= set(judged)  # parents only from it
         parents = {i.parent_id for i in read_jsonl(it.file("generated"), Instruction)}
         assert parents <= set(judged)
+        pairs = read_jsonl(it.pairs, PreferencePair)  # the verdicts, as free preference pairs
+        verdicts = {j.id: j for j in read_jsonl(it.file("judgements"), Judgement)}
+        assert {p.id for p in pairs} == {i for i, j in verdicts.items() if j.gap is not None and j.gap > 0}
         low, high = summary["hard_share_ci"]
         assert low <= summary["hard_share"] <= high
         referee_requests += summary["usage"]["referee"]["requests"]
