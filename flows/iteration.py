@@ -29,7 +29,7 @@ from lion_core.run.rundir import RunDir, response_cache
 from lion_core.student.checkpoint import fingerprint
 from tasks.api import generator_batch, referee_batch, teacher_batch
 from tasks.artifacts import iteration_artifacts
-from tasks.student import answers_step, finetune_step, heldout_task
+from tasks.student import answers_step, finetune_step, heldout_task, score_step
 
 
 def run_step(name: str, fn, *args: Any) -> Any:
@@ -74,6 +74,7 @@ def task_effects(config: LionConfig, roles: Roles) -> Effects:
         generator=ask,
         step=run_step,
         heldout=heldout_effect(config),
+        score=partial(score_step, config),
         usage=lambda: ledger.scope_usage(ledger.scope) if ledger and ledger.scope else {},
     )
 

@@ -486,14 +486,16 @@ class LoopConfig(_Model):
         2.0, ge=0, description="First delay before a batch retry; doubles with each retry (with jitter)."
     )
     seed: int = Field(42, description="Seed of sampling, training and generation.")
-    selection: Literal["paper", "random", "uniform", "fresh", "learnable"] = Field(
+    selection: Literal["paper", "random", "uniform", "fresh", "learnable", "progress"] = Field(
         "paper",
         description="Which Cache Pool items count as hard (lion_core.method.selection): 'paper' (gap ≥ tau, "
         "the default); 'random' (the referee's hard count, items drawn at random: a control); "
         "'uniform' (the referee ignored: parents uniform over the pool, the imitation baseline); "
         "'fresh' (the gap on a fresh sibling of each item, which the student was not trained on: one "
         "generator, teacher and two referee requests per probed item); 'learnable' (fresh, and items "
-        "that stay hard without progress for learnable_patience iterations are quarantined).",
+        "that stay hard without progress for learnable_patience iterations are quarantined); 'progress' "
+        "(no referee: hard iff the student's own loss on the teacher's answer fell most in this "
+        "iteration's fine-tune; the rest easy).",
     )
     probe_sample: int | None = Field(
         None,

@@ -92,6 +92,15 @@ class PreferencePair(_Record):
     )
 
 
+class ItemLoss(_Record):
+    """The student's mean token loss on the teacher's answer to one instruction (RUN/iter_K/losses_*)."""
+
+    id: str = Field(min_length=1)
+    loss: float | None = Field(
+        description="Mean NLL of the answer's tokens; None when none fitted max_length."
+    )
+
+
 R = TypeVar("R", bound=BaseModel)
 _UMASK = os.umask(0o022)  # read once (mkstemp makes 0600 files; written files get the usual mode)
 os.umask(_UMASK)

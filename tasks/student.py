@@ -15,6 +15,7 @@ from lion_core.run.resume import file_hash
 from lion_core.student.answers import answer_file
 from lion_core.student.checkpoint import NOT_TRAINING, content_key, fingerprint, has_key
 from lion_core.student.launch import FinetuneJob, run_finetune
+from lion_core.student.score import loss_file, read_losses
 from lion_core.student.train import StepRecord, TrainResult, format_step, is_logged
 from lion_core.world.evaluation import evaluate_on_world, read_world_set
 
@@ -119,6 +120,36 @@ def answers_step(
     if not answers.exists() or file_hash(answers) != digest:
         task.with_options(refresh_cache=True)(*args)
     return read_jsonl(answers, Response)
+
+
+def _loss_key(context, parameters: dict) -> str:
+    """(checkpoint identity, the answers file's content hash, where the losses go, student settings)."""
+    student = parameters["student"].model_dump(mode="json", exclude=NOT_TRAINING)
+    return content_key(
+        fingerprint(Path(parameters["checkpoint"])),
+        file_hash(Path(parameters["answered"])),
+        parameters["out"],
+        student,
+    )
+
+
+@task(name="student-losses", cache_key_fn=_loss_key, persist_result=True)
+def student_loss_task(checkpoint: str, answered: str, out: str, student: StudentConfig) -> str:
+    """The student's loss on every teacher answer of the JSONL file `answered`, written to `out`;
+    returns that file's content hash."""
+    loss_file(student, Path(checkpoint), Path(answered), Path(out))
+    return file_hash(Path(out))
+
+
+def score_step(config: LionConfig, checkpoint: Path, answered: Path, out: Path) -> dict[str, float]:
+    """The student-losses task for files; answered again when its file went missing or changed."""
+    name = f"student-losses-{out.stem}"
+    task = student_loss_task.with_options(task_run_name=name)
+    args = (str(checkpoint), str(answered), str(out), config.student)
+    digest = task(*args)
+    if not out.exists() or file_hash(out) != digest:
+        task.with_options(refresh_cache=True)(*args)
+    return read_losses(out)
 
 
 @task(name="held-out-eval", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)

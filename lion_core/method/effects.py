@@ -28,6 +28,8 @@ class Effects:
     `step(name, fn, *args)` runs a pure step (selection, pool update) — a named task in the flow; the
     whole-pool steps take run-directory paths and read their pools from its files.
     `heldout(checkpoint)` scores a student on a held-out set (None: no held-out evaluation).
+    `score(checkpoint, answered, out)` is the checkpoint's loss on each teacher answer of the JSONL file
+    `answered`, written to `out` (selections that decide on the student's own loss).
     `usage()` is the API usage of the current iteration, for its summary.
     """
 
@@ -39,6 +41,7 @@ class Effects:
     step: Callable[..., Any]
     heldout: Callable[[Path], dict[str, Any]] | None = None
     usage: Callable[[], dict[str, Any]] = dict
+    score: Callable[[Path, Path, Path], dict[str, float]] | None = None
 
 
 @dataclass(frozen=True)

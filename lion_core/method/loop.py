@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from lion_core.method.novelty import NoveltyIndex
 from lion_core.method.pairs import judged_pairs
 from lion_core.method.pools import Pools, initial_pools, next_pools, read_pools, write_pools
 from lion_core.method.probing import probe, recorded_evidence
-from lion_core.method.selection import Evidence, needs_probes, needs_referee, selection
+from lion_core.method.selection import Evidence, needs_losses, needs_probes, needs_referee, selection
 from lion_core.method.summary import Discrimination, IterationOutcome, summarize
 from lion_core.method.teacher import cut_answers_note
 from lion_core.records import Instruction, Judgement, Response, read_instructions, read_jsonl, write_jsonl
@@ -34,6 +35,7 @@ from lion_core.run.rundir import IterationDir, RunDir, write_json
 from lion_core.student.checkpoint import training_key
 from lion_core.student.data import sft_pairs
 from lion_core.student.launch import FinetuneJob
+from lion_core.student.score import read_losses
 from lion_core.student.train import TrainResult
 
 
@@ -105,6 +107,8 @@ async def discrimination(
     write_jsonl(folder.pairs, judged_pairs(judged, teacher_judged, student_out, judgements, k))
     if needs_probes(name):
         await probe(fx, config, run, k, pools.cache_pool, judged)
+    if needs_losses(name):
+        score_losses(fx, config, run, k)
     select = selection(name, config.loop.seed, config.loop)
     split = fx.step("discrimination", split_files, select, run, k, needs_probes(name), sampled)
     estimate = None
@@ -134,11 +138,31 @@ def judge_items(
     return [(i.id, text, t.output, s.output) for i, text, t, s in zip(items, shown, teacher, student)]
 
 
+def score_losses(fx: Effects, config: LionConfig, run: RunDir, k: int) -> None:
+    """The student's loss on every Cache Pool teacher answer before and after this iteration's
+    fine-tune (its base checkpoint, then its student): what `progress` decides on."""
+    if fx.score is None:
+        raise ValueError(f"selection {config.loop.selection!r} needs the student's losses: no score effect")
+    folder = run.iteration(k)
+    fx.score(base_checkpoint(config, run, k), folder.file("teacher"), folder.losses_before)
+    fx.score(folder.student, folder.file("teacher"), folder.losses_after)
+
+
+def recorded_losses(run: RunDir, k: int) -> dict[str, tuple[float, float]]:
+    """id → (loss before, loss after) iteration k's fine-tune, from its files."""
+    folder = run.iteration(k)
+    before, after = read_losses(folder.losses_before), read_losses(folder.losses_after)
+    return {i: (before[i], after[i]) for i in after if i in before}
+
+
 def split_files(select: Callable[..., Split], run: RunDir, k: int, probed: bool, sampled: bool) -> Split:
     """The selection step on iteration k's files: the judged pool (the Cache Pool, or the judged sample
-    when `sampled`) with its judgements (and, when `probed`, the probes so far) in, hard and easy out."""
+    when `sampled`) with its judgements (and, when `probed`, the probes so far; the student's losses when
+    they were scored) in, hard and easy out."""
     folder = run.iteration(k)
     evidence = recorded_evidence(run, k) if probed else Evidence()
+    if folder.losses_after.exists():
+        evidence = replace(evidence, losses=recorded_losses(run, k))
     items = read_jsonl(folder.judged_pool if sampled else folder.file("cache_pool"), Instruction)
     split = select(items, read_jsonl(folder.file("judgements"), Judgement), evidence)
     write_jsonl(folder.file("hard"), split.hard)

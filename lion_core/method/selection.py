@@ -13,11 +13,16 @@ earlier ones', which the loop obtains through the same injected effects as every
 - fresh:     hard iff the gap on a fresh sibling ≥ τ: the student fails what it was not trained on;
 - learnable: fresh, and lineages whose siblings stayed hard for `learnable_patience` iterations without
              their mean gap shrinking by `learnable_min_progress` are quarantined: re-probed each
-             iteration, but neither hard nor easy parents until their gap moves.
+             iteration, but neither hard nor easy parents until their gap moves;
+- progress:  no referee: hard iff the student's own loss on the teacher's answer fell most in this
+             iteration's fine-tune (learning progress, as teacher–student curriculum learning, arXiv
+             1707.00183, on the loss RHO-LOSS and instruction-following difficulty read, arXiv
+             2206.07137, 2308.12032) — free with an open student.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,13 +54,15 @@ class Evidence:
 
     probes: list[Probe] = field(default_factory=list)
     history: list[list[Probe]] = field(default_factory=list)
+    losses: dict[str, tuple[float, float]] = field(default_factory=dict)  # id → (before, after) fine-tune
 
 
 Pool = list[Instruction]
 Verdicts = list[Judgement]
 Selection = Callable[..., Split]  # select(pool, judgements, evidence=Evidence()) -> Split
 PROBING = frozenset({"fresh", "learnable"})
-WITHOUT_REFEREE = frozenset({"uniform"})
+SCORING = frozenset({"progress"})  # decide on the student's own loss on the teacher's answers
+WITHOUT_REFEREE = frozenset({"uniform", *SCORING})
 
 
 def paper(seed: int, loop: LoopConfig) -> Selection:
@@ -216,12 +223,41 @@ def learnable(seed: int, loop: LoopConfig) -> Selection:
     return select
 
 
+def progress(seed: int, loop: LoopConfig) -> Selection:
+    """No referee: the items whose loss (the student's own, on the teacher's answer) fell most in this
+    iteration's fine-tune are hard — the student is learning them: more of the same task — the share
+    r / (1 + r) of them; the rest are easy (rarer siblings). Items without a finite loss are left out."""
+    share = loop.hard_easy_ratio / (1.0 + loop.hard_easy_ratio)
+
+    def select(pool: Pool, judgements: Verdicts, evidence: Evidence | None = None) -> Split:
+        losses = (evidence or Evidence()).losses
+        scored = [i for i in pool if i.id in losses and all(map(math.isfinite, losses[i.id]))]
+        drop = {i.id: losses[i.id][0] - losses[i.id][1] for i in scored}
+        ranked = sorted(scored, key=lambda i: -drop[i.id])  # stable: ties keep pool order
+        chosen = {i.id for i in ranked[: math.floor(share * len(ranked) + 0.5)]}
+        hard = [i for i in scored if i.id in chosen]
+        easy = [i for i in scored if i.id not in chosen]
+        stats = {
+            **unjudged([]).stats,
+            "hard": len(hard),
+            "easy": len(easy),
+            "unscorable": len(pool) - len(scored),
+            "selection": "progress",
+            "mean_loss_drop": mean(drop.values()) if drop else 0.0,
+            "mean_loss_after": mean(losses[i.id][1] for i in scored) if scored else 0.0,
+        }
+        return Split(hard, easy, [i for i in pool if i.id not in drop], stats)
+
+    return select
+
+
 SELECTIONS: dict[str, Callable[[int, LoopConfig], Selection]] = {
     "paper": paper,
     "random": random_labels,
     "uniform": uniform,
     "fresh": fresh,
     "learnable": learnable,
+    "progress": progress,
 }
 
 
@@ -236,6 +272,11 @@ def selection(name: str, seed: int, loop: LoopConfig | None = None) -> Selection
 def needs_referee(name: str) -> bool:
     """Whether the strategy reads the referee's verdicts (all but `uniform`, the imitation baseline)."""
     return name not in WITHOUT_REFEREE
+
+
+def needs_losses(name: str) -> bool:
+    """Whether the strategy decides on the student's loss before and after the iteration's fine-tune."""
+    return name in SCORING
 
 
 def needs_probes(name: str) -> bool:

@@ -23,6 +23,8 @@ SELECTION_STATS = (
     "agreement_with_paper",
     "quarantined",
     "quarantined_lineages",
+    "mean_loss_drop",
+    "mean_loss_after",
 )
 REFEREE_STATS = ("hard", "easy", "unscorable", "mean_gap", "order_disagreement", "gap_histogram")
 

@@ -71,6 +71,16 @@ class IterationDir:
         return self.root / "judged_pool.jsonl"
 
     @property
+    def losses_before(self) -> Path:
+        """The loss of the iteration's base checkpoint on the teacher's answers (selection progress)."""
+        return self.root / "losses_before.jsonl"
+
+    @property
+    def losses_after(self) -> Path:
+        """The loss of the iteration's fine-tuned student on the teacher's answers (selection progress)."""
+        return self.root / "losses_after.jsonl"
+
+    @property
     def pairs(self) -> Path:
         """The iteration's preference pairs: teacher answer preferred to student answer (free data)."""
         return self.root / "pairs.jsonl"

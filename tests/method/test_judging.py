@@ -15,6 +15,7 @@ from lion_core.config import LionConfig
 from lion_core.method.direct import build_roles, distill
 from lion_core.records import Instruction, Judgement, PreferencePair, Response, read_jsonl, write_jsonl
 from lion_core.run.rundir import RunDir
+from lion_core.student.score import read_losses
 from lion_core.world.families import sample_tasks
 from lion_core.world.server import WorldServer
 
@@ -100,3 +101,18 @@ def test_the_imitation_baseline_calls_no_referee_and_leaves_the_cache_pool_unans
         assert summary["hard"] + summary["easy"] == summary["cache_pool"]  # every item a candidate parent
         assert "referee" not in summary["usage"]
     assert json.loads(RunDir(config.run_dir).iteration(2).summary.read_text())["generated"] == 20
+
+
+def test_progress_selects_on_the_students_own_loss_without_a_referee(
+    world: WorldServer, tmp_path: Path, tiny_student_path: Path
+) -> None:
+    config = config_for(world, tmp_path, tiny_student_path, loop={"selection": "progress"})
+    summaries = run(config)
+    assert world.stats.received.get("referee", 0) == 0
+    it = RunDir(config.run_dir).iteration(1)
+    before, after = read_losses(it.losses_before), read_losses(it.losses_after)
+    assert set(before) == set(after) == set(ids(it.file("cache_pool")))
+    drop = {i: before[i] - after[i] for i in before}
+    hard = ids(it.file("hard"))
+    assert len(hard) == 60 and min(drop[i] for i in hard) >= max(drop[i] for i in ids(it.file("easy")))
+    assert summaries[0]["selection"]["mean_loss_drop"] > 0  # the fine-tune taught something

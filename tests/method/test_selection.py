@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,9 @@ from lion_core.method.selection import (
     Evidence,
     Probe,
     lineage_roots,
+    needs_losses,
     needs_probes,
+    needs_referee,
     probe_sample,
     selection,
 )
@@ -84,6 +87,25 @@ def test_uniform_ignores_the_referee_and_draws_at_the_generation_ratio() -> None
     assert 0.4 < drawn.hard_share < 0.6  # r = 1: half the parents on each side
     two_to_one = selection("uniform", 0, LoopConfig(hard_easy_ratio=2.0))(pool, all_easy)
     assert 0.6 < two_to_one.hard_share < 0.73
+
+
+def test_progress_calls_hard_what_the_fine_tune_taught_most_and_needs_no_referee() -> None:
+    pool = world_instructions(6, seed=6)
+    # (loss before, loss after) the iteration's fine-tune: drops 2.0, 0.1, 1.5, 0.0, nan, 0.5
+    losses = dict(
+        zip(
+            (i.id for i in pool),
+            [(3.0, 1.0), (0.2, 0.1), (2.5, 1.0), (4.0, 4.0), (1.0, math.nan), (1.5, 1.0)],
+        )
+    )
+    chosen = selection("progress", 0)(pool, [], Evidence(losses=losses))
+    # the top half of the 5 scored, rounded half up: 3, in pool order
+    assert [i.id for i in chosen.hard] == [pool[0].id, pool[2].id, pool[5].id]
+    assert [i.id for i in chosen.easy] == [pool[1].id, pool[3].id]
+    assert chosen.unscorable == [pool[4]] and chosen.stats["selection"] == "progress"
+    assert chosen.stats["mean_loss_drop"] == pytest.approx((2.0 + 0.1 + 1.5 + 0.0 + 0.5) / 5)
+    assert not needs_referee("progress") and needs_losses("progress") and not needs_losses("paper")
+    assert not needs_referee("uniform") and needs_referee("paper") and needs_referee("fresh")
 
 
 def test_fresh_labels_by_the_sibling_and_leaves_unprobed_items_out() -> None:
