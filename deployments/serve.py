@@ -7,7 +7,7 @@ Two deployments, executed by this process while it runs:
   distill/served-form          the config model as the parameter, pre-filled with the file's values:
                                the Prefect UI shows it as a form (Run > Custom run) to edit and start.
 With `prefect server start` running and PREFECT_API_URL pointing at it, both appear in the UI; start one
-with `prefect deployment run 'distill-from-file/served'` (tests/test_deployments.py does).
+with `prefect deployment run 'distill-from-file/served'` (tests/e2e/test_deployments.py does).
 """
 
 from __future__ import annotations

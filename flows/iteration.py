@@ -29,7 +29,7 @@ from lion_core.run.rundir import RunDir, response_cache
 from lion_core.student.checkpoint import fingerprint
 from tasks.api import generator_batch, referee_batch, teacher_batch
 from tasks.artifacts import iteration_artifacts
-from tasks.student import answers_step, finetune_step, heldout_task, score_step
+from tasks.student import answers_step, finetune_step, heldout_task, preference_step, score_step
 
 
 def run_step(name: str, fn, *args: Any) -> Any:
@@ -75,6 +75,7 @@ def task_effects(config: LionConfig, roles: Roles) -> Effects:
         step=run_step,
         heldout=heldout_effect(config),
         score=partial(score_step, config),
+        prefer=preference_step,
         usage=lambda: ledger.scope_usage(ledger.scope) if ledger and ledger.scope else {},
     )
 

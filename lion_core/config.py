@@ -297,6 +297,27 @@ class LoraSettings(_Model):
     )
 
 
+class PreferenceSettings(_Model):
+    """The preference stage (student.objective: sft+dpo): DPO on the iteration's preference pairs after
+    the imitation fine-tune, the fine-tuned (SFT) checkpoint as the reference model."""
+
+    pairs: Literal["hard", "all"] = Field(
+        "hard",
+        description="Which of the iteration's pairs (RUN/iter_K/pairs.jsonl) to train on: hard (gap ≥ tau) "
+        "or all with a positive gap. Without a referee (selection uniform, progress) every pair is a self "
+        "pair: the teacher's answer preferred to the student's own where they differ.",
+    )
+    max_pairs: int | None = Field(
+        None, ge=1, description="At most this many pairs per iteration (a seeded sample); null: all."
+    )
+    beta: float = Field(0.1, gt=0, description="DPO's beta: how far the policy may move from the reference.")
+    learning_rate: float = Field(5e-7, gt=0, description="Learning rate of the preference stage.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the pairs (max_steps overrides).")
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps of the stage; overrides epochs.")
+    train_batch_size: int = Field(4, ge=1, description="Pairs per device per micro-batch.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+
+
 class StudentConfig(_Model):
     """The open student model: where it is, how it is fine-tuned, how it answers."""
 
@@ -366,6 +387,15 @@ class StudentConfig(_Model):
         "RUN/iter_K/tensorboard; else none), none, all (every one installed), or names such as "
         "tensorboard, mlflow, wandb. A named tracker that is not installed fails the fine-tune before it "
         "trains.",
+    )
+    objective: Literal["sft", "sft+dpo"] = Field(
+        "sft",
+        description="sft: imitation only (the paper). sft+dpo: after each iteration's imitation fine-tune "
+        "and discrimination, a preference stage (DPO, TRL's DPOTrainer) on the iteration's preference "
+        "pairs, the fine-tuned checkpoint as reference; the next iteration continues from its result.",
+    )
+    preference: PreferenceSettings = Field(
+        default_factory=PreferenceSettings, description="The preference stage (objective: sft+dpo)."
     )
     log_every_steps: int = Field(
         10,

@@ -15,6 +15,7 @@ from lion_core.run.resume import file_hash
 from lion_core.student.answers import answer_file
 from lion_core.student.checkpoint import NOT_TRAINING, content_key, fingerprint, has_key
 from lion_core.student.launch import FinetuneJob, run_finetune
+from lion_core.student.preference import PreferenceJob, prefer
 from lion_core.student.score import loss_file, read_losses
 from lion_core.student.train import StepRecord, TrainResult, format_step, is_logged
 from lion_core.world.evaluation import evaluate_on_world, read_world_set
@@ -69,6 +70,27 @@ def finetune_step(job: FinetuneJob) -> TrainResult:
     result = finetune_task(*args)
     if not has_key(job.out, job.key):
         result = finetune_task.with_options(refresh_cache=True)(*args)
+    return TrainResult(**result)
+
+
+@task(name="preference", cache_key_fn=_explicit_key, persist_result=True)
+def preference_task(base: str, data: str, out_dir: str, student: StudentConfig, seed: int, key: str) -> dict:
+    """The preference stage (DPO) on the iteration's pairs, from its fine-tuned checkpoint; keyed by
+    (checkpoint, pairs, settings). Its steps show as a progress artifact and log lines."""
+    out = Path(out_dir)
+    progress = FinetuneProgress(f"preference {out.parent.name}", student.log_every_steps)
+    result = prefer(PreferenceJob(Path(base), Path(data), out, student, seed, key), on_step=progress)
+    last = f", final loss {result.losses[-1]:.4f}" if result.losses else ""
+    progress.update(100.0, f"{progress.name}: {result.steps}/{result.steps} steps done{last}")
+    return asdict(result)
+
+
+def preference_step(job: PreferenceJob) -> TrainResult:
+    """The preference task for a job; a cached result whose checkpoint was removed trains again."""
+    args = (str(job.base), str(job.data), str(job.out), job.student, job.seed, job.key)
+    result = preference_task(*args)
+    if not has_key(job.out, job.key):
+        result = preference_task.with_options(refresh_cache=True)(*args)
     return TrainResult(**result)
 
 

@@ -20,6 +20,7 @@ from lion_core.run.report import write_report
 from lion_core.run.rundir import RunDir, preflight
 from lion_core.student.answers import answer_file
 from lion_core.student.launch import run_finetune
+from lion_core.student.preference import prefer
 from lion_core.student.score import loss_file
 
 ROLES = ("teacher", "referee", "generator")
@@ -79,6 +80,7 @@ def direct_effects(
         heldout=heldout,
         usage=usage,
         score=lambda checkpoint, answered, out: loss_file(config.student, checkpoint, answered, out),
+        prefer=prefer,
     )
 
 

@@ -14,6 +14,7 @@ from lion_core.chat import ChatClient
 from lion_core.method.generation import Ask
 from lion_core.records import Instruction, Judgement, Response
 from lion_core.student.launch import FinetuneJob
+from lion_core.student.preference import PreferenceJob
 from lion_core.student.train import TrainResult
 
 JudgeItem = tuple[str, str, str, str]  # (id, instruction text, teacher answer, student answer)
@@ -30,6 +31,7 @@ class Effects:
     `heldout(checkpoint)` scores a student on a held-out set (None: no held-out evaluation).
     `score(checkpoint, answered, out)` is the checkpoint's loss on each teacher answer of the JSONL file
     `answered`, written to `out` (selections that decide on the student's own loss).
+    `prefer(job)` runs the preference stage (student.objective: sft+dpo).
     `usage()` is the API usage of the current iteration, for its summary.
     """
 
@@ -42,6 +44,7 @@ class Effects:
     heldout: Callable[[Path], dict[str, Any]] | None = None
     usage: Callable[[], dict[str, Any]] = dict
     score: Callable[[Path, Path, Path], dict[str, float]] | None = None
+    prefer: Callable[[PreferenceJob], TrainResult] | None = None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from lion_core.method.effects import Effects, JudgeItem
 from lion_core.method.generation import Ask, GenerationResult, generate
 from lion_core.method.novelty import NoveltyIndex
 from lion_core.method.pairs import judged_pairs
-from lion_core.method.pools import Pools, initial_pools, next_pools, read_pools, write_pools
+from lion_core.method.pools import Pools, answers_for, initial_pools, next_pools, read_pools, write_pools
+from lion_core.method.preference import preference_stage
 from lion_core.method.probing import probe, recorded_evidence
 from lion_core.method.selection import Evidence, needs_losses, needs_probes, needs_referee, selection
 from lion_core.method.summary import Discrimination, IterationOutcome, summarize
@@ -49,18 +50,9 @@ def training_answers(
     return new
 
 
-def answers_for(pool: list[Instruction], known: list[Response]) -> list[Response]:
-    """The known answers to a pool's instructions, in pool order (KeyError names a missing one)."""
-    by_id = {r.id: r for r in known}
-    missing = [i.id for i in pool if i.id not in by_id]
-    if missing:
-        raise KeyError(f"no teacher answer for {len(missing)} Cache Pool instructions, e.g. {missing[:3]}")
-    return [by_id[i.id] for i in pool]
-
-
 def base_checkpoint(config: LionConfig, run: RunDir, k: int) -> Path:
     """What iteration k fine-tunes: the configured student first, then the previous iteration's."""
-    return Path(config.student.model_path) if k == 1 else run.iteration(k - 1).student
+    return Path(config.student.model_path) if k == 1 else run.iteration(k - 1).final_student
 
 
 def earlier_answers(run: RunDir, k: int) -> list[Response]:
@@ -242,15 +234,16 @@ async def run_iteration(fx: Effects, config: LionConfig, run: RunDir, k: int) ->
     judged = await discrimination(
         fx, config, run, k, pools, answers_for(pools.cache_pool, [*known, *answers])
     )
+    pairs, preferred = preference_stage(fx, config, run.iteration(k), k, pools.cache_pool, judged)
     lap("discrimination")
     stopped = stop_after_discrimination(config, judged.split, judged.hard_share)
     gen, after = (None, None) if stopped else await generation(fx, config, run, k, pools, judged.split)
     stopped = stopped or stop_after_generation(gen)
     lap("generation")
-    heldout = fx.heldout(run.iteration(k).student) if fx.heldout else None
+    heldout = fx.heldout(run.iteration(k).final_student) if fx.heldout else None
     lap("heldout")
     notes = cut_answers_note(answers, config.teacher.max_tokens) + (gen.notes if gen else [])
-    outcome = IterationOutcome(k, pools, train, judged, gen, after, stopped, notes)
+    outcome = IterationOutcome(k, pools, train, judged, gen, after, stopped, notes, pairs, preferred)
     outcome.summary = summarize(outcome, fx.usage(), heldout)
     outcome.summary["seconds"] = recorded_seconds(run, k) or round(time.perf_counter() - started, 2)
     outcome.summary["stage_seconds"] = stages  # this run's wall time per stage (a replay is fast)

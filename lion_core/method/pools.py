@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import TypeVar
 
-from lion_core.records import Instruction, read_instructions, write_jsonl
+from lion_core.records import Instruction, Response, read_instructions, write_jsonl
 from lion_core.run.rundir import IterationDir
 
 T = TypeVar("T")
@@ -62,3 +62,12 @@ def read_pools(folder: IterationDir) -> Pools:
         read_instructions(folder.file("train_pool"), "jsonl"),
         read_instructions(folder.file("cache_pool"), "jsonl"),
     )
+
+
+def answers_for(pool: list[Instruction], known: list[Response]) -> list[Response]:
+    """The known answers to a pool's instructions, in pool order (KeyError names a missing one)."""
+    by_id = {r.id: r for r in known}
+    missing = [i.id for i in pool if i.id not in by_id]
+    if missing:
+        raise KeyError(f"no teacher answer for {len(missing)} Cache Pool instructions, e.g. {missing[:3]}")
+    return [by_id[i.id] for i in pool]

@@ -61,6 +61,8 @@ class IterationOutcome:
     next_pools: Pools | None  # None when the loop stops here
     stopped: str | None  # why the loop stops after this iteration
     notes: list[str] = field(default_factory=list)
+    preference_pairs: int = 0  # pairs the preference stage trained on (0: no stage)
+    preference: TrainResult | None = None  # the preference stage (student.objective: sft+dpo)
     summary: Summary = field(default_factory=dict)  # type: ignore[assignment]
 
 
@@ -101,6 +103,7 @@ class Summary(TypedDict, total=False):
     postfilter_rejections: dict[str, int]
     notes: list[str]
     train: TrainSummary
+    preference: dict[str, Any] | None  # the preference stage's pairs and training (None: no stage)
     usage: dict[str, Any]
     heldout: dict[str, Any] | None
     stopped: str | None
@@ -148,6 +151,9 @@ def summarize(outcome: IterationOutcome, usage: dict[str, Any], heldout: dict[st
         **({} if outcome.generation is None else generation_summary(outcome.generation)),
         "notes": outcome.notes,
         "train": train_summary(outcome.train),
+        "preference": None
+        if outcome.preference is None
+        else {"pairs": outcome.preference_pairs, **train_summary(outcome.preference)},
         "usage": usage,
         "heldout": heldout,
         "stopped": outcome.stopped,

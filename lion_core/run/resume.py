@@ -97,7 +97,7 @@ def earlier_probes(run: RunDir, k: int) -> list[str | None]:
 def iteration_inputs(config: LionConfig, run: RunDir, k: int) -> str:
     """Hash of what iteration k starts from."""
     folder = run.iteration(k)
-    base = Path(config.student.model_path) if k == 1 else run.iteration(k - 1).student
+    base = Path(config.student.model_path) if k == 1 else run.iteration(k - 1).final_student
     heldout, decontamination = config.evaluation.heldout_path, config.decontamination
     parts = [
         method_settings(config),
@@ -119,11 +119,16 @@ def written_files(run: RunDir, k: int) -> dict[str, str]:
     """Content hash of every file iteration k wrote, by path relative to RUN (its checkpoint by its
     identity)."""
     folder, following = run.iteration(k), run.iteration(k + 1)
-    files = [p for p in sorted(folder.root.rglob("*")) if p.is_file() and folder.student not in p.parents]
+    checkpoints = [c for c in (folder.student, folder.preferred) if c.exists()]
+    files = [
+        p
+        for p in sorted(folder.root.rglob("*"))
+        if p.is_file() and not any(c in p.parents for c in checkpoints)
+    ]
     files += [p for p in (following.file("train_pool"), following.file("cache_pool")) if p.exists()]
     hashes = {p.relative_to(run.root).as_posix(): file_hash(p) for p in files if p != folder.manifest}
-    if folder.student.exists():
-        hashes[folder.student.relative_to(run.root).as_posix()] = fingerprint(folder.student)
+    for checkpoint in checkpoints:
+        hashes[checkpoint.relative_to(run.root).as_posix()] = fingerprint(checkpoint)
     return hashes
 
 

@@ -6,6 +6,7 @@ RUN/eval/<candidate>/, RUN/export/, RUN/.prefect-results/,
 RUN/iter_K/{train_pool,cache_pool,teacher,student,judgements,hard,easy,generated,sft}.jsonl,
 RUN/iter_K/judged_pool.jsonl (the Cache Pool items judged, when `referee.sample` judges a sample),
 RUN/iter_K/pairs.jsonl (preference pairs: every scorable verdict with a positive gap),
+RUN/iter_K/{dpo,self_answers}.jsonl and RUN/iter_K/student-preferred/ (the preference stage, sft+dpo),
 RUN/iter_K/{probes,siblings,sibling_answers}.jsonl (probing selections),
 RUN/iter_K/student/ (checkpoint), RUN/iter_K/summary.json (the iteration's statistics),
 RUN/iter_K/manifest.json (written last: what lets a re-run skip the finished iteration);
@@ -64,6 +65,27 @@ class IterationDir:
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"
+
+    @property
+    def preferred(self) -> Path:
+        """The checkpoint of the preference stage (student.objective: sft+dpo), when it ran."""
+        return self.root / "student-preferred"
+
+    @property
+    def final_student(self) -> Path:
+        """The checkpoint the iteration hands on (the next iteration's base, the held-out's subject): the
+        preference stage's when it ran, else the imitation fine-tune's."""
+        return self.preferred if self.preferred.is_dir() else self.student
+
+    @property
+    def dpo(self) -> Path:
+        """The preference stage's training rows: {prompt (in the student's format), chosen, rejected}."""
+        return self.root / "dpo.jsonl"
+
+    @property
+    def self_answers(self) -> Path:
+        """The student's answers to the Train Pool, for self pairs when no referee judged (sft+dpo)."""
+        return self.root / "self_answers.jsonl"
 
     @property
     def judged_pool(self) -> Path:

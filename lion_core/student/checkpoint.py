@@ -93,13 +93,16 @@ def replace_dir(tmp: Path, final: Path) -> None:
 
 # Settings that change only where a fine-tune's progress is shown, never its weights.
 NOT_TRAINING = frozenset({"report_to", "log_every_steps"})
+# Settings of the preference stage, which runs after the imitation fine-tune: not part of its key.
+AFTER_SFT = frozenset({"objective", "preference"})
 
 
 def training_key(base: Path, data: Path, config: StudentConfig, seed: int) -> str:
     """Cache key of a fine-tune: (base checkpoint, train data hash, hyper-parameters, seed)."""
     hparams = config.model_dump(
         mode="json",
-        exclude={"infer_batch_size", "max_new_tokens", "do_sample", "temperature", "backend"} | NOT_TRAINING,
+        exclude={"infer_batch_size", "max_new_tokens", "do_sample", "temperature", "backend", *AFTER_SFT}
+        | NOT_TRAINING,
     )
     blob = json.dumps(
         [fingerprint(base), hashlib.sha256(Path(data).read_bytes()).hexdigest(), hparams, seed],

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -114,15 +115,19 @@ def test_distill_runs_keeps_the_invariants_and_a_rerun_pays_nothing(harness, tmp
 
 
 def plain_run(config: LionConfig) -> list[dict]:
-    """The same run as plain Python (lion_core.method.loop.distill, no Prefect) against a fresh world."""
+    """The same run as plain Python (lion_core.method.direct.distill, no Prefect) against a fresh world."""
+    return plain_run_of(lambda run_dir, port: small_demo(run_dir, port=port), config.run_dir)
+
+
+def plain_run_of(make: Callable[[Path, int], LionConfig], run_dir: Path) -> list[dict]:
+    """The run `make(run_dir, port)` configures, as plain Python against a fresh world."""
     from lion_core.method.direct import distill
     from lion_core.world.evaluation import evaluate_on_world, read_world_set
 
-    with world_server(config).start() as server:
-        config = small_demo(config.run_dir, port=server.port)
+    with world_server(make(run_dir, 0)).start() as server:
+        config = make(run_dir, server.port)
         prepare_world_files(config)
-        run = RunDir(config.run_dir)
-        roles = build_roles(config, Ledger(run.ledger), ResponseCache(response_cache(config)))
+        roles = build_roles(config, Ledger(RunDir(run_dir).ledger), ResponseCache(response_cache(config)))
         tasks = read_world_set(config.evaluation.heldout_path)
         return asyncio.run(
             distill(config, roles, lambda ckpt: evaluate_on_world(ckpt, tasks, config.student).to_dict())
@@ -131,10 +136,14 @@ def plain_run(config: LionConfig) -> list[dict]:
 
 def without_timings(summaries: list[dict]) -> list[dict]:
     """Summaries without wall-clock fields (the only ones two identical runs may differ in)."""
-    return [
-        {**s, "seconds": None, "stage_seconds": None, "train": {**s["train"], "seconds": None}}
-        for s in summaries
-    ]
+    untimed = []
+    for s in summaries:
+        preference = s.get("preference") and {**s["preference"], "seconds": None}
+        train = {**s["train"], "seconds": None}
+        untimed.append(
+            {**s, "seconds": None, "stage_seconds": None, "train": train, "preference": preference}
+        )
+    return untimed
 
 
 def test_referee_outage_is_retried_batch_by_batch(harness, tmp_path: Path) -> None:
@@ -273,20 +282,6 @@ def probing_config(run_dir: Path, port: int) -> LionConfig:
     return small_demo(run_dir, port, iterations=2, selection="learnable", learnable_patience=1)
 
 
-def plain_probing_run(run_dir: Path) -> list[dict]:
-    from lion_core.method.direct import distill
-    from lion_core.world.evaluation import evaluate_on_world, read_world_set
-
-    with world_server(probing_config(run_dir, 0)).start() as server:
-        config = probing_config(run_dir, server.port)
-        prepare_world_files(config)
-        roles = build_roles(config, Ledger(RunDir(run_dir).ledger), ResponseCache(response_cache(config)))
-        tasks = read_world_set(config.evaluation.heldout_path)
-        return asyncio.run(
-            distill(config, roles, lambda ckpt: evaluate_on_world(ckpt, tasks, config.student).to_dict())
-        )
-
-
 def test_a_probing_strategy_runs_through_the_flow_like_the_paper_and_pays_once(
     harness, tmp_path: Path
 ) -> None:
@@ -301,9 +296,67 @@ def test_a_probing_strategy_runs_through_the_flow_like_the_paper_and_pays_once(
         sent = server.stats.requests
         assert [s["hard"] for s in run_distill(config)] == [s["hard"] for s in summaries]
         assert server.stats.requests == sent  # the probes' requests are cached like every other
-    plain = plain_probing_run(tmp_path / "plain")
+    plain = plain_run_of(probing_config, tmp_path / "plain")
     # one body, with its probes: every iteration identical, summaries and probes byte for byte
     assert without_timings(plain) == without_timings(summaries)
     for k in (1, 2):
         flow_file = run.iteration(k).probes
         assert RunDir(tmp_path / "plain").iteration(k).probes.read_bytes() == flow_file.read_bytes(), k
+
+
+def flow_and_plain(make: Callable[[Path, int], LionConfig], tmp_path: Path) -> tuple[RunDir, list[dict]]:
+    """The run through the flow (then re-run: nothing may be paid again) and as plain Python: the same
+    summaries; the flow's run directory and summaries."""
+    with world_server(make(tmp_path / "run", 0)).start() as server:
+        config = make(tmp_path / "run", server.port)
+        prepare_world_files(config)
+        summaries = run_distill(config)
+        sent = server.stats.requests
+        assert without_timings(run_distill(config)) == without_timings(summaries)
+        assert server.stats.requests == sent  # every call of the new steps is cached like the others
+    assert without_timings(plain_run_of(make, tmp_path / "plain")) == without_timings(summaries)
+    return RunDir(config.run_dir), summaries
+
+
+def same_files(tmp_path: Path, paths: Callable[[RunDir, int], list[Path]]) -> None:
+    """The flow's and plain Python's files, byte for byte, in iterations 1 and 2."""
+    for k in (1, 2):
+        for flow_file, plain_file in zip(
+            paths(RunDir(tmp_path / "run"), k), paths(RunDir(tmp_path / "plain"), k)
+        ):
+            assert plain_file.read_bytes() == flow_file.read_bytes(), (k, flow_file.name)
+
+
+def sampled_config(run_dir: Path, port: int) -> LionConfig:
+    data = small_demo(run_dir, port, iterations=2).model_dump()
+    data["referee"]["sample"] = {"size": 20, "min_per_stratum": 5}
+    return LionConfig.model_validate(data)
+
+
+def test_a_sampled_referee_runs_through_the_flow_like_plain_python_and_pays_once(
+    harness, tmp_path: Path
+) -> None:
+    _, summaries = flow_and_plain(sampled_config, tmp_path)
+    assert [s["judged"] for s in summaries] == [20, 24 + 20]  # 20 of the 60 seeds; the newest 24 + 20 older
+    same_files(
+        tmp_path, lambda r, k: [r.iteration(k).judged_pool, r.iteration(k).pairs, r.iteration(k).file("hard")]
+    )
+
+
+def preferring_config(run_dir: Path, port: int) -> LionConfig:
+    data = small_demo(run_dir, port, iterations=2, selection="progress").model_dump()
+    data["student"].update(objective="sft+dpo", preference={"learning_rate": 3e-3, "max_steps": 2})
+    return LionConfig.model_validate(data)
+
+
+def test_progress_and_the_preference_stage_run_through_the_flow_like_plain_python(
+    harness, tmp_path: Path
+) -> None:
+    run, summaries = flow_and_plain(preferring_config, tmp_path)
+    for k, summary in enumerate(summaries, start=1):
+        assert (
+            summary["preference"]["steps"] == 2
+            and run.iteration(k).final_student == run.iteration(k).preferred
+        )
+        assert summary["selection"]["selection"] == "progress"
+    same_files(tmp_path, lambda r, k: [r.iteration(k).losses_after, r.iteration(k).pairs, r.iteration(k).dpo])

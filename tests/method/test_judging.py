@@ -13,6 +13,7 @@ from lion_core.api.cache import ResponseCache
 from lion_core.api.ledger import Ledger
 from lion_core.config import LionConfig
 from lion_core.method.direct import build_roles, distill
+from lion_core.method.loop import base_checkpoint
 from lion_core.records import Instruction, Judgement, PreferencePair, Response, read_jsonl, write_jsonl
 from lion_core.run.rundir import RunDir
 from lion_core.student.score import read_losses
@@ -20,27 +21,29 @@ from lion_core.world.families import sample_tasks
 from lion_core.world.server import WorldServer
 
 
-def config_for(world: WorldServer, tmp_path: Path, student: Path, **settings) -> LionConfig:
+def config_for(world: WorldServer, tmp_path: Path, checkpoint: Path, **settings) -> LionConfig:
     """Two iterations of 20 new instructions on a pool of 120 world tasks, the tiny student barely trained."""
     seed = tmp_path / "seed.jsonl"
     tasks = sample_tasks(120, Random(3), levels=(1, 2))
     write_jsonl(seed, [Instruction(id=f"s{i}", instruction=t.instruction) for i, t in enumerate(tasks)])
     endpoint = {"base_url": world.url, "model": "world", "max_tokens": 64}
     loop = {"iterations": 2, "new_per_iteration": 20, "min_words": 1, "seed": 0, **settings.pop("loop", {})}
+    student = {
+        "model_path": checkpoint,
+        "finetune": "full",
+        "prompt_template": "compact",
+        "max_steps": 2,
+        "train_batch_size": 16,
+        "max_length": 64,
+        "max_new_tokens": 8,
+        **settings.pop("student", {}),
+    }
     return LionConfig(
         run_dir=tmp_path / "run",
         teacher=endpoint,
         referee={**endpoint, **settings.pop("referee", {})},
         generator=endpoint,
-        student={
-            "model_path": student,
-            "finetune": "full",
-            "prompt_template": "compact",
-            "max_steps": 2,
-            "train_batch_size": 16,
-            "max_length": 64,
-            "max_new_tokens": 8,
-        },
+        student=student,
         pools={"seed_path": seed},
         loop=loop,
     )
@@ -116,3 +119,41 @@ def test_progress_selects_on_the_students_own_loss_without_a_referee(
     hard = ids(it.file("hard"))
     assert len(hard) == 60 and min(drop[i] for i in hard) >= max(drop[i] for i in ids(it.file("easy")))
     assert summaries[0]["selection"]["mean_loss_drop"] > 0  # the fine-tune taught something
+
+
+PREFERENCE = {"objective": "sft+dpo", "preference": {"learning_rate": 3e-3, "max_steps": 3, "pairs": "all"}}
+
+
+def test_the_preference_stage_trains_on_the_verdicts_and_the_next_iteration_continues_from_it(
+    world: WorldServer, tmp_path: Path, tiny_student_path: Path
+) -> None:
+    config = config_for(world, tmp_path, tiny_student_path, student=PREFERENCE)
+    summaries = run(config)
+    folder = RunDir(config.run_dir)
+    for k, summary in enumerate(summaries, start=1):
+        it = folder.iteration(k)
+        pairs = read_jsonl(it.pairs, PreferencePair)
+        assert summary["preference"]["pairs"] == len(pairs) > 0 and summary["preference"]["steps"] == 3
+        assert all(p.source == "referee" for p in pairs)
+        assert it.final_student == it.preferred and (it.preferred / "config.json").exists()
+    assert base_checkpoint(config, folder, 2) == folder.iteration(1).preferred  # iteration 2 began from it
+    stamps = [(folder.iteration(k).preferred / "lion_fingerprint.json").stat().st_mtime_ns for k in (1, 2)]
+    sent = world.stats.requests
+    run(config)  # resumes: nothing paid, no stage trained again
+    assert world.stats.requests == sent
+    assert [
+        (folder.iteration(k).preferred / "lion_fingerprint.json").stat().st_mtime_ns for k in (1, 2)
+    ] == stamps
+
+
+def test_without_a_referee_the_preference_stage_prefers_the_teacher_to_the_students_own_answers(
+    world: WorldServer, tmp_path: Path, tiny_student_path: Path
+) -> None:
+    config = config_for(world, tmp_path, tiny_student_path, loop={"selection": "uniform"}, student=PREFERENCE)
+    summaries = run(config)
+    assert world.stats.received.get("referee", 0) == 0
+    it = RunDir(config.run_dir).iteration(1)
+    pairs = read_jsonl(it.pairs, PreferencePair)
+    assert pairs and all(p.source == "self" and p.chosen != p.rejected for p in pairs)
+    assert {p.id for p in pairs} <= set(ids(it.file("train_pool")))  # the student answered its Train Pool
+    assert summaries[0]["preference"]["pairs"] == len(pairs)
