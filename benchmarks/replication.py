@@ -43,7 +43,7 @@ from replication_protocol import ARM, ARMS, DEFAULT_ARMS, LEVELS, PROTOCOL, REFE
 from replication_report import paired, render, spend, usd
 
 from lion_core.chat import Completion
-from lion_core.config import LionConfig, LoopConfig, StudentConfig
+from lion_core.config import LionConfig, LoopConfig, PreferenceSettings, StudentConfig
 from lion_core.method.direct import direct_effects
 from lion_core.method.effects import Roles
 from lion_core.method.generation import Ask, GenerationRequest, asker
@@ -144,12 +144,28 @@ def run_config(settings: Settings, arm: str, mode: str, seed: int, root: Path, b
         seed=seed,
         selection=ARM[arm].selection,
     )
+    student = student_config(settings, base, mode)
+    if ARM[arm].preference:
+        student = student.model_copy(update={"objective": "sft+dpo", "preference": preference(settings)})
     return LionConfig(
         run_dir=root / f"{arm}-{mode}-{seed}",
-        student=student_config(settings, base, mode),
+        student=student,
         loop=loop,
         referee={"sample": ARM[arm].sample},
         pools={"seed_path": root / f"seed-{seed}.jsonl"},
+    )
+
+
+def preference(settings: Settings) -> PreferenceSettings:
+    """The preference arms' stage, declared before the runs (not tuned): DPO on the round's hard pairs,
+    at most N of them, one pass at the fine-tune's batch, a tenth of its learning rate, TRL's beta."""
+    return PreferenceSettings(
+        pairs="hard",
+        max_pairs=settings.new,
+        beta=0.1,
+        learning_rate=settings.learning_rate / 10,
+        epochs=1.0,
+        train_batch_size=settings.batch_size,
     )
 
 

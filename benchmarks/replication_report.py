@@ -182,6 +182,8 @@ def spend(run: dict[str, Any]) -> float:
 def spend_table(runs: list[dict[str, Any]], arms: list[str], reference: str = REFERENCE) -> list[str]:
     """Each arm's API spend at gpt-4o-mini list prices (the world's token counts, as its usage reports
     them), what it buys, and the comparison at equal spend where a matched imitation arm ran."""
+    if any("tokens" not in r for r in runs):
+        return ["(no token counts in these results: spend is not reported)"]
     lines = [
         f"| arm | spend $ sync | spend $ batch | referee share | macro EM % | Δ vs {reference}, equal data | "
         "Δ vs imitation at equal spend | EM points per $ (sync) |",
