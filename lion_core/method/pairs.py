@@ -17,6 +17,29 @@ def prompt_of(item: Instruction) -> str:
     return f"{item.instruction}\n\n{item.input}" if item.input else item.instruction
 
 
+def pair(
+    item: Instruction, teacher: Response, student: Response, k: int, verdict: Judgement | None
+) -> PreferencePair:
+    """The teacher's answer preferred to the student's; margin and label from the verdict, if any."""
+    return PreferencePair(
+        id=item.id,
+        iteration=k,
+        prompt=prompt_of(item),
+        chosen=teacher.output,
+        rejected=student.output,
+        margin=None if verdict is None else verdict.gap,
+        label=None if verdict is None else verdict.label,
+        source="self" if verdict is None else "referee",
+    )
+
+
+def preferred(verdict: Judgement | None) -> bool:
+    """A scorable verdict with a positive gap: the referee scored the teacher's answer higher."""
+    return (
+        verdict is not None and verdict.gap is not None and verdict.gap > 0 and verdict.label != "unscorable"
+    )
+
+
 def judged_pairs(
     items: Sequence[Instruction],
     teacher: Sequence[Response],
@@ -26,41 +49,13 @@ def judged_pairs(
 ) -> list[PreferencePair]:
     """A pair for every scorable judged item with a positive gap (the teacher's answer scored higher)."""
     by_id = {j.id: j for j in judgements}
-    pairs = []
-    for item, t, s in zip(items, teacher, student, strict=True):
-        verdict = by_id.get(item.id)
-        if verdict is None or verdict.gap is None or verdict.gap <= 0 or verdict.label == "unscorable":
-            continue
-        pairs.append(
-            PreferencePair(
-                id=item.id,
-                iteration=k,
-                prompt=prompt_of(item),
-                chosen=t.output,
-                rejected=s.output,
-                margin=verdict.gap,
-                label=verdict.label,
-                source="referee",
-            )
-        )
-    return pairs
+    rows = zip(items, teacher, student, strict=True)
+    return [pair(i, t, s, k, by_id[i.id]) for i, t, s in rows if preferred(by_id.get(i.id))]
 
 
 def self_pairs(
     items: Sequence[Instruction], teacher: Sequence[Response], student: Sequence[Response], k: int
 ) -> list[PreferencePair]:
     """Without a referee: a pair for every item whose student answer differs from the teacher's."""
-    return [
-        PreferencePair(
-            id=item.id,
-            iteration=k,
-            prompt=prompt_of(item),
-            chosen=t.output,
-            rejected=s.output,
-            margin=None,
-            label=None,
-            source="self",
-        )
-        for item, t, s in zip(items, teacher, student, strict=True)
-        if not same_answer(t.output, s.output)
-    ]
+    rows = zip(items, teacher, student, strict=True)
+    return [pair(i, t, s, k, None) for i, t, s in rows if not same_answer(t.output, s.output)]
