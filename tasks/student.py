@@ -13,9 +13,10 @@ from lion_core.config import LionConfig, StudentConfig
 from lion_core.records import Response, read_jsonl
 from lion_core.run.resume import file_hash
 from lion_core.student.answers import answer_file
+from lion_core.student.callbacks import StepRecord, format_step, is_logged
 from lion_core.student.checkpoint import NOT_TRAINING, content_key, fingerprint, has_key
 from lion_core.student.launch import FinetuneJob, run_finetune
-from lion_core.student.train import StepRecord, TrainResult, format_step, is_logged
+from lion_core.student.train import TrainResult
 from lion_core.world.evaluation import evaluate_on_world, read_world_set
 
 
