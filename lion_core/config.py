@@ -407,9 +407,10 @@ class StudentConfig(_Model):
     )
     accelerate_config: Path | None = Field(
         None,
-        description="accelerate config file of a multi-process fine-tune: deployments/accelerate/fsdp.yaml "
-        "(FSDP), zero3.yaml (DeepSpeed ZeRO-3) or multi_gpu.yaml (DDP); none: DDP. FSDP and DeepSpeed need "
-        "CUDA GPUs and are refused on a machine without one, before anything runs.",
+        description="accelerate config file of the fine-tune, which then runs under `accelerate launch` "
+        "(with num_processes processes, one included): deployments/accelerate/fsdp.yaml (FSDP), zero3.yaml "
+        "(DeepSpeed ZeRO-3) or multi_gpu.yaml (DDP); none: DDP when num_processes > 1. FSDP and DeepSpeed "
+        "need CUDA GPUs and are refused on a machine without one, before anything runs.",
     )
     report_to: Annotated[list[TrackerName], BeforeValidator(_one_or_many)] = Field(
         default_factory=lambda: ["auto"],
