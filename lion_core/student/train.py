@@ -82,9 +82,10 @@ TRACKER_PROJECT = "lion"  # the project (W&B, Trackio) / experiment (MLflow) of 
 TENSORBOARD_DIR = "tensorboard"  # TensorBoard logs go to OUT/../tensorboard (RUN/iter_K/tensorboard)
 PROJECT_VARIABLES = ("WANDB_PROJECT", "MLFLOW_EXPERIMENT_NAME")  # set to TRACKER_PROJECT unless set
 disable_progress_bar()  # TRL prepares the rows with datasets' map: no progress bars on the console
+SFT_FIELDS = frozenset(f.name for f in fields(SFTConfig))
 # transformers renamed gradient checkpointing to activation checkpointing (the old name warns, then goes)
-CHECKPOINTING = next(
-    (f.name for f in fields(SFTConfig) if f.name == "activation_checkpointing"), "gradient_checkpointing"
+CHECKPOINTING = (
+    "activation_checkpointing" if "activation_checkpointing" in SFT_FIELDS else "gradient_checkpointing"
 )
 
 
@@ -156,7 +157,9 @@ def sft_config(
         eval_strategy="no",
         report_to=trackers or "none",
         run_name=run_name(out_dir),
-        project=TRACKER_PROJECT,
+        **(
+            {"project": TRACKER_PROJECT} if "project" in SFT_FIELDS else {}
+        ),  # Trackio's (recent transformers)
         disable_tqdm=True,
         seed=seed,
         data_seed=seed,
