@@ -46,8 +46,8 @@ DataPath = Annotated[
 ]
 
 
-# Experiment trackers a fine-tune can report to (Accelerate's names), plus: auto (TensorBoard when it is
-# installed, else none), all (every tracker installed) and none.
+# Experiment trackers a fine-tune can report to (transformers' `report_to` integrations, which TRL's trainers
+# use), plus: auto (TensorBoard when it is installed, else none), all (every tracker installed) and none.
 TrackerName = Literal[
     "auto",
     "none",
@@ -57,7 +57,6 @@ TrackerName = Literal[
     "wandb",
     "trackio",
     "comet_ml",
-    "aim",
     "clearml",
     "dvclive",
     "swanlab",
@@ -318,25 +317,47 @@ class PreferenceSettings(_Model):
     gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
 
 
+class QLoraSettings(_Model):
+    """How QLoRA quantizes the frozen base model (transformers' BitsAndBytesConfig, 4 bits)."""
+
+    quant_type: Literal["nf4", "fp4"] = Field(
+        "nf4", description="4-bit data type of the frozen base weights (the QLoRA paper: nf4)."
+    )
+    double_quant: bool = Field(
+        True, description="Quantize the quantization constants too (the QLoRA paper: on; ~0.4 bit/parameter)."
+    )
+
+
 class StudentConfig(_Model):
     """The open student model: where it is, how it is fine-tuned, how it answers."""
 
     model_path: Path = Field(
         Path("student"), description="Local Hugging Face checkpoint (from_pretrained path)."
     )
-    finetune: Literal["lora", "full"] = Field(
-        "full", description="Full fine-tuning (the original train.py) or LoRA adapters."
+    finetune: Literal["lora", "qlora", "full"] = Field(
+        "full",
+        description="Full fine-tuning (the original train.py), LoRA adapters, or QLoRA (LoRA adapters on a "
+        "base model loaded in 4 bits with bitsandbytes: a CUDA GPU only; refused elsewhere before anything "
+        "runs).",
     )
-    lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings (finetune: lora).")
+    lora: LoraSettings = Field(
+        default_factory=LoraSettings, description="LoRA settings (finetune: lora or qlora)."
+    )
+    qlora: QLoraSettings = Field(
+        default_factory=QLoraSettings, description="4-bit quantization of the base model (finetune: qlora)."
+    )
     merge_adapter: bool = Field(False, description="Also save merged weights next to the LoRA adapter.")
     train_data: Literal["train_pool", "cumulative"] = Field(
         "train_pool",
         description="Data of each round: the new Train Pool only (the paper) or everything taught so far.",
     )
-    prompt_template: Literal["lion", "alpaca", "compact"] = Field(
+    prompt_template: Literal["lion", "alpaca", "compact", "chat"] = Field(
         "lion",
-        description="Student prompt format: lion ('### Instruction/### Response', no preamble: the "
-        "original train.py and lion_inference.py), alpaca (with Alpaca's preamble) or compact (tiny models).",
+        description="Student prompt format, the same in training and answering: lion ('### Instruction/### "
+        "Response', no preamble: the original train.py and lion_inference.py), alpaca (with Alpaca's "
+        "preamble), compact (tiny models), or chat: the checkpoint's own chat template "
+        "(tokenizer.apply_chat_template; the instruction, and its input, as the user's turn). A checkpoint "
+        "without a chat template is refused before anything runs.",
     )
     learning_rate: float = Field(
         2e-5,
@@ -369,24 +390,58 @@ class StudentConfig(_Model):
     temperature: float = Field(
         0.7, gt=0, description="Sampling temperature when do_sample is true (the original: 0.7)."
     )
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Training/inference precision.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="Precision of training (mixed precision: the forward and backward passes run in it), of "
+        "answering, and of the saved checkpoint's weights. A LoRA/QLoRA base model is loaded in it; a full "
+        "fine-tune keeps its trainable weights in master_weights. Overrides the mixed_precision of an "
+        "accelerate_config. fp16 needs a CUDA GPU.",
+    )
+    master_weights: Literal["fp32", "precision"] = Field(
+        "fp32",
+        description="What a full fine-tune keeps its weights and optimizer states in: fp32 (mixed precision "
+        "with fp32 master weights, as the original: ~16 bytes per parameter before activations) or "
+        "precision (pure bf16: ~8 bytes per parameter, an 8B student fits one 80 GB GPU, but updates much "
+        "smaller than a weight are rounded away). Not allowed with precision fp16.",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute activations in the backward pass instead of keeping them (transformers' "
+        "activation checkpointing): much less memory for long sequences, ~20-30% slower steps. Not part "
+        "of the fine-tune's cache key (it changes how, not what, the student learns).",
+    )
+    attention: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto",
+        description="Attention implementation of the student in training: auto (flash_attention_2 when the "
+        "flash-attn package is installed, a CUDA GPU is present and precision is bf16 or fp16; else sdpa), "
+        "sdpa (PyTorch's scaled_dot_product_attention), eager, or flash_attention_2 (refused where "
+        "flash-attn cannot run). Not part of the fine-tune's cache key.",
+    )
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="Student inference engine; vllm needs the vllm extra and a GPU."
     )
     num_processes: int = Field(
-        1, ge=1, description="Training processes; > 1 runs the fine-tune under `accelerate launch`."
+        1,
+        ge=1,
+        description="Training processes (one per GPU); > 1 runs the fine-tune under `accelerate launch` "
+        "(effective batch = train_batch_size × gradient_accumulation_steps × num_processes).",
     )
     accelerate_config: Path | None = Field(
-        None, description="accelerate config file for multi-GPU training (see deployments/accelerate)."
+        None,
+        description="accelerate config file of the fine-tune, which then runs under `accelerate launch` "
+        "(with num_processes processes, one included): deployments/accelerate/fsdp.yaml (FSDP), zero3.yaml "
+        "(DeepSpeed ZeRO-3) or multi_gpu.yaml (DDP); none: DDP when num_processes > 1. FSDP and DeepSpeed "
+        "need CUDA GPUs and are refused on a machine without one, before anything runs.",
     )
     report_to: Annotated[list[TrackerName], BeforeValidator(_one_or_many)] = Field(
         default_factory=lambda: ["auto"],
-        description="Experiment trackers that receive the fine-tune's loss, learning rate and examples/s "
-        "through Accelerate (project/experiment 'lion', run 'RUN/iter_K'; otherwise configured by their "
-        "usual environment variables, e.g. MLFLOW_TRACKING_URI): auto (TensorBoard when installed, logs in "
-        "RUN/iter_K/tensorboard; else none), none, all (every one installed), or names such as "
-        "tensorboard, mlflow, wandb. A named tracker that is not installed fails the fine-tune before it "
-        "trains.",
+        description="Experiment trackers that receive every optimizer step's loss, learning rate and "
+        "gradient norm, and the training settings, through transformers' report_to integrations (project/"
+        "experiment 'lion' unless WANDB_PROJECT or MLFLOW_EXPERIMENT_NAME say otherwise, run 'RUN/iter_K'; "
+        "otherwise configured by their usual environment variables, e.g. MLFLOW_TRACKING_URI): auto "
+        "(TensorBoard when installed, logs in RUN/iter_K/tensorboard; else none), none, all (every one "
+        "installed), or names such as tensorboard, mlflow, wandb. A named tracker that is not installed "
+        "fails the fine-tune before it trains.",
     )
     objective: Literal["sft", "sft+dpo"] = Field(
         "sft",
@@ -401,15 +456,16 @@ class StudentConfig(_Model):
         10,
         ge=1,
         description="Every this many optimizer steps (and at the first and last), a fine-tune log line "
-        "(step, loss, learning rate, examples/s), a tracker record and a progress-artifact update. The "
-        "per-step log RUN/iter_K/student.progress.jsonl has every step.",
+        "(step, loss, learning rate, examples/s) and a progress-artifact update. The per-step log "
+        "RUN/iter_K/student.progress.jsonl and the trackers of report_to have every step.",
     )
 
     @model_validator(mode="before")
     @classmethod
     def _learning_rate_of_the_mode(cls, data: Any) -> Any:
-        """A LoRA fine-tune without an explicit learning_rate trains at lora.learning_rate."""
-        if isinstance(data, dict) and data.get("finetune") == "lora" and "learning_rate" not in data:
+        """A LoRA (or QLoRA) fine-tune without an explicit learning_rate trains at lora.learning_rate."""
+        adapters = isinstance(data, dict) and data.get("finetune") in ("lora", "qlora")
+        if adapters and "learning_rate" not in data:
             lora = data.get("lora")
             if isinstance(lora, LoraSettings):
                 rate = lora.learning_rate
@@ -419,6 +475,13 @@ class StudentConfig(_Model):
                 rate = LoraSettings.model_fields["learning_rate"].default
             data = {**data, "learning_rate": rate}
         return data
+
+    @model_validator(mode="after")
+    def _master_weights_of_fp16(self) -> StudentConfig:
+        """Pure fp16 training has no loss scaling for its weights: refused (bf16 is the 16-bit option)."""
+        if self.master_weights == "precision" and self.precision == "fp16":
+            raise ValueError("master_weights: precision needs precision bf16 (pure fp16 training diverges)")
+        return self
 
 
 class PoolsConfig(_Model):

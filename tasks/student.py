@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import Task, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
@@ -13,11 +14,12 @@ from lion_core.config import LionConfig, StudentConfig
 from lion_core.records import Response, read_jsonl
 from lion_core.run.resume import file_hash
 from lion_core.student.answers import answer_file
+from lion_core.student.callbacks import StepRecord, format_step, is_logged
 from lion_core.student.checkpoint import NOT_TRAINING, content_key, fingerprint, has_key
 from lion_core.student.launch import FinetuneJob, run_finetune
-from lion_core.student.preference import PreferenceJob, prefer
+from lion_core.student.preference import prefer
 from lion_core.student.score import loss_file, read_losses
-from lion_core.student.train import StepRecord, TrainResult, format_step, is_logged
+from lion_core.student.train import TrainResult
 from lion_core.world.evaluation import evaluate_on_world, read_world_set
 
 
@@ -52,46 +54,49 @@ class FinetuneProgress:
             self.update_failed = True
 
 
-@task(name="fine-tune", cache_key_fn=_explicit_key, persist_result=True)
-def finetune_task(base: str, data: str, out_dir: str, student: StudentConfig, seed: int, key: str) -> dict:
-    """Imitation: fine-tune `base` on the round's {prompt, response} file; keyed by (base, data, hparams).
-    Its steps show as a progress artifact and log lines."""
-    out = Path(out_dir)
-    progress = FinetuneProgress(f"fine-tune {out.parent.name}", student.log_every_steps)
-    result = run_finetune(FinetuneJob(Path(base), Path(data), out, student, seed, key), on_step=progress)
+def trained(name: str, train: Callable[..., TrainResult], job: FinetuneJob) -> dict:
+    """Run a training stage on a job with its steps shown as a progress artifact and log lines."""
+    progress = FinetuneProgress(f"{name} {job.out.parent.name}", job.student.log_every_steps)
+    result = train(job, on_step=progress)
     last = f", final loss {result.losses[-1]:.4f}" if result.losses else ""
     progress.update(100.0, f"{progress.name}: {result.steps}/{result.steps} steps done{last}")
     return asdict(result)
 
 
-def finetune_step(job: FinetuneJob) -> TrainResult:
-    """The fine-tune task for a job; a cached result whose checkpoint was removed trains again."""
-    args = (str(job.base), str(job.data), str(job.out), job.student, job.seed, job.key)
-    result = finetune_task(*args)
-    if not has_key(job.out, job.key):
-        result = finetune_task.with_options(refresh_cache=True)(*args)
-    return TrainResult(**result)
+@task(name="fine-tune", cache_key_fn=_explicit_key, persist_result=True)
+def finetune_task(base: str, data: str, out_dir: str, student: StudentConfig, seed: int, key: str) -> dict:
+    """Imitation: fine-tune `base` on the round's {prompt, response} file; keyed by (base, data, hparams)."""
+    return trained(
+        "fine-tune", run_finetune, FinetuneJob(Path(base), Path(data), Path(out_dir), student, seed, key)
+    )
 
 
 @task(name="preference", cache_key_fn=_explicit_key, persist_result=True)
 def preference_task(base: str, data: str, out_dir: str, student: StudentConfig, seed: int, key: str) -> dict:
     """The preference stage (DPO) on the iteration's pairs, from its fine-tuned checkpoint; keyed by
-    (checkpoint, pairs, settings). Its steps show as a progress artifact and log lines."""
-    out = Path(out_dir)
-    progress = FinetuneProgress(f"preference {out.parent.name}", student.log_every_steps)
-    result = prefer(PreferenceJob(Path(base), Path(data), out, student, seed, key), on_step=progress)
-    last = f", final loss {result.losses[-1]:.4f}" if result.losses else ""
-    progress.update(100.0, f"{progress.name}: {result.steps}/{result.steps} steps done{last}")
-    return asdict(result)
+    (checkpoint, pairs, settings)."""
+    return trained(
+        "preference", prefer, FinetuneJob(Path(base), Path(data), Path(out_dir), student, seed, key)
+    )
 
 
-def preference_step(job: PreferenceJob) -> TrainResult:
-    """The preference task for a job; a cached result whose checkpoint was removed trains again."""
+def keyed_step(task: Task, job: FinetuneJob) -> TrainResult:
+    """A training task for a job; a cached result whose checkpoint was removed trains again."""
     args = (str(job.base), str(job.data), str(job.out), job.student, job.seed, job.key)
-    result = preference_task(*args)
+    result = task(*args)
     if not has_key(job.out, job.key):
-        result = preference_task.with_options(refresh_cache=True)(*args)
+        result = task.with_options(refresh_cache=True)(*args)
     return TrainResult(**result)
+
+
+def finetune_step(job: FinetuneJob) -> TrainResult:
+    """The fine-tune task for a job (see `keyed_step`)."""
+    return keyed_step(finetune_task, job)
+
+
+def preference_step(job: FinetuneJob) -> TrainResult:
+    """The preference task for a job (see `keyed_step`)."""
+    return keyed_step(preference_task, job)
 
 
 def _answers_key(context, parameters: dict) -> str:

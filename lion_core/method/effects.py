@@ -14,7 +14,6 @@ from lion_core.chat import ChatClient
 from lion_core.method.generation import Ask
 from lion_core.records import Instruction, Judgement, Response
 from lion_core.student.launch import FinetuneJob
-from lion_core.student.preference import PreferenceJob
 from lion_core.student.train import TrainResult
 
 JudgeItem = tuple[str, str, str, str]  # (id, instruction text, teacher answer, student answer)
@@ -44,7 +43,7 @@ class Effects:
     heldout: Callable[[Path], dict[str, Any]] | None = None
     usage: Callable[[], dict[str, Any]] = dict
     score: Callable[[Path, Path, Path], dict[str, float]] | None = None
-    prefer: Callable[[PreferenceJob], TrainResult] | None = None
+    prefer: Callable[[FinetuneJob], TrainResult] | None = None
 
 
 @dataclass(frozen=True)

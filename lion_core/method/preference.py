@@ -22,7 +22,7 @@ from lion_core.method.summary import Discrimination
 from lion_core.records import Instruction, PreferencePair, read_jsonl, write_jsonl
 from lion_core.run.rundir import IterationDir
 from lion_core.student.checkpoint import content_key, fingerprint, training_key
-from lion_core.student.preference import PreferenceJob
+from lion_core.student.launch import FinetuneJob
 from lion_core.student.train import TrainResult
 
 
@@ -87,5 +87,5 @@ def preference_stage(
         fingerprint(folder.student),
         student.preference.model_dump(mode="json"),
     )
-    job = PreferenceJob(folder.student, folder.dpo, folder.preferred, student, config.loop.seed, key)
+    job = FinetuneJob(folder.student, folder.dpo, folder.preferred, student, config.loop.seed, key)
     return len(pairs), fx.prefer(job)

@@ -2,9 +2,10 @@
 
 Templates (this directory): teacher (+ system), referee (+ system, + repair), generate_hard, generate_easy
 (+ generator_system) and the student formats (lion — the original's, alpaca, compact; each with an
-`_input` variant). They follow the original scripts' contracts in our own words. Placeholders are
-`{name}`; values are inserted verbatim (braces in an instruction are safe). `parse_rendered` inverts a
-rendering, which the offline world uses to read the role a request plays.
+`_input` variant; chat — the user's turn alone, which the checkpoint's chat template wraps). They follow
+the original scripts' contracts in our own words. Placeholders are `{name}`; values are inserted
+verbatim (braces in an instruction are safe). `parse_rendered` inverts a rendering, which the offline
+world uses to read the role a request plays.
 """
 
 from __future__ import annotations

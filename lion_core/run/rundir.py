@@ -321,9 +321,10 @@ def check_checkpoint(path: Path) -> None:
 def preflight(config: LionConfig) -> None:
     """Everything a run needs, checked before any work is done or paid for and without writing
     anything; raises ConfigError naming the config field: API keys, the run and cache directories, the
-    student checkpoint (its config and tokenizer load), the held-out set, the seed pool (read and
-    validated, texts no longer than pools.max_text_chars, unless the run directory already holds its
-    first pools, which must come from the same seeds)."""
+    student checkpoint (its config and tokenizer load) and what the student's settings need of this
+    machine (lion_core.student.checks: no QLoRA or FSDP without a GPU, ...), the held-out set, the seed
+    pool (read and validated, texts no longer than pools.max_text_chars, unless the run directory already
+    holds its first pools, which must come from the same seeds)."""
     config.check_credentials()
     check_directory("run_dir", Path(config.run_dir))
     if config.cache_dir is not None:
@@ -348,6 +349,9 @@ def preflight(config: LionConfig) -> None:
         except RecordError as err:
             raise ConfigError(f"pools.seed_path: {err}") from None
     check_checkpoint(model)
+    from lion_core.student.checks import check_student  # torch and transformers: a run's pre-flight only
+
+    check_student(config.student, model)
 
 
 REACH_TIMEOUT_S = 5.0  # the pre-flight request per endpoint: a server that answers at all does by then

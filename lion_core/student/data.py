@@ -1,26 +1,31 @@
-"""SFT examples for imitation: the student's prompt format, loss on response tokens only.
+"""The student's training rows and prompt tokens, the same in training and answering.
 
-`build_example` tokenizes prompt and response separately, adds BOS (when the tokenizer has one) and
-EOS explicitly, and sets the prompt's labels to IGNORE_INDEX so that only the teacher's response is
-learned. `collate` right-pads a batch for training.
+`sft_rows` turns (prompt, response) pairs into TRL's prompt/completion rows: plain text for the `lion`,
+`alpaca` and `compact` styles (TRL appends EOS to the completion), a user turn and an assistant turn for
+`chat` (rendered by the checkpoint's chat template, whose end-of-turn closes the completion). TRL
+tokenizes prompt + completion together and puts the loss on the completion's tokens only.
+
+`prompt_ids` is what precedes an answer at inference: the tokenizer's own encoding of the prompt (BOS
+included where the tokenizer adds it), or the chat template with the assistant's turn opened: exactly
+the prompt TRL trains on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import torch
+from typing import Any
 
 from lion_core import prompts
+from lion_core.config import ConfigError
 from lion_core.records import Instruction, Response
 
-IGNORE_INDEX = -100  # label value the LM loss skips (PyTorch's cross-entropy default)
+CHAT = "chat"  # the prompt style that uses the checkpoint's chat template
 
 
 @dataclass(frozen=True)
 class SFTPair:
-    """One (prompt, response) training pair in the student's format."""
+    """One (prompt, response) training pair in the student's format (for `chat`, the user's turn)."""
 
     prompt: str
     response: str
@@ -42,38 +47,29 @@ def student_prompts(style: str, items: Sequence[Instruction], *, send_inputs: bo
     ]
 
 
-def prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """BOS (if any) + prompt tokens: exactly what precedes the response in training and inference."""
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    return bos + tokenizer(prompt, add_special_tokens=False).input_ids
+def user_turn(text: str) -> list[dict[str, str]]:
+    """A chat prompt: the user's turn."""
+    return [{"role": "user", "content": text}]
 
 
-def build_example(tokenizer, pair: SFTPair, max_length: int) -> dict[str, list[int]] | None:
-    """input_ids and labels (prompt masked); None if no response token fits in max_length."""
-    head = prompt_ids(tokenizer, pair.prompt)
-    tail = [*tokenizer(pair.response, add_special_tokens=False).input_ids, tokenizer.eos_token_id]
-    ids = (head + tail)[:max_length]
-    labels = ([IGNORE_INDEX] * len(head) + tail)[:max_length]
-    if all(label == IGNORE_INDEX for label in labels):
-        return None
-    return {"input_ids": ids, "labels": labels}
+def sft_rows(pairs: Sequence[SFTPair], style: str) -> list[dict[str, Any]]:
+    """TRL prompt/completion rows: conversational for the chat style, else text."""
+    if style == CHAT:
+        return [
+            {"prompt": user_turn(p.prompt), "completion": [{"role": "assistant", "content": p.response}]}
+            for p in pairs
+        ]
+    return [{"prompt": p.prompt, "completion": p.response} for p in pairs]
 
 
-def build_examples(tokenizer, pairs: Sequence[SFTPair], max_length: int) -> list[dict[str, list[int]]]:
-    """Examples for all pairs that keep at least one response token."""
-    examples = (build_example(tokenizer, pair, max_length) for pair in pairs)
-    return [e for e in examples if e is not None]
-
-
-def collate(batch: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded tensors: input_ids, attention_mask, labels (IGNORE_INDEX on padding)."""
-    width = max(len(e["input_ids"]) for e in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, example in enumerate(batch):
-        n = len(example["input_ids"])
-        ids[row, :n] = torch.tensor(example["input_ids"])
-        labels[row, :n] = torch.tensor(example["labels"])
-        mask[row, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+def prompt_ids(tokenizer, prompt: str, style: str = "lion") -> list[int]:
+    """The tokens that precede the answer, in training and inference: the chat template with the
+    assistant's turn opened (chat style), else the tokenizer's encoding (with the BOS it adds)."""
+    if style != CHAT:
+        return list(tokenizer(prompt).input_ids)
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError("student.prompt_template: chat, but the checkpoint has no chat template")
+    rendered = tokenizer.apply_chat_template(
+        user_turn(prompt), add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    return list(rendered["input_ids"])

@@ -49,7 +49,7 @@ def generate(
 ) -> list[str]:
     """Answers to `prompts` in input order, `config.infer_batch_size` at a time, decoded by the config's
     `max_new_tokens`, `do_sample` and `temperature`; `on_batch(done)` after each batch."""
-    encoded = [prompt_ids(tokenizer, p) for p in prompts]
+    encoded = [prompt_ids(tokenizer, p, config.prompt_template) for p in prompts]
     outputs: list[str] = [""] * len(prompts)
     torch.manual_seed(seed)
     device = next(model.parameters()).device

@@ -1,6 +1,8 @@
 """Running imitation's fine-tune: in process, or in a separate process group under `accelerate launch`
-(multi-GPU, FSDP/DeepSpeed configs). Either way an `on_step` callback sees every optimizer step: called
-by the trainer in process, or fed from the trainer's per-step log (OUT.progress.jsonl) as it grows."""
+(several processes, or an accelerate config: DDP, FSDP, DeepSpeed ZeRO-3). Either way an `on_step`
+callback sees every optimizer step: called by the trainer in process, or fed from the trainer's per-step
+log (OUT.progress.jsonl) as it grows. What cannot run here (FSDP without GPUs, ...) is refused in one
+line before any process starts."""
 
 from __future__ import annotations
 
@@ -17,18 +19,13 @@ from typing import IO
 from lion_core.config import StudentConfig
 from lion_core.interrupt import check as check_stop
 from lion_core.records import atomic_write_text
+from lion_core.student.callbacks import StepCallback, StepRecord, progress_path
 from lion_core.student.checkpoint import has_key
-from lion_core.student.train import (
-    LOG_FILE,
-    StepCallback,
-    StepRecord,
-    TrainResult,
-    finetune,
-    progress_path,
-    read_pairs,
-)
+from lion_core.student.checks import check_student, launches
+from lion_core.student.train import LOG_FILE, TrainResult, finetune, read_pairs
 
 FOLLOW_POLL_S = 0.5  # how often the per-step log of a training subprocess is read
+MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # accelerate launch --mixed_precision
 
 
 @dataclass(frozen=True)
@@ -45,10 +42,12 @@ class FinetuneJob:
 
 
 def launch_command(job: FinetuneJob, config_file: Path) -> list[str]:
-    """`accelerate launch [--config_file F] --num_processes N -m lion_core.student.train ...`."""
+    """`accelerate launch [--config_file F] --num_processes N --mixed_precision P -m lion_core.student.train
+    ...`: student.precision overrides the config file's mixed precision."""
     config = job.student
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
     command = [accelerate, "launch", "--num_processes", str(config.num_processes)]
+    command += ["--mixed_precision", MIXED_PRECISION[config.precision]]
     if config.accelerate_config is not None:
         command += ["--config_file", str(config.accelerate_config)]
     elif config.num_processes > 1:
@@ -113,7 +112,9 @@ def _read_all(file: IO[bytes]) -> str:
 
 def finetune_in_processes(job: FinetuneJob, on_step: StepCallback | None = None) -> TrainResult:
     """Run the training entry point under accelerate launch, following its steps, and read its result
-    line (its output goes to temporary files, so a chatty launcher never blocks on a full pipe)."""
+    line (its output goes to temporary files, so a chatty launcher never blocks on a full pipe). What
+    cannot run here is refused before the launch."""
+    check_student(job.student)
     config_file = job.out.with_name(job.out.name + ".student.json")
     atomic_write_text(config_file, job.student.model_dump_json())
     progress = progress_path(job.out)
@@ -127,11 +128,12 @@ def finetune_in_processes(job: FinetuneJob, on_step: StepCallback | None = None)
 
 
 def run_finetune(job: FinetuneJob, on_step: StepCallback | None = None) -> TrainResult:
-    """Imitation's fine-tune: in this process, or under `accelerate launch` when `num_processes` > 1;
-    a checkpoint already trained under `key` is reused as it is (and `on_step` sees no step)."""
+    """Imitation's fine-tune: in this process, or under `accelerate launch` when `num_processes` > 1 or an
+    `accelerate_config` is set; a checkpoint already trained under `key` is reused as it is (and
+    `on_step` sees no step)."""
     if has_key(job.out, job.key):
         return TrainResult(**json.loads((job.out / LOG_FILE).read_text(encoding="utf-8")))
-    if job.student.num_processes > 1:
+    if launches(job.student):
         return finetune_in_processes(job, on_step)
     return finetune(
         job.base, read_pairs(job.data), job.out, job.student, seed=job.seed, key=job.key, on_step=on_step

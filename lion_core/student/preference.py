@@ -2,12 +2,13 @@
 preference pairs, after its imitation fine-tune; the fine-tuned (SFT) checkpoint is the starting point
 and the reference model.
 
-The pairs come in as a JSONL file of {prompt, chosen, rejected} rows, the prompt already in the
+The job is a FinetuneJob whose `base` is the SFT checkpoint and whose `data` is a JSONL file of
+{prompt, chosen, rejected} rows, the prompt already in the
 student's format (RUN/iter_K/dpo.jsonl). A full checkpoint is trained in full, TRL loading the reference
 from the same path; a LoRA checkpoint keeps training its adapter, TRL keeping a frozen copy of it as the
-reference. Progress as the fine-tune's: a StepRecord per optimizer step in OUT.progress.jsonl and to
-`on_step`; Ctrl-C stops between steps and saves nothing; the result is saved atomically with its key,
-and a checkpoint already trained under that key is reused.
+reference. Progress as the fine-tune's (lion_core.student.callbacks): a StepRecord per optimizer step in
+OUT.progress.jsonl and to `on_step`; Ctrl-C stops between steps and saves nothing; the result is saved
+atomically with its key, and a checkpoint already trained under that key is reused.
 """
 
 from __future__ import annotations
@@ -15,20 +16,19 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import TextIO
 
 import torch
 from datasets import Dataset
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, TrainerCallback
+from transformers import AutoModelForCausalLM
 from transformers.trainer_callback import PrinterCallback
 from trl import DPOConfig, DPOTrainer
 
-from lion_core.config import StudentConfig
 from lion_core.interrupt import check as check_stop
 from lion_core.records import atomic_write_text
+from lion_core.student.callbacks import ProgressCallback, StepCallback, StopCallback, progress_path
 from lion_core.student.checkpoint import (
     DTYPES,
     FINGERPRINT_FILE,
@@ -38,63 +38,10 @@ from lion_core.student.checkpoint import (
     load_tokenizer,
     replace_dir,
 )
-from lion_core.student.train import LOG_FILE, StepCallback, StepRecord, TrainResult, progress_path
+from lion_core.student.launch import FinetuneJob
+from lion_core.student.train import CHECKPOINTING, LOG_FILE, TrainResult
 
 NO_SCHEDULED_STEPS = -1  # DPOConfig.max_steps when epochs decide
-
-
-@dataclass(frozen=True)
-class PreferenceJob:
-    """One preference stage: continue the SFT checkpoint `base` on the {prompt, chosen, rejected} rows
-    of `data` with the `student` settings and `seed`; save into `out` under the cache key `key`."""
-
-    base: Path
-    data: Path
-    out: Path
-    student: StudentConfig
-    seed: int
-    key: str
-
-
-class Progress(TrainerCallback):
-    """A StepRecord per optimizer step, to the per-step log and `on_step`; Ctrl-C between steps."""
-
-    def __init__(self, path: Path, examples_per_step: int, on_step: StepCallback | None) -> None:
-        self.path, self.per_step, self.on_step = path, examples_per_step, on_step
-        self.started = time.perf_counter()
-        self.file: TextIO | None = None
-        self.losses: list[float] = []
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = self.path.open("w", encoding="utf-8")
-
-    def on_step_end(self, args, state, control, **kwargs):
-        check_stop("preference stage")
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "loss" not in logs or self.file is None:
-            return
-        seconds = time.perf_counter() - self.started
-        examples = state.global_step * self.per_step
-        record = StepRecord(
-            state.global_step,
-            state.max_steps,
-            float(logs["loss"]),
-            float(logs.get("learning_rate", 0.0)),
-            examples,
-            examples / seconds if seconds > 0 else 0.0,
-            seconds,
-        )
-        self.losses.append(record.loss)
-        self.file.write(json.dumps(asdict(record)) + "\n")
-        self.file.flush()
-        if self.on_step is not None:
-            self.on_step(record)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.file is not None:
-            self.file.close()
 
 
 def policy(base: Path, precision: str):
@@ -106,7 +53,7 @@ def policy(base: Path, precision: str):
     return AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
 
 
-def dpo_config(job: PreferenceJob, scratch: Path) -> DPOConfig:
+def dpo_config(job: FinetuneJob, scratch: Path) -> DPOConfig:
     """TRL's settings from the student's: beta, learning rate, epochs or steps, batch, precision."""
     settings, student = job.student.preference, job.student
     return DPOConfig(
@@ -123,6 +70,7 @@ def dpo_config(job: PreferenceJob, scratch: Path) -> DPOConfig:
         bf16=student.precision == "bf16",
         fp16=student.precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
+        **{CHECKPOINTING: student.gradient_checkpointing},
         seed=job.seed,
         logging_steps=1,
         save_strategy="no",
@@ -131,7 +79,7 @@ def dpo_config(job: PreferenceJob, scratch: Path) -> DPOConfig:
     )
 
 
-def prefer(job: PreferenceJob, on_step: StepCallback | None = None) -> TrainResult:
+def prefer(job: FinetuneJob, on_step: StepCallback | None = None) -> TrainResult:
     """Run the preference stage (or reuse its checkpoint when trained under `job.key`)."""
     if has_key(job.out, job.key):
         return TrainResult(**json.loads((job.out / LOG_FILE).read_text(encoding="utf-8")))
@@ -140,23 +88,23 @@ def prefer(job: PreferenceJob, on_step: StepCallback | None = None) -> TrainResu
         raise ValueError(f"{job.data}: no preference pairs to train on")
     started = time.perf_counter()
     tokenizer = load_tokenizer(job.base)
-    settings = job.student.preference
     scratch = job.out.with_name(job.out.name + ".scratch")
-    progress = Progress(
-        progress_path(job.out), settings.train_batch_size * settings.gradient_accumulation_steps, on_step
-    )
+    progress = ProgressCallback(on_step, progress_path(job.out), job.student.log_every_steps, "preference")
+    stop = StopCallback("preference stage")
     trainer = DPOTrainer(
         model=policy(job.base, job.student.precision),
         args=dpo_config(job, scratch),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        callbacks=[progress],
+        callbacks=[progress, stop],
     )
     trainer.remove_callback(PrinterCallback)  # the progress log has every step; nothing on stdout
     trainer.train()
     shutil.rmtree(scratch, ignore_errors=True)
+    check_stop("preference stage")  # Ctrl-C stopped the trainer: save nothing
+    seconds = time.perf_counter() - started
     result = TrainResult(
-        str(job.out), trainer.state.global_step, len(rows), 0, time.perf_counter() - started, progress.losses
+        str(job.out), trainer.state.global_step, len(rows), progress.tokens, seconds, progress.losses
     )
     tmp = job.out.with_name(job.out.name + ".tmp")
     adapters = {"selected_adapters": ["default"]} if isinstance(trainer.model, PeftModel) else {}

@@ -16,8 +16,19 @@ from lion_core.config import StudentConfig
 from lion_core.interrupt import check as check_stop
 from lion_core.records import ItemLoss, Response, read_jsonl, write_jsonl
 from lion_core.student.checkpoint import load_for_inference, load_tokenizer
-from lion_core.student.data import IGNORE_INDEX, SFTPair, build_example, collate, sft_pairs
+from lion_core.student.data import SFTPair, prompt_ids, sft_pairs
 from lion_core.student.generate import length_sorted_batches
+
+IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross-entropy default)
+
+
+def example(tokenizer, pair: SFTPair, style: str, max_length: int) -> tuple[list[int], int] | None:
+    """The tokens of prompt + answer + EOS (as imitation trains them) and where the answer starts; None
+    when no answer token fits in `max_length`."""
+    head = prompt_ids(tokenizer, pair.prompt, style)
+    tail = [*tokenizer(pair.response, add_special_tokens=False).input_ids, tokenizer.eos_token_id]
+    ids = (head + tail)[:max_length]
+    return (ids, len(head)) if len(ids) > len(head) else None
 
 
 @torch.inference_mode()
@@ -26,26 +37,35 @@ def answer_losses(checkpoint: Path, pairs: Sequence[SFTPair], config: StudentCon
     in `max_length`), in input order, `infer_batch_size` at a time."""
     model, tokenizer = load_for_inference(checkpoint, config.precision), load_tokenizer(checkpoint)
     device = next(model.parameters()).device
-    examples = [build_example(tokenizer, pair, config.max_length) for pair in pairs]
+    examples = [example(tokenizer, pair, config.prompt_template, config.max_length) for pair in pairs]
     kept = [i for i, e in enumerate(examples) if e is not None]
     losses = [math.nan] * len(pairs)
-    for batch in length_sorted_batches(
-        [len(examples[i]["input_ids"]) for i in kept], config.infer_batch_size
-    ):
+    for batch in length_sorted_batches([len(examples[i][0]) for i in kept], config.infer_batch_size):
         check_stop("student losses")
         rows = [kept[b] for b in batch]
-        inputs = collate([examples[i] for i in rows], tokenizer.pad_token_id)
-        logits = model(
-            input_ids=inputs["input_ids"].to(device), attention_mask=inputs["attention_mask"].to(device)
-        ).logits.float()
-        labels = inputs["labels"].to(device)[:, 1:]
+        ids, mask, labels = padded([examples[i] for i in rows], tokenizer.pad_token_id)
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        targets = labels.to(device)[:, 1:]
         nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
+            logits[:, :-1].transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
         )
-        counted = (labels != IGNORE_INDEX).sum(dim=1)
+        counted = (targets != IGNORE_INDEX).sum(dim=1)
         for row, value in zip(rows, (nll.sum(dim=1) / counted).tolist()):
             losses[row] = value
     return losses
+
+
+def padded(batch: Sequence[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, ...]:
+    """Right-padded input ids, attention mask and labels (the prompt and the padding ignored)."""
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, (tokens, start) in enumerate(batch):
+        ids[row, : len(tokens)] = torch.tensor(tokens)
+        labels[row, start : len(tokens)] = torch.tensor(tokens[start:])
+        mask[row, : len(tokens)] = 1
+    return ids, mask, labels
 
 
 def loss_file(config: StudentConfig, checkpoint: Path, answered: Path, out: Path) -> dict[str, float]:

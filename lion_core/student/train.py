@@ -1,51 +1,92 @@
-"""Imitation: fine-tune the student on (instruction, teacher response) through Accelerate.
+"""Imitation: fine-tune the student on (instruction, teacher response) pairs with TRL's SFTTrainer.
 
-The same code runs on one CPU, one GPU or many processes. Run as:
+The same code runs on one CPU, one GPU or many processes (DDP, FSDP, DeepSpeed ZeRO-3 through the same
+`accelerate launch` configs). Run as:
 
     python -m lion_core.student.train --base CKPT --data pairs.jsonl --out OUT --config student.json
-    accelerate launch --multi_gpu --num_processes 2 -m lion_core.student.train ...   # or torchrun
+    accelerate launch --config_file deployments/accelerate/fsdp.yaml -m lion_core.student.train ...
 
-`pairs.jsonl` holds {"prompt", "response"} rows; `student.json` a StudentConfig. Training continues
-from `--base` (the previous iteration's checkpoint, as Lion does) and saves with save_pretrained
-into OUT atomically (an adapter for LoRA, plus merged weights when `merge_adapter` is set).
+`pairs.jsonl` holds {"prompt", "response"} rows; `student.json` a StudentConfig. The pairs become TRL's
+prompt/completion rows (conversational ones for `prompt_template: chat`, rendered with the checkpoint's
+chat template), and the loss is on the completion only. Training continues from `--base` (the previous
+iteration's checkpoint, as Lion does) and saves with save_pretrained into OUT atomically, in the dtype
+of `precision` (an adapter for LoRA/QLoRA, plus merged weights when `merge_adapter` is set).
 
 Progress: every optimizer step is appended to OUT.progress.jsonl beside the checkpoint (a `StepRecord`
 per line: step, loss, learning rate, examples/s) and passed to an `on_step` callback; every
-`log_every_steps` it is also a log line and a record for the experiment trackers of `report_to`.
+`log_every_steps` it is also a log line. The trackers of `report_to` get every step. The callbacks are
+in lion_core/student/callbacks.py.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import math
+import os
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TextIO
 
 import torch
 import typer
-from accelerate import Accelerator, PartialState
-from accelerate.tracking import get_available_trackers
-from accelerate.utils import set_seed
-from torch.utils.data import DataLoader
-from transformers import get_scheduler
+from accelerate import PartialState
+from datasets import Dataset
+from datasets.utils.logging import disable_progress_bar
+from transformers import PrinterCallback, TrainerCallback
+from transformers import ProgressCallback as TqdmCallback
+from trl import SFTConfig, SFTTrainer
 
-from lion_core.config import StudentConfig
+from lion_core.config import ConfigError, StudentConfig
 from lion_core.interrupt import check as check_stop
 from lion_core.records import atomic_write_text
-from lion_core.student.checkpoint import FINGERPRINT_FILE, load_for_training, load_tokenizer, replace_dir
-from lion_core.student.data import SFTPair, build_examples, collate
+from lion_core.student.callbacks import (
+    PROGRESS_SUFFIX,
+    ProgressCallback,
+    StepCallback,
+    StepRecord,
+    StopCallback,
+    format_step,
+    is_logged,
+    progress_path,
+)
+from lion_core.student.checkpoint import (
+    DTYPES,
+    FINGERPRINT_FILE,
+    load_for_inference,
+    load_for_training,
+    load_tokenizer,
+    new_adapter,
+    replace_dir,
+)
+from lion_core.student.checks import check_student, require_chat_template, resolve_trackers
+from lion_core.student.data import SFTPair, sft_rows
 
-PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+__all__ = [  # the per-step vocabulary lives in callbacks.py; importing it from here keeps working
+    "LOG_FILE",
+    "PROGRESS_SUFFIX",
+    "StepCallback",
+    "StepRecord",
+    "TrainResult",
+    "finetune",
+    "format_step",
+    "is_logged",
+    "progress_path",
+    "read_pairs",
+    "resolve_trackers",
+]
+
 LOG_FILE = "train_log.json"
-PROGRESS_SUFFIX = ".progress.jsonl"  # OUT.progress.jsonl: the per-step log, beside the checkpoint
-TRACKER_PROJECT = "lion"  # the project (W&B) / experiment (MLflow) / folder (TensorBoard) of the trackers
+TRACKER_PROJECT = "lion"  # the project (W&B, Trackio) / experiment (MLflow) of the trackers
 TENSORBOARD_DIR = "tensorboard"  # TensorBoard logs go to OUT/../tensorboard (RUN/iter_K/tensorboard)
-logger = logging.getLogger(__name__)
+PROJECT_VARIABLES = ("WANDB_PROJECT", "MLFLOW_EXPERIMENT_NAME")  # set to TRACKER_PROJECT unless set
+disable_progress_bar()  # TRL prepares the rows with datasets' map: no progress bars on the console
+SFT_FIELDS = frozenset(f.name for f in fields(SFTConfig))
+# transformers renamed gradient checkpointing to activation checkpointing (the old name warns, then goes)
+CHECKPOINTING = (
+    "activation_checkpointing" if "activation_checkpointing" in SFT_FIELDS else "gradient_checkpointing"
+)
 
 
 @dataclass
@@ -61,177 +102,76 @@ class TrainResult:
     processes: int = 1
 
 
-@dataclass(frozen=True)
-class StepRecord:
-    """One optimizer step of a fine-tune: its number (from 1) of `steps`, the mean loss over its
-    micro-batches and processes, the learning rate it was taken at, and throughput so far."""
-
-    step: int
-    steps: int
-    loss: float
-    learning_rate: float
-    examples: int  # examples seen so far, all processes
-    examples_per_s: float
-    seconds: float  # since the first step began
-
-
-StepCallback = Callable[[StepRecord], None]
-
-
-def progress_path(out_dir: Path) -> Path:
-    """The per-step log of a fine-tune into `out_dir` (beside it: the checkpoint folder is replaced
-    when it is saved)."""
-    out_dir = Path(out_dir)
-    return out_dir.with_name(out_dir.name + PROGRESS_SUFFIX)
-
-
-def is_logged(step: int, steps: int, every: int) -> bool:
-    """Whether a step is logged and reported: every `every` steps, and the first and the last."""
-    return step % every == 0 or step in (1, steps)
-
-
-def format_step(record: StepRecord) -> str:
-    """What a step's log line says: `step 10/256: loss 1.2345, lr 2.000e-05, 812.3 examples/s`."""
-    return (
-        f"step {record.step}/{record.steps}: loss {record.loss:.4f}, "
-        f"lr {record.learning_rate:.3e}, {record.examples_per_s:.1f} examples/s"
-    )
-
-
-def resolve_trackers(report_to: Sequence[str]) -> list[str]:
-    """Accelerate tracker names for `student.report_to`: none wins; auto is TensorBoard when installed;
-    all is every tracker installed; a tracker named but not installed is an error (before training)."""
-    available = sorted(str(t) for t in get_available_trackers())
-    if "none" in report_to:
-        return []
-    if "all" in report_to:
-        return available
-    named = [name for name in dict.fromkeys(report_to) if name != "auto"]
-    missing = [name for name in named if name not in available]
-    if missing:
-        packages = " ".join(name.replace("_", "-") for name in missing)
-        raise ValueError(
-            f"student.report_to names {', '.join(missing)}, not installed here: "
-            f"pip install {packages}, or leave it out of report_to"
-        )
-    if "auto" in report_to and "tensorboard" in available and "tensorboard" not in named:
-        named.insert(0, "tensorboard")
-    return named
-
-
-def make_accelerator(
-    config: StudentConfig, trackers: Sequence[Any] = (), logging_dir: Path | None = None
-) -> Accelerator:
-    """CPU when no GPU is present (also under torchrun/accelerate launch: gloo, one process each);
-    `trackers` (Accelerate names or trackers) log into `logging_dir` when they keep local files."""
-    return Accelerator(
-        cpu=not torch.cuda.is_available(),
-        mixed_precision=PRECISION[config.precision],
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        log_with=list(trackers) or None,
-        project_dir=logging_dir,
-    )
-
-
-def tracker_settings(out_dir: Path) -> tuple[Path, dict[str, dict[str, str]]]:
-    """Where trackers with local files log (OUT/../tensorboard), and the run name the others get:
-    `RUN/iter_K` for a checkpoint RUN/iter_K/student."""
+def run_name(out_dir: Path) -> str:
+    """The trackers' run name: `RUN/iter_K` for a checkpoint RUN/iter_K/student."""
     out_dir = Path(out_dir).resolve()
-    run_name = f"{out_dir.parent.parent.name}/{out_dir.parent.name}"
-    return out_dir.parent / TENSORBOARD_DIR, {"wandb": {"name": run_name}, "mlflow": {"run_name": run_name}}
-
-
-def tracked_hparams(config: StudentConfig, seed: int, examples: int, steps: int) -> dict[str, Any]:
-    """The fine-tune's settings as flat scalars (what every tracker, TensorBoard's hparams too, takes)."""
-    values = {**config.model_dump(mode="json"), "seed": seed, "examples": examples, "steps": steps}
-    return {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in values.items()}
-
-
-class StepReporter:
-    """What happens after each optimizer step: a line in the progress log and the `on_step` callback
-    (every step, on the main process), a log line and the trackers' record (every `every` steps)."""
-
-    def __init__(
-        self, accelerator: Accelerator, steps: int, every: int, path: Path, on_step: StepCallback | None
-    ):
-        self.accelerator, self.steps, self.every, self.on_step = accelerator, steps, every, on_step
-        self.examples = 0
-        self.started = time.perf_counter()
-        self.file: TextIO | None = None
-        if accelerator.is_main_process:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = path.open("w", encoding="utf-8")
-
-    def __call__(self, step: int, loss: float, learning_rate: float, examples: int) -> None:
-        self.examples += examples * self.accelerator.num_processes
-        seconds = time.perf_counter() - self.started
-        rate = self.examples / seconds if seconds > 0 else 0.0
-        record = StepRecord(step, self.steps, loss, learning_rate, self.examples, rate, seconds)
-        logged = is_logged(step, self.steps, self.every)
-        if logged:
-            self.accelerator.log(
-                {
-                    "train/loss": loss,
-                    "train/learning_rate": learning_rate,
-                    "train/examples_per_second": record.examples_per_s,
-                },
-                step=step,
-            )
-        if self.file is None:
-            return
-        self.file.write(json.dumps(asdict(record)) + "\n")
-        self.file.flush()
-        if logged:
-            logger.info(f"fine-tune {format_step(record)}")
-        if self.on_step is not None:
-            self.on_step(record)
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+    return f"{out_dir.parent.parent.name}/{out_dir.parent.name}"
 
 
 @contextmanager
-def reporting(
-    accelerator: Accelerator,
-    config: StudentConfig,
-    out_dir: Path,
-    steps: int,
-    on_step: StepCallback | None,
-    hparams: dict[str, Any],
-) -> Iterator[StepReporter]:
-    """A StepReporter for a fine-tune into `out_dir`, with the accelerator's trackers started (and ended,
-    however training ends)."""
-    _, init_kwargs = tracker_settings(out_dir)
-    accelerator.init_trackers(TRACKER_PROJECT, config=hparams, init_kwargs=init_kwargs)
-    reporter = StepReporter(accelerator, steps, config.log_every_steps, progress_path(out_dir), on_step)
+def tracker_environment(out_dir: Path) -> Iterator[None]:
+    """While training: TensorBoard logs into OUT/../tensorboard, W&B and MLflow use the project 'lion'
+    unless their own variables name another (restored afterwards)."""
+    values = {"TENSORBOARD_LOGGING_DIR": str(Path(out_dir).resolve().parent / TENSORBOARD_DIR)}
+    values |= {name: TRACKER_PROJECT for name in PROJECT_VARIABLES if name not in os.environ}
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
-        yield reporter
+        yield
     finally:
-        reporter.close()
-        # Not accelerator.end_training(): it also destroys the process group, which saving still needs.
-        for tracker in accelerator.trackers:
-            tracker.finish()
-        accelerator.trackers.clear()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
-def planned_steps(config: StudentConfig, batches_per_epoch: int) -> int:
-    """Optimizer steps of a round: max_steps, else epochs over the data. Accelerate ends an accumulation
-    at the end of each pass over the loader, so an epoch is ceil(batches / accumulation) steps."""
-    if config.max_steps is not None:
-        return config.max_steps
-    per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation_steps)
-    return max(1, math.ceil(config.epochs * per_epoch))
+def sft_config(
+    config: StudentConfig, seed: int, out_dir: Path, scratch: Path, trackers: list[str]
+) -> SFTConfig:
+    """TRL's settings for the student's settings. Made before the model is loaded: it starts the process
+    group (FSDP's and ZeRO-3's loading need it). Every step is logged (the progress callback reads the
+    steps' logs); nothing is saved by the trainer (this module saves the checkpoint)."""
+    return SFTConfig(
+        output_dir=str(scratch),
+        per_device_train_batch_size=config.train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # a value < 1 is a share of the steps (rounded up)
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm or 0.0,
+        bf16=config.precision == "bf16",
+        fp16=config.precision == "fp16",
+        **{
+            CHECKPOINTING: config.gradient_checkpointing,
+            f"{CHECKPOINTING}_kwargs": {"use_reentrant": False} if config.gradient_checkpointing else None,
+        },
+        max_length=config.max_length,
+        completion_only_loss=True,
+        packing=False,
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=trackers or "none",
+        run_name=run_name(out_dir),
+        **(
+            {"project": TRACKER_PROJECT} if "project" in SFT_FIELDS else {}
+        ),  # Trackio's (recent transformers)
+        disable_tqdm=True,
+        seed=seed,
+        data_seed=seed,
+        use_cpu=not torch.cuda.is_available(),
+    )
 
 
-def _batches(loader: DataLoader):
-    """Endless passes over the loader (a new shuffle each epoch)."""
-    epoch = 0
-    while True:
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        yield from loader
-        epoch += 1
+def quiet(trainer: SFTTrainer) -> SFTTrainer:
+    """No progress bars or printed log dicts: the progress callback logs the steps."""
+    for callback in (PrinterCallback, TqdmCallback):
+        trainer.remove_callback(callback)
+    return trainer
 
 
 def finetune(
@@ -242,112 +182,109 @@ def finetune(
     *,
     seed: int,
     key: str = "",
-    accelerator: Accelerator | None = None,
     on_step: StepCallback | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainResult:
     """Fine-tune `base` on `pairs` and save to `out_dir`; `key` is recorded as the checkpoint's identity.
-    `on_step` sees every optimizer step (main process); `report_to` names the trackers."""
+    `on_step` sees every optimizer step (main process); `report_to` names the trackers; `callbacks` are
+    more trainer callbacks. What cannot run here (QLoRA or FSDP without a GPU, ...) is refused in one
+    line before anything is loaded or written; a stop (Ctrl-C) saves nothing."""
     started = time.perf_counter()
-    if accelerator is None:
-        logging_dir, _ = tracker_settings(out_dir)
-        accelerator = make_accelerator(config, resolve_trackers(config.report_to), logging_dir)
-    set_seed(seed)
+    check_student(config)
+    if not pairs:
+        raise ValueError("no training pairs: nothing to fine-tune on")
+    trackers = resolve_trackers(config.report_to)
     tokenizer = load_tokenizer(base)
-    examples = build_examples(tokenizer, pairs, config.max_length)
-    if not examples:
-        raise ValueError(f"no training example fits student.max_length={config.max_length}")
-    model = load_for_training(base, config)
-    loader = DataLoader(
-        examples,
-        batch_size=config.train_batch_size,
-        shuffle=True,
-        collate_fn=lambda batch: collate(batch, tokenizer.pad_token_id),
-        generator=torch.Generator().manual_seed(seed),
-    )
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
-    )
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    steps = planned_steps(config, len(loader))
-    # Not prepared: Accelerate would step it once per process; it advances once per optimizer step.
-    scheduler = get_scheduler(config.lr_scheduler, optimizer, math.ceil(config.warmup_ratio * steps), steps)
-    hparams = tracked_hparams(config, seed, len(examples), steps)
-    with reporting(accelerator, config, out_dir, steps, on_step, hparams) as report:
-        losses, tokens = _train_loop(
-            accelerator, model, optimizer, scheduler, loader, steps, config.max_grad_norm, report
+    if config.prompt_template == "chat":
+        require_chat_template(tokenizer, base)
+    progress = ProgressCallback(on_step, progress_path(out_dir), config.log_every_steps)
+    stop = StopCallback("fine-tune")
+    with tracker_environment(out_dir), tempfile.TemporaryDirectory(prefix="lion-trainer-") as scratch:
+        args = sft_config(config, seed, out_dir, Path(scratch), trackers)
+        check_stop("fine-tune")
+        trainer = quiet(
+            SFTTrainer(
+                model=load_for_training(base, config),
+                args=args,
+                train_dataset=Dataset.from_list(sft_rows(pairs, config.prompt_template)),
+                processing_class=tokenizer,
+                peft_config=new_adapter(base, config),
+                callbacks=[progress, stop, *callbacks],
+            )
         )
-    result = TrainResult(
-        str(out_dir), steps, len(examples), tokens, 0.0, losses, processes=accelerator.num_processes
-    )
+        examples = len(trainer.train_dataset)
+        if not examples:
+            raise ValueError(f"no training example fits student.max_length={config.max_length}")
+        trainer.train()
+    check_stop("fine-tune")  # Ctrl-C: the trainer stopped early; nothing is saved
+    processes = trainer.args.world_size
+    result = TrainResult(str(out_dir), trainer.state.global_step, examples, progress.tokens, 0.0)
+    result.losses, result.processes = progress.losses, processes
     result.seconds = time.perf_counter() - started
-    _save(accelerator, model, tokenizer, out_dir, config, result, key)
+    save(trainer, tokenizer, Path(out_dir), config, result, key)
     return result
 
 
-def _train_loop(
-    accelerator,
-    model,
-    optimizer,
-    scheduler,
-    loader,
-    steps: int,
-    max_grad_norm: float | None,
-    report: Callable[[int, float, float, int], None] | None = None,
-) -> tuple[list[float], int]:
-    """Run `steps` optimizer steps; returns the mean loss of each step (over processes) and tokens seen.
-    `report(step, loss, learning rate, examples of this process)` follows each optimizer step."""
-    model.train()
-    losses: list[float] = []
-    step_loss = torch.zeros((), device=accelerator.device)
-    micro = tokens = examples = 0
-    for batch in _batches(loader):
-        check_stop("fine-tune")  # Ctrl-C: stop before the next micro-batch, saving nothing
-        with accelerator.accumulate(model):
-            loss = model(**batch).loss
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad()
-        step_loss += loss.detach()
-        micro += 1
-        tokens += int(batch["attention_mask"].sum())
-        examples += int(batch["attention_mask"].shape[0])
-        if accelerator.sync_gradients:
-            learning_rate = float(optimizer.param_groups[0]["lr"])  # the rate this step was taken at
-            scheduler.step()
-            losses.append(float(accelerator.reduce(step_loss / micro, reduction="mean")))
-            if report is not None:
-                report(len(losses), losses[-1], learning_rate, examples)
-            step_loss.zero_()
-            micro = examples = 0
-            if len(losses) >= steps:
-                break
-    return losses, tokens * accelerator.num_processes
+def gathered_state_dict(trainer: SFTTrainer) -> dict[str, torch.Tensor]:
+    """The whole model's weights, gathered from FSDP shards or ZeRO-3 partitions: every process must
+    call it (a collective); the main process gets the weights."""
+    trainer.accelerator.wait_for_everyone()
+    return trainer.accelerator.get_state_dict(trainer.model_wrapped)
 
 
-def _save(
-    accelerator, model, tokenizer, out_dir: Path, config: StudentConfig, result: TrainResult, key: str
+def save(
+    trainer: SFTTrainer, tokenizer, out_dir: Path, config: StudentConfig, result: TrainResult, key: str
 ) -> None:
-    """save_pretrained into a temp dir on the main process, then move it into place."""
-    accelerator.wait_for_everyone()
-    state_dict = accelerator.get_state_dict(model)  # gathers FSDP shards; every process must call it
+    """Every process gathers the weights; the main process writes them (in the dtype of `precision`) into
+    a temporary folder, merges an adapter from the files it wrote when `merge_adapter` is set (no
+    collective, so it cannot hang under FSDP), and moves the folder into place."""
+    state_dict = gathered_state_dict(trainer)
+    accelerator = trainer.accelerator
     if accelerator.is_main_process:
-        out_dir = Path(out_dir)
         tmp = out_dir.with_name(out_dir.name + ".tmp")
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(tmp, state_dict=state_dict)
+        model = accelerator.unwrap_model(trainer.model)
+        adapter = config.finetune in ("lora", "qlora")
+        write_weights(model, state_dict, tmp, None if adapter else DTYPES[config.precision])
         tokenizer.save_pretrained(tmp)
-        if config.finetune == "lora" and config.merge_adapter:
-            merged = unwrapped.merge_and_unload()
+        if adapter and config.merge_adapter:
+            merged = load_for_inference(tmp, config.precision)
             merged.save_pretrained(tmp / "merged")
             tokenizer.save_pretrained(tmp / "merged")
         atomic_write_text(tmp / LOG_FILE, json.dumps(asdict(result), indent=1))
         atomic_write_text(tmp / FINGERPRINT_FILE, json.dumps({"key": key}))
         replace_dir(tmp, out_dir)
     accelerator.wait_for_everyone()
+
+
+def cast(state_dict: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Floating-point weights in `dtype`; tensors that were one (tied embeddings) stay one, so that
+    save_pretrained still writes them once."""
+    casts: dict[tuple, torch.Tensor] = {}
+    out = {}
+    for name, tensor in state_dict.items():
+        if not tensor.is_floating_point():
+            out[name] = tensor
+            continue
+        same = (tensor.data_ptr(), tuple(tensor.shape), tensor.stride())
+        if same not in casts:
+            casts[same] = tensor.to(dtype)
+        out[name] = casts[same]
+    return out
+
+
+def write_weights(
+    model, state_dict: dict[str, torch.Tensor], folder: Path, dtype: torch.dtype | None
+) -> None:
+    """save_pretrained with the gathered weights, floating-point ones cast to `dtype` (None: as they are,
+    e.g. a LoRA adapter's fp32 weights); config.json records the dtype written."""
+    if dtype is None:
+        model.save_pretrained(folder, state_dict=state_dict)
+        return
+    model.save_pretrained(folder, state_dict=cast(state_dict, dtype))
+    config = folder / "config.json"
+    saved = json.loads(config.read_text(encoding="utf-8"))
+    saved["dtype"] = str(dtype).removeprefix("torch.")
+    atomic_write_text(config, json.dumps(saved, indent=2, sort_keys=True) + "\n")
 
 
 def read_pairs(path: Path) -> list[SFTPair]:
@@ -364,9 +301,14 @@ def main(
     seed: int = typer.Option(0, help="Seed of shuffling and initialisation."),
     key: str = typer.Option("", help="Identity recorded in the checkpoint (cache key)."),
 ) -> None:
-    """Entry point for `accelerate launch` / `torchrun`: one fine-tune, result JSON on stdout."""
+    """Entry point for `accelerate launch` / `torchrun`: one fine-tune, result JSON on stdout; what cannot
+    run here is one line on stderr (exit code 2)."""
     student = StudentConfig.model_validate_json(config.read_text(encoding="utf-8"))
-    result = finetune(base, read_pairs(data), out, student, seed=seed, key=key)
+    try:
+        result = finetune(base, read_pairs(data), out, student, seed=seed, key=key)
+    except ConfigError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
     if PartialState().is_main_process:
         print(json.dumps(asdict(result)))
 

@@ -18,6 +18,16 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 CHARACTERS = string.printable  # letters, digits, punctuation, whitespace
+# A chat template of its own, so that `student.prompt_template: chat` runs on CPU: `U: <user>\nA: ` then
+# the assistant's answer and EOS. The prompt with the assistant's turn opened is a prefix of the whole
+# conversation, as TRL's completion-only loss needs.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}{{ 'A: ' + message['content'] + eos_token }}"
+    "{% elif message['role'] == 'system' %}{{ 'S: ' + message['content'] + '\n' }}"
+    "{% else %}{{ 'U: ' + message['content'] + '\n' }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'A: ' }}{% endif %}"
+)
 
 
 class TinyStudentSpec(BaseModel):
@@ -32,7 +42,8 @@ class TinyStudentSpec(BaseModel):
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
-    """Character-level tokenizer: BPE with no merges over printable ASCII, Fuse decoder, left padding."""
+    """Character-level tokenizer: BPE with no merges over printable ASCII, Fuse decoder, left padding, and
+    a chat template of its own (CHAT_TEMPLATE)."""
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     for ch in CHARACTERS:
         vocab.setdefault(ch, len(vocab))
@@ -51,6 +62,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         unk_token="<unk>",
         padding_side="left",
         clean_up_tokenization_spaces=False,
+        chat_template=CHAT_TEMPLATE,
     )
 
 

@@ -18,7 +18,7 @@ from lion_cli.world import app as world_app
 from lion_core import data as packaged_data
 from lion_core.records import read_instructions
 from tests.support.configs import edited, local_config
-from tests.support.paths import CONFIGS
+from tests.support.paths import CONFIGS, REPO
 from tests.support.spawn import free_port, loaded_by_lion, run_lion
 
 
@@ -176,6 +176,27 @@ def test_a_student_checkpoint_that_does_not_load_is_refused(tmp_path: Path, tiny
     (tmp_path / "seed.jsonl").write_text('{"instruction": "Reverse abc"}\n')
     result = CliRunner().invoke(app, ["run", str(local_config(tmp_path, model_path=str(student)))])
     refused(result, "student.model_path", str(student), "does not load")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_student_that_needs_a_gpu_is_refused_before_any_work(
+    tmp_path: Path, tiny_student_path: Path
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("checks what a machine without a GPU refuses")
+    (tmp_path / "seed.jsonl").write_text('{"instruction": "Reverse abc"}\n')
+    config = local_config(tmp_path, model_path=str(tiny_student_path))
+    refused(
+        CliRunner().invoke(app, ["run", str(edited(config, "student", "finetune", "qlora"))]),
+        "student.finetune: qlora",
+        "needs a CUDA GPU",
+    )
+    fsdp = {"num_processes": 8, "accelerate_config": str(REPO / "deployments/accelerate/fsdp.yaml")}
+    for field, value in {**fsdp, "finetune": "full"}.items():
+        edited(config, "student", field, value)
+    refused(CliRunner().invoke(app, ["run", str(config)]), "trains with FSDP, which needs CUDA GPUs")
     assert not (tmp_path / "run").exists()
 
 

@@ -1,5 +1,6 @@
 """lion_core/student/launch.py: the training subprocess followed step by step through its per-step log,
-and a fine-tune under `accelerate launch`."""
+a fine-tune under `accelerate launch`, and the shipped FSDP and DeepSpeed ZeRO-3 accelerate configs as
+accelerate reads them from the command line the launcher builds (no GPU needed)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import yaml
 
-from lion_core.student.launch import follow_steps, read_new_steps
-from lion_core.student.train import StepRecord
+from lion_core.config import StudentConfig
+from lion_core.student.callbacks import StepRecord
+from lion_core.student.launch import FinetuneJob, follow_steps, launch_command, read_new_steps
 from tests.support.configs import BATCH, length_pairs, watched_student
+from tests.support.paths import REPO
 from tests.support.spawn import free_port
+
+ACCELERATE = REPO / "deployments" / "accelerate"
 
 
 def step_line(step: int) -> str:
@@ -105,3 +111,68 @@ def test_a_fine_tune_under_accelerate_launch_reports_every_step(
     assert [r.step for r in seen] == [1, 2, 3, 4]
     assert [r.loss for r in seen] == result.losses
     assert [r.examples for r in seen] == [2 * BATCH * s for s in range(1, 5)]
+
+
+def accelerate_environment(command: list[str]) -> tuple[object, dict[str, str]]:
+    """What `accelerate launch` makes of the launcher's command line: its validated arguments and the
+    environment its workers get (the part of `accelerate launch` that runs before any process starts)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    assert command[1] == "launch"
+    args, defaults, precision_given = _validate_launch_command(
+        launch_command_parser().parse_args(command[2:])
+    )
+    if args.use_deepspeed:  # as accelerate's launch_command does before its DeepSpeed launcher
+        fields = [*defaults.deepspeed_config, *(["mixed_precision"] if precision_given else [])]
+        args.deepspeed_fields_from_accelerate_config = ",".join(fields)
+        return args, prepare_deepspeed_cmd_env(args)[1]
+    return args, prepare_multi_gpu_env(args)
+
+
+def trl_config(name: str) -> dict:
+    """TRL's own accelerate config of that name (trl/accelerate_configs), which its trainers are run with."""
+    import trl
+
+    return yaml.safe_load((Path(trl.__file__).parent / "accelerate_configs" / name).read_text())
+
+
+def test_the_fsdp_config_is_accepted_by_accelerate_as_trl_runs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    student = StudentConfig(num_processes=8, accelerate_config=ACCELERATE / "fsdp.yaml", precision="bf16")
+    job = FinetuneJob(Path("base"), Path("sft.jsonl"), tmp_path / "student", student, 0, "k")
+    args, env = accelerate_environment(launch_command(job, tmp_path / "student.json"))
+    assert (args.use_fsdp, args.num_processes, args.mixed_precision) == (True, 8, "bf16")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    plugin = FullyShardedDataParallelPlugin()  # what the trainer's Accelerator builds in each worker
+    assert plugin.fsdp_version == 2 and "FULL_STATE_DICT" in str(
+        plugin.state_dict_type
+    )  # whole weights saved
+    assert plugin.cpu_ram_efficient_loading and env["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    ours = yaml.safe_load((ACCELERATE / "fsdp.yaml").read_text())["fsdp_config"]
+    theirs = trl_config("fsdp2.yaml")["fsdp_config"]
+    assert {k: v for k, v in theirs.items() if k in ours} == ours
+
+
+def test_the_zero3_config_is_accepted_by_accelerate_as_trl_runs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from accelerate.utils import DeepSpeedPlugin
+
+    student = StudentConfig(num_processes=8, accelerate_config=ACCELERATE / "zero3.yaml", precision="fp32")
+    job = FinetuneJob(Path("base"), Path("sft.jsonl"), tmp_path / "student", student, 0, "k")
+    args, env = accelerate_environment(launch_command(job, tmp_path / "student.json"))
+    assert (args.use_deepspeed, args.num_processes, args.mixed_precision) == (True, 8, "no")  # our precision
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    plugin = DeepSpeedPlugin()  # what the trainer's Accelerator builds in each worker (deepspeed not needed)
+    assert plugin.zero_stage == 3 and plugin.zero3_init_flag
+    assert plugin.deepspeed_config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"]
+    assert (
+        yaml.safe_load((ACCELERATE / "zero3.yaml").read_text())["deepspeed_config"]
+        == (trl_config("zero3.yaml")["deepspeed_config"])
+    )

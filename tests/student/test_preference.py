@@ -12,7 +12,8 @@ import pytest
 from lion_core import prompts
 from lion_core.interrupt import STOP, Interrupted
 from lion_core.student.data import SFTPair
-from lion_core.student.preference import PreferenceJob, prefer
+from lion_core.student.launch import FinetuneJob
+from lion_core.student.preference import prefer
 from lion_core.student.score import answer_losses
 from lion_core.student.train import StepRecord, finetune, progress_path
 from tests.support.configs import STYLE, tiny_student
@@ -28,12 +29,12 @@ def rows() -> list[dict[str, str]]:
     ]
 
 
-def job(tmp_path: Path, base: Path, name: str, **preference) -> PreferenceJob:
+def job(tmp_path: Path, base: Path, name: str, **preference) -> FinetuneJob:
     data = tmp_path / f"{name}.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows()))
     settings = {"learning_rate": 3e-3, "max_steps": 6, "train_batch_size": 4, "beta": 0.1, **preference}
     student = tiny_student(base, preference=settings, finetune="lora" if "lora" in name else "full")
-    return PreferenceJob(base, data, tmp_path / name, student, seed=0, key=f"key-{name}")
+    return FinetuneJob(base, data, tmp_path / name, student, seed=0, key=f"key-{name}")
 
 
 @pytest.mark.parametrize("kind", ["full", "lora"])
@@ -79,7 +80,7 @@ def sft_pairs() -> list[SFTPair]:
     return [SFTPair(r["prompt"], r["chosen"]) for r in rows()]
 
 
-def losses(checkpoint: Path, stage: PreferenceJob) -> list[float]:
+def losses(checkpoint: Path, stage: FinetuneJob) -> list[float]:
     """Mean loss of the chosen answers under a checkpoint (first), then of the rejected ones."""
     data = rows()
     config = stage.student

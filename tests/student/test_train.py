@@ -1,6 +1,8 @@
-"""lion_core/student/train.py on the world's tiny student (CPU): learning, determinism, epochs, LoRA, DDP;
-every optimizer step reaches a callback, a per-step log, log lines and the experiment trackers of
-`student.report_to`; a stop ends the fine-tune at the next step."""
+"""lion_core/student/train.py (TRL's SFTTrainer) on the world's tiny student (CPU): learning, determinism,
+epochs, LoRA, DDP; the lion and chat prompt styles train on exactly the prompt the student answers
+after; precision, gradient checkpointing and attention are honoured; every optimizer step reaches a
+callback, a per-step log, log lines and the experiment trackers of `student.report_to`; a stop ends
+the fine-tune at the next step and saves nothing."""
 
 from __future__ import annotations
 
@@ -19,13 +21,13 @@ from typing import Any
 
 import pytest
 import torch
-from accelerate.tracking import GeneralTracker
 from safetensors.torch import load_file
+from transformers import TrainerCallback
 
 from lion_core import prompts
 from lion_core.config import LoraSettings, StudentConfig
 from lion_core.interrupt import STOP, Interrupted
-from lion_core.student import train
+from lion_core.student import callbacks, checks
 from lion_core.student.checkpoint import (
     FINGERPRINT_FILE,
     base_of,
@@ -33,7 +35,7 @@ from lion_core.student.checkpoint import (
     load_for_inference,
     load_tokenizer,
 )
-from lion_core.student.data import SFTPair
+from lion_core.student.data import SFTPair, prompt_ids
 from lion_core.student.generate import answer
 from lion_core.student.train import (
     LOG_FILE,
@@ -138,6 +140,99 @@ def test_lora_saves_an_adapter_merges_on_request_and_continues(
     assert not torch.allclose(logits(tiny_student_path), adapted, atol=1e-5)
 
 
+class Seen(TrainerCallback):
+    """What the trainer trains: its prepared rows (input_ids, labels) and its model."""
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, model=None, **kwargs: Any) -> None:
+        self.rows = list(train_dataloader.dataset)
+        self.model = model
+        self.trainable = {n: p.dtype for n, p in model.named_parameters() if p.requires_grad}
+        self.frozen = {n: p.dtype for n, p in model.named_parameters() if not p.requires_grad}
+
+
+TINY_LORA = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+@pytest.mark.parametrize("style", ["lion", "chat"])
+def test_each_style_trains_on_exactly_the_prompt_the_student_answers_after(
+    style: str, mode: str, tiny_student_path: Path, tmp_path: Path
+) -> None:
+    """lion (text, TRL adds EOS) and chat (the checkpoint's chat template, which closes the turn with
+    EOS): the prompt's tokens are those `prompt_ids` gives at answering, masked; every answer token and
+    the EOS are learned. Full and LoRA both train and answer."""
+    tasks = sample_tasks(16, Random(4), ["length"], levels=(1,))
+    pairs = [SFTPair(prompts.student_prompt(style, t.instruction), t.answer) for t in tasks]
+    config = greedy_student(
+        tiny_student_path,
+        prompt_template=style,
+        finetune=mode,
+        lora=TINY_LORA,
+        max_steps=2,
+        max_length=128,
+        max_new_tokens=4,
+        report_to="none",
+    )
+    seen = Seen()
+    result = finetune(tiny_student_path, pairs, tmp_path / "ft", config, seed=0, callbacks=[seen])
+    tokenizer = load_tokenizer(tiny_student_path)
+    assert len(seen.rows) == len(pairs)
+    for pair, row in zip(pairs, seen.rows):
+        head = prompt_ids(tokenizer, pair.prompt, style)
+        assert row["input_ids"][: len(head)] == head
+        assert set(row["labels"][: len(head)]) == {-100}
+        tail = row["input_ids"][len(head) :]
+        assert row["labels"][len(head) :] == tail
+        assert tail[-1] == tokenizer.eos_token_id
+        assert tokenizer.decode(tail, skip_special_tokens=True) == pair.response
+    assert result.steps == 2 and is_adapter(tmp_path / "ft") == (mode == "lora")
+    assert seen.model.config._attn_implementation == "sdpa"  # auto on CPU
+    assert not seen.model.is_activation_checkpointing  # off by default
+    outputs = answer(tmp_path / "ft", [p.prompt for p in pairs[:4]], config)
+    assert len(outputs) == 4 and all(isinstance(o, str) for o in outputs)
+
+
+def test_precision_gradient_checkpointing_and_attention_are_honoured(
+    tiny_student_path: Path, tmp_path: Path
+) -> None:
+    """bf16: a full fine-tune keeps fp32 master weights (mixed precision) and saves bf16 weights; with
+    master_weights: precision it trains in bf16; a LoRA base is loaded frozen in bf16 under fp32 adapters."""
+    pairs = length_pairs(8)
+    settings = dict(precision="bf16", max_steps=1, report_to="none")
+    full, pure, lora = Seen(), Seen(), Seen()
+    finetune(
+        tiny_student_path,
+        pairs,
+        tmp_path / "full",
+        greedy_student(tiny_student_path, gradient_checkpointing=True, attention="eager", **settings),
+        seed=0,
+        callbacks=[full],
+    )
+    assert full.model.is_activation_checkpointing and full.model.config._attn_implementation == "eager"
+    assert set(full.trainable.values()) == {torch.float32}
+    assert {t.dtype for t in load_file(tmp_path / "full" / "model.safetensors").values()} == {torch.bfloat16}
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["dtype"] == "bfloat16"
+    assert load_for_inference(tmp_path / "full", "bf16").dtype == torch.bfloat16
+    finetune(
+        tiny_student_path,
+        pairs,
+        tmp_path / "pure",
+        greedy_student(tiny_student_path, master_weights="precision", **settings),
+        seed=0,
+        callbacks=[pure],
+    )
+    assert set(pure.trainable.values()) == {torch.bfloat16}
+    finetune(
+        tiny_student_path,
+        pairs,
+        tmp_path / "lora",
+        greedy_student(tiny_student_path, finetune="lora", lora=TINY_LORA, **settings),
+        seed=0,
+        callbacks=[lora],
+    )
+    assert set(lora.frozen.values()) == {torch.bfloat16} and set(lora.trainable.values()) == {torch.float32}
+
+
 @pytest.mark.slow
 def test_training_runs_as_two_processes_on_cpu(tiny_student_path: Path, tmp_path: Path) -> None:
     tasks = sample_tasks(600, Random(0), ["length"], levels=(1,))
@@ -212,32 +307,24 @@ LOGGED = [1, 3, 6, 8]  # every 3 steps, and the first and the last of 8
 LINEAR_LRS = [PEAK_LR * f for f in (0, 1 / 2, 1, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6)]
 
 
-class FakeTracker(GeneralTracker):
-    """An Accelerate tracker that remembers what it was given (stands in for TensorBoard, MLflow, W&B)."""
-
-    name = "fake"
-    requires_logging_directory = False
+class FakeTracker(TrainerCallback):
+    """What a tracker of `report_to` sees (transformers' integrations are trainer callbacks: TensorBoard,
+    MLflow, W&B): the settings when training begins, each log, the end."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.started = self.finished = False
-        self.config: dict[str, Any] = {}
-        self.logged: list[tuple[int | None, dict[str, float]]] = []
+        self.settings: dict[str, Any] = {}
+        self.logged: list[tuple[int, dict[str, float]]] = []
 
-    @property
-    def tracker(self) -> FakeTracker:
-        return self
-
-    def start(self) -> None:
+    def on_train_begin(self, args, state, control, **kwargs: Any) -> None:
         self.started = True
+        self.settings = {"learning_rate": args.learning_rate, "max_steps": state.max_steps}
 
-    def store_init_configuration(self, values: dict) -> None:
-        self.config = dict(values)
+    def on_log(self, args, state, control, logs=None, **kwargs: Any) -> None:
+        if logs and "loss" in logs:
+            self.logged.append((state.global_step, dict(logs)))
 
-    def log(self, values: dict, step: int | None = None, **kwargs: Any) -> None:
-        self.logged.append((step, dict(values)))
-
-    def finish(self) -> None:
+    def on_train_end(self, args, state, control, **kwargs: Any) -> None:
         self.finished = True
 
 
@@ -249,21 +336,20 @@ class Watched:
         self.records: list[StepRecord] = []
         self.tracker = FakeTracker()
         self.lines = LogLines()
-        logger = logging.getLogger(train.__name__)
+        logger = logging.getLogger(callbacks.__name__)
         level = logger.level
         logger.addHandler(self.lines)
         logger.setLevel(logging.INFO)
         try:
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(train, "resolve_trackers", lambda report_to: [self.tracker])
-                self.result: TrainResult = finetune(
-                    base,
-                    length_pairs(BATCH * ACCUMULATION * STEPS),
-                    out,
-                    watched_student(base),
-                    seed=0,
-                    on_step=self.records.append,
-                )
+            self.result: TrainResult = finetune(
+                base,
+                length_pairs(BATCH * ACCUMULATION * STEPS),
+                out,
+                watched_student(base),
+                seed=0,
+                on_step=self.records.append,
+                callbacks=[self.tracker],
+            )
         finally:
             logger.removeHandler(self.lines)
             logger.setLevel(level)
@@ -303,27 +389,24 @@ def test_log_lines_every_log_every_steps_name_step_loss_rate_and_throughput(watc
         assert message.endswith(" examples/s")
 
 
-def test_the_trackers_get_the_settings_and_a_record_every_log_every_steps(watched: Watched) -> None:
+def test_the_trackers_get_the_settings_and_every_step(watched: Watched) -> None:
     tracker = watched.tracker
     assert tracker.started and tracker.finished
-    assert tracker.config["learning_rate"] == PEAK_LR and tracker.config["steps"] == STEPS
-    assert all(
-        isinstance(v, (bool, int, float, str)) for v in tracker.config.values()
-    )  # TensorBoard's hparams
-    assert [step for step, _ in tracker.logged] == LOGGED
+    assert tracker.settings == {"learning_rate": PEAK_LR, "max_steps": STEPS}
+    assert [step for step, _ in tracker.logged] == list(range(1, STEPS + 1))
     for step, values in tracker.logged:
         record = watched.records[step - 1]
-        assert values["train/loss"] == record.loss
-        assert values["train/learning_rate"] == record.learning_rate
-        assert values["train/examples_per_second"] > 0
+        assert values["loss"] == record.loss
+        assert values["learning_rate"] == record.learning_rate
+        assert values["grad_norm"] > 0
 
 
 def test_report_to_resolves_to_installed_trackers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(train, "get_available_trackers", lambda: [])
+    monkeypatch.setattr(checks, "get_available_reporting_integrations", lambda: [])
     assert resolve_trackers(["auto"]) == [] and resolve_trackers(["none"]) == []  # nothing installed
     with pytest.raises(ValueError, match="wandb, mlflow, not installed here: pip install wandb mlflow"):
         resolve_trackers(["wandb", "mlflow"])
-    monkeypatch.setattr(train, "get_available_trackers", lambda: ["tensorboard", "mlflow"])
+    monkeypatch.setattr(checks, "get_available_reporting_integrations", lambda: ["tensorboard", "mlflow"])
     assert resolve_trackers(["auto"]) == ["tensorboard"]
     assert resolve_trackers(["mlflow"]) == ["mlflow"]  # a named tracker replaces the default
     assert resolve_trackers(["auto", "mlflow"]) == ["tensorboard", "mlflow"]
@@ -334,7 +417,7 @@ def test_report_to_resolves_to_installed_trackers(monkeypatch: pytest.MonkeyPatc
 def test_an_uninstalled_tracker_fails_before_anything_is_trained_or_written(
     tiny_student_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(train, "get_available_trackers", lambda: [])
+    monkeypatch.setattr(checks, "get_available_reporting_integrations", lambda: [])
     out = tmp_path / "iter_1" / "student"
     with pytest.raises(ValueError, match="pip install wandb"):
         finetune(
@@ -350,7 +433,7 @@ def test_an_uninstalled_tracker_fails_before_anything_is_trained_or_written(
 def test_the_default_without_tensorboard_writes_no_tracker_files(
     tiny_student_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(train, "get_available_trackers", lambda: [])
+    monkeypatch.setattr(checks, "get_available_reporting_integrations", lambda: [])
     out = tmp_path / "iter_1" / "student"
     settings = watched_student(
         tiny_student_path, report_to="auto", max_steps=2, gradient_accumulation_steps=1

@@ -20,7 +20,7 @@ from lion_core.config import (
     load_config,
 )
 from lion_core.records import read_instructions
-from tests.support.paths import CONFIGS
+from tests.support.paths import CONFIGS, REPO
 
 SHIPPED = sorted(CONFIGS.glob("*.yaml"))
 
@@ -126,6 +126,11 @@ def test_paper_config_is_the_papers_recipe() -> None:
     assert (s.finetune, s.learning_rate, s.epochs, s.max_steps) == ("full", 2e-5, 3, None)
     assert (s.lr_scheduler, s.warmup_ratio, s.max_length, s.weight_decay) == ("cosine", 0.03, 1024, 0.0)
     assert s.train_batch_size * s.gradient_accumulation_steps * s.num_processes == 128
+    # as the original: FSDP over 8 GPUs, 2 a GPU x 8 accumulated, bf16 mixed precision over fp32 weights
+    assert (s.num_processes, s.train_batch_size, s.gradient_accumulation_steps) == (8, 2, 8)
+    assert s.accelerate_config is not None and (REPO / s.accelerate_config).is_file()
+    assert yaml.safe_load((REPO / s.accelerate_config).read_text())["distributed_type"] == "FSDP"
+    assert (s.precision, s.master_weights) == ("bf16", "fp32")
     assert (s.prompt_template, s.do_sample, s.temperature, s.max_new_tokens) == ("lion", True, 0.7, 1024)
     assert s.train_data == "train_pool"
     loop = config.loop
