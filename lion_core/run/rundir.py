@@ -165,9 +165,13 @@ class RunDir:
 
     def summaries(self) -> list[dict[str, Any]]:
         """summary.json of the finished iterations of this run, in order: iter_1, iter_2, … up to the
-        first missing one, the one that stopped the loop, or the configured number of iterations (a
-        directory re-used with fewer iterations or an earlier stop keeps older files beyond these)."""
-        iterations = self.recorded_config().get("loop", {}).get("iterations")
+        first missing one, the one that stopped the loop, or the configured number of iterations, plus
+        the final imitation round with loop.final_imitation (a directory re-used with fewer iterations
+        or an earlier stop keeps older files beyond these)."""
+        loop = self.recorded_config().get("loop", {})
+        iterations = loop.get("iterations")
+        if iterations is not None and loop.get("final_imitation"):
+            iterations += 1  # the final imitation round's row
         found: list[dict[str, Any]] = []
         while iterations is None or len(found) < iterations:
             path = self.iteration(len(found) + 1).summary
@@ -278,9 +282,9 @@ def check_checkpoint(path: Path) -> None:
 def preflight(config: LionConfig) -> None:
     """Everything a run needs, checked before any work is done or paid for and without writing
     anything; raises ConfigError naming the config field: API keys, the run and cache directories, the
-    student checkpoint (its config and tokenizer load), the held-out set, the seed pool (read and
-    validated, texts no longer than pools.max_text_chars, unless the run directory already holds its
-    first pools, which must come from the same seeds)."""
+    student checkpoint (its config and tokenizer load), vLLM when it answers, the held-out set, the seed
+    pool (read and validated, texts no longer than pools.max_text_chars, unless the run directory already
+    holds its first pools, which must come from the same seeds)."""
     config.check_credentials()
     check_directory("run_dir", Path(config.run_dir))
     if config.cache_dir is not None:
@@ -305,6 +309,11 @@ def preflight(config: LionConfig) -> None:
         except RecordError as err:
             raise ConfigError(f"pools.seed_path: {err}") from None
     check_checkpoint(model)
+    if config.student.backend == "vllm":
+        from lion_core.student.engine import check_vllm_python  # torch: only when vLLM is asked for
+
+        if (problem := check_vllm_python(config.student)) is not None:
+            raise ConfigError(problem)
 
 
 REACH_TIMEOUT_S = 5.0  # the pre-flight request per endpoint: a server that answers at all does by then

@@ -91,6 +91,10 @@ def replace_dir(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+# Settings of the student's answers, never of its weights (a fine-tune's cache key leaves them out).
+INFERENCE_ONLY = frozenset(
+    {"infer_batch_size", "max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "backend", "vllm"}
+)
 # Settings that change only where a fine-tune's progress is shown, never its weights.
 NOT_TRAINING = frozenset({"report_to", "log_every_steps"})
 
@@ -99,7 +103,7 @@ def training_key(base: Path, data: Path, config: StudentConfig, seed: int) -> st
     """Cache key of a fine-tune: (base checkpoint, train data hash, hyper-parameters, seed)."""
     hparams = config.model_dump(
         mode="json",
-        exclude={"infer_batch_size", "max_new_tokens", "do_sample", "temperature", "backend"} | NOT_TRAINING,
+        exclude=INFERENCE_ONLY | NOT_TRAINING,
     )
     blob = json.dumps(
         [fingerprint(base), hashlib.sha256(Path(data).read_bytes()).hexdigest(), hparams, seed],

@@ -9,6 +9,7 @@ original back. The README names each row's test.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -197,9 +198,12 @@ def test_same_novelty_and_split_thresholds() -> None:
 # --- differences from the original: one test per README row ------------------------------------------
 
 
-def test_differs_inputs_reach_teacher_student_and_referee_unless_send_inputs_is_false() -> None:
+def test_differs_inputs_reach_teacher_student_referee_and_training_unless_send_inputs_is_false() -> None:
+    # the original's final scripts drop the input everywhere: chatgpt_inference.py writes no `input` key,
+    # so train.py's no-input template trains on the instruction alone, as the teacher saw it
     task = item(text="Summarize the following text in one sentence.", input="The cat sat on the mat all day.")
     assert LoopConfig().send_inputs is True
+    answered = [Response(id="x0", instruction=task.instruction, input=task.input, output="o", model="t")]
     for send, shown in ((True, True), (False, False)):
         fake = RecordingClient()
         answers = asyncio.run(answer_all(fake, [task], send_inputs=send))
@@ -207,11 +211,28 @@ def test_differs_inputs_reach_teacher_student_and_referee_unless_send_inputs_is_
         assert answers[0].input == task.input  # recorded either way
         assert ("The cat sat" in student_prompts("lion", [task], send_inputs=send)[0]) is shown
         assert ("The cat sat" in judged_text(task, send_inputs=send)) is shown
-    # training prompts keep the input in both modes, as train.py does
-    pair = sft_pairs(
-        "lion", [Response(id="x0", instruction=task.instruction, input=task.input, output="o", model="t")]
+        prompt = sft_pairs("lion", answered, send_inputs=send)[0].prompt
+        assert ("### Input:" in prompt) is shown  # trained on what the teacher saw
+        assert prompt == student_prompts("lion", [task], send_inputs=send)[0]  # and answers with
+
+
+def test_differs_send_inputs_false_trains_on_the_instruction_alone_in_the_loop(tmp_path: Path) -> None:
+    from lion_core.method.loop import run_iteration
+    from lion_core.method.pools import initial_pools, write_pools
+    from lion_core.records import read_jsonl
+    from lion_core.run.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    seed = [item(i, f"Summarize text number {i}", input=f"Text {i} is about cats.") for i in range(4)]
+    write_pools(run.iteration(1), initial_pools(seed))
+    config = LionConfig(
+        student={"model_path": tmp_path},
+        loop={"new_per_iteration": 2, "min_words": 1, "iterations": 1, "send_inputs": False},
     )
-    assert "### Input:\nThe cat sat" in pair[0].prompt
+    asyncio.run(run_iteration(fake_effects(), config, run, 1))
+    rows = [json.loads(line) for line in run.iteration(1).sft.read_text().splitlines()]
+    assert rows and not any("### Input:" in row["prompt"] or "cats" in row["prompt"] for row in rows)
+    assert read_jsonl(run.iteration(1).file("teacher"), Response)[0].input  # the input is still recorded
 
 
 def test_differs_unparseable_verdict_is_repaired_then_unscorable_never_minus_one() -> None:

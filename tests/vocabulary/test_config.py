@@ -141,6 +141,21 @@ def test_paper_config_is_the_papers_recipe() -> None:
     assert config.evaluation.judge is not None and config.evaluation.judge.temperature == 0.2
 
 
+def test_paper_config_samples_judges_loops_and_evaluates_as_the_paper() -> None:
+    config = load_config(CONFIGS / "paper.yaml")
+    s = config.student
+    assert (s.top_k, s.top_p) == (50, 1.0)  # lion_inference.py's fresh GenerationConfig
+    assert config.referee.skip_identical is False  # equal answers are judged, as chatgpt_referee.py does
+    loop = config.loop
+    assert loop.final_imitation is True  # 52K + 3 x 6K = the paper's 70K trained on
+    assert (loop.parent_sampling, loop.send_inputs, loop.referee_retries) == ("uniform", True, 2)
+    assert (loop.generation_patience, loop.seed) == (3, 42)
+    assert config.evaluation.protocol == "vicuna"  # `lion eval configs/paper.yaml` runs the paper's protocol
+    assert config.evaluation.judge.model == "gpt-4" and config.evaluation.questions.name == (
+        "vicuna_bench_questions.jsonl"
+    )
+
+
 def test_a_role_section_keeps_the_roles_decoding_defaults(tmp_path: Path) -> None:
     path = tmp_path / "roles.yaml"
     path.write_text("teacher: {model: m}\nreferee: {model: m}\ngenerator: {model: m}\n")
