@@ -38,6 +38,8 @@ from typing import Any
 
 from common import REPO, RESULTS, free_port, machine
 
+from lion_core.student.generate import release_cuda_cache
+
 STEPS = ("full", "lora", "qlora", "vllm", "lion-run")
 GIB = 1024**3
 MEMORY_POLL_S = 0.25  # how often the device-wide memory in use is sampled
@@ -69,8 +71,9 @@ class Scale:
 # Qwen2.5-0.5B's architecture (its config.json): 24 layers, width 896, 14 query and 2 key/value heads,
 # MLP 4864, vocabulary 151,936, tied embeddings — 494M parameters. The work fits ~8 min on one H100.
 GPU = Scale(896, 4864, 24, 14, 2, 151_936, 4096, 40, 8, 1024, 512, 256, 256, 64, 20)
-# The same architecture, small enough to rehearse every step on 2 CPU cores in a few minutes.
-TINY = Scale(64, 128, 2, 4, 2, 512, 512, 3, 4, 96, 8, 8, 24, 8, 2)
+# The same architecture, small enough to rehearse every step on 2 CPU cores in a few minutes (heads of
+# 32 dimensions: vLLM's CPU attention supports no smaller head).
+TINY = Scale(128, 256, 2, 4, 2, 512, 512, 3, 4, 96, 8, 8, 24, 8, 2)
 
 
 def refusal(tiny: bool) -> str | None:
@@ -131,17 +134,6 @@ class DeviceMemory:
             "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / GIB, 2),
             "device_peak_gib": round(self.peak / GIB, 2),
         }
-
-
-def free_cuda_cache() -> None:
-    """Hand this process's cached GPU blocks back (before another process needs the memory)."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def build_student(out: Path, scale: Scale, dtype: str) -> dict[str, Any]:
@@ -246,23 +238,25 @@ def finetune_step(base: Path, data: Path, out: Path, scale: Scale, precision: st
         "checkpoint": str(out),
         "optimizer_steps": result.steps,
         "tokens": result.tokens,
-        "tokens_per_s": round(result.tokens / seconds),
+        "tokens_per_s": round(result.tokens / seconds, 1),
         "s_per_step": round(seconds / max(result.steps, 1), 3),
         "gradient_checkpointing": getattr(student, "gradient_checkpointing", None),
     }
 
 
 def vllm_step(checkpoint: Path, scale: Scale, precision: str, python: Path | None) -> dict:
-    """Sampled answers to `prompts` questions from the vLLM engine process; generated tokens/s, engine
-    start-up included, and the GPU memory free before and after (the engine must give it all back)."""
+    """Sampled answers to `prompts` questions from the vLLM engine process (the student's backend, as
+    `lion run` calls it); generated tokens/s as the engine counts them, engine start-up included, and the
+    GPU memory free before and after (the engine must give it all back)."""
     import torch
 
+    from lion_core import prompts
     from lion_core.config import StudentConfig
     from lion_core.data import path as data_path
     from lion_core.records import read_instructions
     from lion_core.student.checkpoint import load_tokenizer
-    from lion_core.student.engine import check_vllm_python
-    from lion_core.student.generate import answer
+    from lion_core.student.engine import check_vllm_python, generate_with_vllm
+    from lion_core.student.generate import encode
 
     student = StudentConfig(
         backend="vllm",
@@ -274,23 +268,24 @@ def vllm_step(checkpoint: Path, scale: Scale, precision: str, python: Path | Non
     if problem is not None:
         return {"status": "skipped", "reason": problem}
     questions = read_instructions(data_path("vicuna_bench_questions.jsonl"))
-    texts = [questions[i % len(questions)].instruction for i in range(scale.prompts)]
-    from lion_core import prompts
-
-    lion_prompts = [prompts.student_prompt("lion", t) for t in texts]
-    free_cuda_cache()
+    texts = [
+        prompts.student_prompt("lion", questions[i % len(questions)].instruction)
+        for i in range(scale.prompts)
+    ]
+    ids = encode(load_tokenizer(checkpoint), texts)
+    release_cuda_cache()
     before = torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
     started = time.perf_counter()
-    answers = answer(checkpoint, lion_prompts, student, seed=0, keys=[f"q{i}" for i in range(len(texts))])
+    keys = [f"q{i}" for i in range(len(texts))]
+    replies = generate_with_vllm(checkpoint, ids, student, seed=0, keys=keys)
     seconds = time.perf_counter() - started
     after = torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
-    tokenizer = load_tokenizer(checkpoint)
-    generated = sum(len(tokenizer(a, add_special_tokens=False).input_ids) for a in answers)
+    generated = sum(reply.tokens for reply in replies)
     return {
         "status": "ok",
-        "answers": len(answers),
+        "answers": len(replies),
         "generated_tokens": generated,
-        "tokens_per_s": round(generated / seconds),
+        "tokens_per_s": round(generated / seconds, 1),
         "gpu_free_before_gib": None if before is None else round(before / GIB, 2),
         "gpu_free_after_gib": None if after is None else round(after / GIB, 2),
     }
@@ -329,7 +324,7 @@ def lion_run_step(base: Path, folder: Path, scale: Scale, precision: str, python
     prepare_world_files(config)
     path = folder / "config.yaml"
     dump_config(config, path)
-    free_cuda_cache()
+    release_cuda_cache()
     with world_server(config).start(port=port):
         done = subprocess.run(
             [sys.executable, "-m", "lion_cli", "run", str(path)],
@@ -366,7 +361,7 @@ def run_step(name: str, work: Callable[[], dict]) -> dict:
                 "trace": traceback.format_exc()[-2000:],
             }
     row = {"step": name, **row, "seconds": round(time.perf_counter() - started, 1), **memory.figures()}
-    free_cuda_cache()
+    release_cuda_cache()
     print(line(row), flush=True)
     return row
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,7 +38,8 @@ NO_TOP_K = 0  # vLLM's "top-k off"
 SEED_BITS = 31  # per-prompt seeds fit a signed 32-bit int (every engine accepts that)
 POLL_S = 0.5  # how often the answers file of the engine process is read
 STOP_POLL_S = 0.1  # how often a stopping engine's processes are counted
-STDERR_TAIL_CHARS = 3000  # of the engine's stderr, quoted when it fails
+STDERR_TAIL_CHARS = 2000  # of the engine's output, quoted when it fails
+ERROR_LINE = re.compile(r"^.*\b\w*(?:Error|Exception): .*$", re.MULTILINE)
 
 
 class EngineError(RuntimeError):
@@ -170,23 +173,38 @@ def leader_running(process: subprocess.Popen) -> bool:
     return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
 
 
-def read_answers(path: Path) -> dict[int, str]:
+@dataclass(frozen=True)
+class Reply:
+    """One answer of the engine: its text and how many tokens it generated."""
+
+    text: str
+    tokens: int
+
+
+def read_answers(path: Path) -> dict[int, Reply]:
     """The answers the engine has written so far, by prompt index (a line still being written waits)."""
     if not path.exists():
         return {}
     text = path.read_text(encoding="utf-8")
     complete = text[: text.rfind("\n") + 1]
-    return {row["index"]: row["text"] for row in map(json.loads, complete.splitlines()) if row}
+    rows = (json.loads(line) for line in complete.splitlines() if line.strip())
+    return {row["index"]: Reply(row["text"], row["tokens"]) for row in rows}
 
 
-def _tail(file: IO[bytes]) -> str:
+def failure(file: IO[bytes]) -> str:
+    """What the engine's output says went wrong: its first error line (vLLM's engine-core processes log
+    the root cause long before the worker's last words, "EngineDeadError: … See stack trace (above)"),
+    then the output's tail."""
     file.seek(0)
-    return file.read().decode("utf-8", "replace")[-STDERR_TAIL_CHARS:]
+    text = file.read().decode("utf-8", "replace")
+    errors = [m.group(0) for m in ERROR_LINE.finditer(text) if "EngineDeadError" not in m.group(0)]
+    tail = " ".join(text[-STDERR_TAIL_CHARS:].split())
+    return f"{errors[0].strip()} … {tail}" if errors else tail
 
 
 def follow(
     process: subprocess.Popen, out: Path, total: int, on_batch: Callable[[int], None] | None
-) -> dict[int, str]:
+) -> dict[int, Reply]:
     """Wait for the engine process, reporting each chunk of answers; its answers when it exits."""
     done = 0
     while True:
@@ -202,7 +220,7 @@ def follow(
         time.sleep(POLL_S)
 
 
-def run_engine(request: dict[str, Any], config: StudentConfig, on_batch) -> list[str]:
+def run_engine(request: dict[str, Any], config: StudentConfig, on_batch) -> list[Reply]:
     """Run the worker on `request` in a session of its own; its answers in prompt order. The engine's
     process group is always ended before this returns or raises."""
     total = len(request["prompt_ids"])
@@ -220,12 +238,12 @@ def run_engine(request: dict[str, Any], config: StudentConfig, on_batch) -> list
         if process.returncode != 0 or len(answers) != total:
             raise EngineError(
                 f"the vLLM engine process failed (exit {process.returncode}, {len(answers)} of {total} "
-                f"answers): {' '.join(_tail(stderr).split())}"
+                f"answers): {failure(stderr)}"
             )
     return [answers[i] for i in range(total)]
 
 
-def answer_with_vllm(
+def generate_with_vllm(
     checkpoint: Path,
     prompt_ids: Sequence[list[int]],
     config: StudentConfig,
@@ -233,8 +251,8 @@ def answer_with_vllm(
     seed: int,
     keys: Sequence[str],
     on_batch: Callable[[int], None] | None = None,
-) -> list[str]:
-    """Answers from vLLM to prompts given as token ids (the transformers backend's exact input), in
+) -> list[Reply]:
+    """The engine's replies to prompts given as token ids (the transformers backend's exact input), in
     input order, decoded by the config's settings, each prompt sampled with its own seed derived from
     `seed` and its key (the item's id). The engine process has ended when this returns or raises."""
     if not prompt_ids:
@@ -251,4 +269,18 @@ def answer_with_vllm(
         "decoding": decoding(config),
         "chunk_size": config.vllm.chunk_size,
     }
-    return [text.strip() for text in run_engine(request, config, on_batch)]
+    return run_engine(request, config, on_batch)
+
+
+def answer_with_vllm(
+    checkpoint: Path,
+    prompt_ids: Sequence[list[int]],
+    config: StudentConfig,
+    *,
+    seed: int,
+    keys: Sequence[str],
+    on_batch: Callable[[int], None] | None = None,
+) -> list[str]:
+    """The answers (stripped, as the transformers backend's) of `generate_with_vllm`."""
+    replies = generate_with_vllm(checkpoint, prompt_ids, config, seed=seed, keys=keys, on_batch=on_batch)
+    return [reply.text.strip() for reply in replies]

@@ -10,6 +10,7 @@ never consulted. With the `vllm` backend the same token ids go to a vLLM engine 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -117,6 +118,14 @@ def generate(
     return outputs
 
 
+def release_cuda_cache() -> None:
+    """Hand this process's cached, unused GPU blocks back (a fine-tune that ran in process leaves them
+    with PyTorch's allocator), so another process can have them."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def answer(
     checkpoint: Path,
     prompts: Sequence[str],
@@ -132,6 +141,7 @@ def answer(
     tokenizer = load_tokenizer(checkpoint)
     if config.backend == "vllm":
         ids, keys = encode(tokenizer, prompts), list(keys) if keys is not None else list(prompts)
+        release_cuda_cache()  # the engine process takes its share of the GPU's memory
         return answer_with_vllm(checkpoint, ids, config, seed=seed, keys=keys, on_batch=on_batch)
     model = load_for_inference(checkpoint, config.precision)
     if torch.cuda.is_available():

@@ -11,7 +11,8 @@ folder (whose `data.py`, `train.py`, … would shadow other modules) off `sys.pa
 
 The request (JSON) holds the engine's arguments, the prompts as token ids (tokenized by the caller exactly
 as the transformers backend does), one seed per prompt and the decoding settings. Answers are appended to
-the request's `out` file as JSON lines {"index": i, "text": …}, one chunk of prompts at a time, so the
+the request's `out` file as JSON lines {"index": i, "text": …, "tokens": n generated}, one chunk of
+prompts at a time, so the
 caller can follow the progress; the engine ends with this process.
 """
 
@@ -54,7 +55,8 @@ def run(request: dict[str, Any]) -> None:
                 [{"prompt_token_ids": p} for p in ids], params, use_tqdm=False, lora_request=adapter
             )
             for offset, reply in enumerate(replies):
-                line = {"index": start + offset, "text": reply.outputs[0].text}
+                output = reply.outputs[0]
+                line = {"index": start + offset, "text": output.text, "tokens": len(output.token_ids)}
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
             out.flush()
 
