@@ -67,9 +67,10 @@ $(VLLM_STAMP):
 vllm-check: $(STAMP) $(VLLM_STAMP)
 	LION_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(PY) -m pytest -q tests/e2e/test_vllm.py
 
-# The GPU paths on one CUDA GPU, no network (~8 min): benchmarks/gpu_check.py; refuses in one line without CUDA.
+# The GPU paths on one CUDA GPU, no network (~8 min): benchmarks/gpu_check.py (vLLM from .venv-vllm when it
+# is there); refuses in one line without CUDA.
 gpu-check: $(STAMP)
-	$(PY) benchmarks/gpu_check.py --vllm-python $(VLLM_VENV)/bin/python
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache .ruff_cache

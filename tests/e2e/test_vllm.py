@@ -5,7 +5,7 @@ merged and as an adapter), sampled answers of equal prompts differ item by item,
 is left after any call.
 
 Skipped unless an interpreter with vLLM is found: $LION_VLLM_PYTHON, else .venv-vllm/bin/python
-(`make vllm-check` builds it and runs this file; docs/scaling.md). 70–125 s per engine call on 2 shared
+(`make vllm-check` builds it and runs this file; docs/scaling.md). 70–135 s per engine call on 2 shared
 cores, most of it importing vLLM in its three processes; ~11 min for the file."""
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ roles' and the student's defaults; packaged data named by package name."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,12 @@ def test_the_example_configs_read_packaged_data() -> None:
     pools = load_config(CONFIGS / "local-vllm.yaml").pools
     assert pools.seed_path == data.path("seed_tasks.jsonl")
     assert len(read_instructions(pools.seed_path, pools.format)) == 175
+
+
+def test_local_vllm_config_shares_one_gpu_between_the_teacher_server_and_the_students_engine() -> None:
+    # the server command the file's header gives, and the student's own engine, fit one GPU together
+    text = (CONFIGS / "local-vllm.yaml").read_text()
+    server = float(re.search(r"vllm serve .*--gpu-memory-utilization ([0-9.]+)", text)[1])
+    student = load_config(CONFIGS / "local-vllm.yaml").student
+    assert student.backend == "vllm" and student.vllm.python is not None  # vLLM's own environment
+    assert server + student.vllm.gpu_memory_utilization < 1.0
