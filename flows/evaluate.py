@@ -5,8 +5,9 @@ Run as:
         --questions package:vicuna_bench_questions.jsonl --world 180
     lion eval configs/openai.yaml --candidate runs/openai/iter_3/student --harness bbh,agieval
 
-Judge protocol: the reference (the teacher endpoint) and the candidate answer every question; the
-judge scores both in both orders; relative score = sum(candidate) / sum(reference). Answers and
+Judge protocol (`evaluation.protocol`, or --protocol): the reference (the teacher endpoint: with its
+own prompt for `lion`, as FastChat's ChatGPT baseline for `vicuna`) and the candidate answer every
+question; the judge scores both in both orders; relative score = sum(candidate) / sum(reference). Answers and
 judgements go through the response cache like every other paid call. Results: RUN/eval/<name>/.
 """
 
@@ -29,10 +30,11 @@ from lion_core.chat import ChatClient
 from lion_core.config import EndpointConfig, LionConfig, load_config
 from lion_core.evaluation.harness import HarnessError
 from lion_core.evaluation.protocols import (
-    DEFAULT_PROTOCOL,
     REVIEW_TEMPERATURE,
     check_inputs,
+    reference_endpoint,
     relative_score,
+    resolve_protocol,
     verdict,
 )
 from lion_core.records import Instruction, Judgement, Response, read_instructions, write_jsonl
@@ -41,7 +43,7 @@ from lion_core.student.checkpoint import fingerprint
 from lion_core.world.evaluation import read_world_set, score_world
 from lion_core.world.families import Task, sample_tasks
 from tasks.api import referee_batch, teacher_batch
-from tasks.evaluation import harness_task, publish, review_batch
+from tasks.evaluation import harness_task, publish, reference_batch, review_batch
 from tasks.student import answers_step
 
 WORLD_LEVELS = (1, 2)
@@ -109,6 +111,25 @@ async def judgements_of(
     )
 
 
+async def reference_of(
+    config: LionConfig,
+    protocol: str,
+    clients: dict[str, ChatClient],
+    items: list[Instruction],
+    ledger: Ledger,
+    out: Path,
+) -> list[Response]:
+    """The reference answers: the teacher's (Lion's teacher prompt; protocol lion), or FastChat's ChatGPT
+    baseline's from the teacher's endpoint (the bare question, its system prompt, T 1.0; vicuna)."""
+    if protocol != "vicuna":
+        return await answers(config, clients["teacher"], items, ledger, "reference", out)
+    client = clients["reference"]
+    description = f"reference: FastChat baseline answers of {client.model_name}"
+    return await api_fan_out(
+        config, reference_batch, client, items, description, ledger, run_name="reference-batch-{first}"
+    )
+
+
 async def judge_protocol(
     config: LionConfig,
     candidate: Path | ChatClient,
@@ -116,11 +137,11 @@ async def judge_protocol(
     questions: Path,
     out: Path,
     ledger: Ledger,
-    protocol: str = DEFAULT_PROTOCOL,
+    protocol: str,
 ) -> dict[str, Any]:
     """Reference and candidate answer; the judge scores both orders; relative score per category."""
     items = read_instructions(questions)
-    reference = await answers(config, clients["teacher"], items, ledger, "reference", out)
+    reference = await reference_of(config, protocol, clients, items, ledger, out)
     candidate_answers = await answers(config, candidate, items, ledger, "candidate", out)
     judgements = await judgements_of(
         config, protocol, clients["judge"], items, reference, candidate_answers, ledger
@@ -168,6 +189,17 @@ async def world_protocol(
     )
 
 
+def role_endpoints(config: LionConfig, protocol: str, questions: str | None) -> dict[str, EndpointConfig]:
+    """The endpoints the evaluation asks: the teacher (world oracle, lion reference), and for the judge
+    protocol the judge, and for vicuna the reference at FastChat's baseline decoding."""
+    roles: dict[str, EndpointConfig | None] = {"teacher": config.teacher}
+    if questions:
+        roles["judge"] = judge_endpoint(config, protocol)
+        if protocol == "vicuna":
+            roles["reference"] = reference_endpoint(config.teacher)
+    return {role: endpoint for role, endpoint in roles.items() if endpoint is not None}
+
+
 def judge_endpoint(config: LionConfig, protocol: str) -> EndpointConfig | None:
     """The judge's endpoint; the vicuna protocol judges at FastChat's temperature whatever the config says."""
     judge = config.evaluation.judge
@@ -197,20 +229,20 @@ async def evaluate(
     harness: str | None = None,
     candidate_model: str | None = None,
     out_dir: str | None = None,
-    protocol: str = DEFAULT_PROTOCOL,
+    protocol: str | None = None,
 ) -> dict[str, Any]:
-    """Judge protocol (`lion` or `vicuna`) on `questions`, world exact match on `world` tasks, lm-eval
-    `harness` tasks. `questions` may name a packaged set (package:vicuna_bench_questions.jsonl)."""
+    """Judge protocol (`lion` or `vicuna`; None: the config's evaluation.protocol) on `questions`, world
+    exact match on `world` tasks, lm-eval `harness` tasks. `questions` may name a packaged set
+    (package:vicuna_bench_questions.jsonl)."""
     questions = question_path(questions)
+    protocol = resolve_protocol(config, protocol)
     check_inputs(config, candidate, questions, world, harness, protocol)
     out = Path(out_dir) if out_dir else default_out(config, candidate)
     ledger = Ledger(RunDir(config.run_dir).ledger, scope="eval")
     cache = ResponseCache(response_cache(config))
-    roles = {"teacher": config.teacher, **({"judge": judge_endpoint(config, protocol)} if questions else {})}
     clients: dict[str, ChatClient] = {
         role: build_client(role, endpoint, ledger=ledger, cache=cache, budget=config.budget)
-        for role, endpoint in roles.items()
-        if endpoint is not None
+        for role, endpoint in role_endpoints(config, protocol, questions).items()
     }
     subject = resolve_candidate(config, candidate, candidate_model, ledger, cache)
     result: dict[str, Any] = {"candidate": candidate}
@@ -248,7 +280,7 @@ async def evaluate_from_file(
     world: int = 0,
     harness: str | None = None,
     candidate_model: str | None = None,
-    protocol: str = DEFAULT_PROTOCOL,
+    protocol: str | None = None,
 ) -> dict[str, Any]:
     """The evaluate flow with its config read from a YAML file (for deployments and schedules)."""
     config = load_config(config_path)

@@ -23,7 +23,7 @@ from lion_core.config import LionConfig
 from lion_core.method.direct import build_roles
 from lion_core.method.effects import Effects, Roles
 from lion_core.method.generation import GenerationRequest
-from lion_core.method.loop import run_iteration
+from lion_core.method.loop import final_imitation, run_iteration
 from lion_core.run.report import hardest
 from lion_core.run.rundir import RunDir, response_cache
 from lion_core.student.checkpoint import fingerprint
@@ -105,3 +105,16 @@ async def iteration(config: LionConfig, k: int) -> dict[str, Any]:
         str(run.root), outcome.summary, hardest(judged.judgements, judged.teacher, judged.student)
     )
     return outcome.summary
+
+
+@flow(name="final-imitation", flow_run_name="{config.run_dir.name}-final-imitation-{k}")
+async def final_round(config: LionConfig, k: int) -> dict[str, Any]:
+    """loop.final_imitation's round k: the teacher answers the last generated set, the student trains on
+    it (imitation only); writes RUN/iter_K."""
+    run = RunDir(config.run_dir)
+    ledger = Ledger(run.ledger, scope=f"iter_{k}")
+    roles = build_roles(config, ledger, ResponseCache(response_cache(config)))
+    try:
+        return await final_imitation(task_effects(config, roles), config, run, k)
+    finally:
+        ledger.save()

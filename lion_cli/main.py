@@ -222,9 +222,10 @@ def eval_(
     ),
     out: Path = typer.Option(None, help="Output directory (default RUN/eval/<candidate>)."),
     protocol: str = typer.Option(
-        "lion",
-        help="Judge protocol: 'vicuna' = the paper's (FastChat's GPT-4 review: per-category prompts, "
-        "T 0.2, 'score1 score2' first line); 'lion' = the referee's prompt. Both judge both orders.",
+        None,
+        help="Judge protocol (default: the config's evaluation.protocol): 'vicuna' = the paper's "
+        "(FastChat's GPT-4 review: per-category prompts, T 0.2, 'score1 score2' first line; reference "
+        "answers as FastChat's ChatGPT baseline); 'lion' = the referee's prompt. Both judge both orders.",
     ),
 ) -> None:
     """Evaluate a candidate: judge relative score (lion or vicuna protocol), world exact match, lm-eval."""

@@ -328,6 +328,52 @@ class QLoraSettings(_Model):
     )
 
 
+class VllmSettings(_Model):
+    """The vLLM backend (student.backend: vllm): the engine runs in a process of its own, started for one
+    answering step and always ended with it (lion_core.student.engine)."""
+
+    python: Path | None = Field(
+        None,
+        description="Python interpreter of an environment where vLLM is installed, e.g. "
+        ".venv-vllm/bin/python (`make vllm-venv`; vLLM's pins cannot be installed beside Prefect's). "
+        "null: this interpreter.",
+    )
+    lora: Literal["adapter", "merged"] = Field(
+        "adapter",
+        description="How a LoRA student is served: adapter (its base model with the adapter, vLLM's "
+        "enable_lora) or merged (the merged weights saved next to the adapter: needs "
+        "student.merge_adapter: true).",
+    )
+    gpu_memory_utilization: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Share of the GPU's memory the engine may take for weights and KV cache (freed when "
+        "answering ends).",
+    )
+    max_model_len: int | None = Field(
+        None,
+        ge=16,
+        description="Longest prompt + answer in tokens the engine accepts; null: the checkpoint's maximum.",
+    )
+    chunk_size: int = Field(
+        1024,
+        ge=1,
+        description="Prompts given to the engine at once (it batches within a chunk by itself): answers are "
+        "saved and progress reported after each chunk, and Ctrl-C stops between chunks.",
+    )
+    stop_grace_s: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds the engine's processes get to exit after SIGTERM before they are killed.",
+    )
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further keyword arguments of vllm.LLM (e.g. tensor_parallel_size, enforce_eager); "
+        "they override the ones set from this section.",
+    )
+
+
 class StudentConfig(_Model):
     """The open student model: where it is, how it is fine-tuned, how it answers."""
 
@@ -390,6 +436,20 @@ class StudentConfig(_Model):
     temperature: float = Field(
         0.7, gt=0, description="Sampling temperature when do_sample is true (the original: 0.7)."
     )
+    top_p: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Nucleus sampling mass when do_sample is true (the original: 1.0, a fresh "
+        "GenerationConfig's). Both backends send it explicitly: the checkpoint's generation_config is "
+        "never consulted.",
+    )
+    top_k: int | None = Field(
+        50,
+        ge=1,
+        description="Sample among the k most likely tokens when do_sample is true (the original: 50, a fresh "
+        "GenerationConfig's); null: no top-k. Both backends send it explicitly.",
+    )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32",
         description="Precision of training (mixed precision: the forward and backward passes run in it), of "
@@ -418,8 +478,12 @@ class StudentConfig(_Model):
         "flash-attn cannot run). Not part of the fine-tune's cache key.",
     )
     backend: Literal["transformers", "vllm"] = Field(
-        "transformers", description="Student inference engine; vllm needs the vllm extra and a GPU."
+        "transformers",
+        description="Student inference engine: transformers (batched generate, in this process) or vllm "
+        "(an engine process in the environment of vllm.python, ended when answering ends; see "
+        "docs/scaling.md).",
     )
+    vllm: VllmSettings = Field(default_factory=VllmSettings, description="The vLLM engine (backend: vllm).")
     num_processes: int = Field(
         1,
         ge=1,
@@ -483,6 +547,20 @@ class StudentConfig(_Model):
             raise ValueError("master_weights: precision needs precision bf16 (pure fp16 training diverges)")
         return self
 
+    @model_validator(mode="after")
+    def _vllm_merged_needs_the_merge(self) -> StudentConfig:
+        if (
+            self.backend == "vllm"
+            and self.finetune == "lora"
+            and self.vllm.lora == "merged"
+            and not self.merge_adapter
+        ):
+            raise ValueError(
+                "student.vllm.lora is 'merged' but student.merge_adapter is false: set merge_adapter: true "
+                "or vllm.lora: adapter"
+            )
+        return self
+
 
 class PoolsConfig(_Model):
     """Where the initial Train Pool (= initial Cache Pool) comes from."""
@@ -507,6 +585,13 @@ class LoopConfig(_Model):
     """The adversarial loop: iterations, the hard/easy split, generation and novelty."""
 
     iterations: int = Field(3, ge=1, description="Adversarial iterations (the paper: 3).")
+    final_imitation: bool = Field(
+        False,
+        description="After the last iteration, one more round of imitation alone: the teacher answers the "
+        "last generated set and the student trains on it (no discrimination, no generation; its own row "
+        "in the report). The student then sees every generated instruction — the paper's 70K with 3 "
+        "iterations of 6K on Alpaca's 52K (without it: 64K). Off: as the original scripts' loop.",
+    )
     new_per_iteration: int = Field(6000, ge=1, description="N: new instructions generated per iteration.")
     hard_easy_ratio: float = Field(1.0, ge=0, description="r: hard-derived to easy-derived new instructions.")
     tau: float = Field(1.0, description="An instruction is hard when teacher score − student score ≥ tau.")
@@ -524,8 +609,8 @@ class LoopConfig(_Model):
     )
     send_inputs: bool = Field(
         True,
-        description="Show an instruction's input to the teacher, the student (answering) and the referee. "
-        "false: the instruction alone, as the original scripts (which train on instruction + input).",
+        description="Show an instruction's input to the teacher, the student (answering and training) and "
+        "the referee. false: the instruction alone everywhere, as the original scripts' final versions.",
     )
     min_words: int = Field(
         3,
@@ -658,6 +743,14 @@ class EvalConfig(_Model):
     heldout_path: Path | None = Field(
         None,
         description="World held-out set (JSONL as `lion world sample` prints): each student is scored on it.",
+    )
+    protocol: Literal["lion", "vicuna"] = Field(
+        "lion",
+        description="Judge protocol of `lion eval` (its --protocol flag overrides): lion (the referee's "
+        "prompt; the teacher's answers, Lion's teacher prompt, are the reference) or vicuna (the paper's: "
+        "FastChat's GPT-4 review prompts per question category at T 0.2, and reference answers made as "
+        "FastChat's ChatGPT baseline: the bare question, system prompt 'You are a helpful assistant.', "
+        "T 1.0, 1024 tokens, from the teacher's endpoint). Both judge both orders.",
     )
 
 

@@ -1,5 +1,6 @@
-"""Prefect tasks of the evaluation: FastChat-style review batches, lm-evaluation-harness on a checkpoint,
-and the published report (result.json, report.md with plots, and the same as Prefect artifacts)."""
+"""Prefect tasks of the evaluation: FastChat-style review and reference batches, lm-evaluation-harness on
+a checkpoint, and the published report (result.json, report.md with plots, and the same as Prefect
+artifacts)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from lion_core.chat import ChatClient
 from lion_core.evaluation.harness import run_harness
-from lion_core.evaluation.protocols import ReviewItem, review_all
+from lion_core.evaluation.protocols import ReviewItem, reference_answers, review_all
 from lion_core.evaluation.report import embed_images, write_eval_report
-from lion_core.records import Judgement
+from lion_core.records import Instruction, Judgement, Response
 from lion_core.run.rundir import write_json
 from tasks.api import api_task
 
@@ -25,6 +26,15 @@ async def review_batch(
 ) -> list[Judgement]:
     """FastChat-style two-order reviews of one batch of (id, question, category, reference, candidate)."""
     return await review_all(client, items)
+
+
+@api_task(name="reference-batch", task_run_name="reference-batch-{first}")
+async def reference_batch(
+    client: ChatClient, endpoint: str, items: list[Instruction], first: int
+) -> list[Response]:
+    """The vicuna protocol's reference answers to one batch of questions (FastChat's ChatGPT baseline:
+    the bare question, its system prompt, T 1.0)."""
+    return await reference_answers(client, items)
 
 
 @task(name="lm-eval-harness", cache_policy=INPUTS + TASK_SOURCE, persist_result=True)

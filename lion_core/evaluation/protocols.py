@@ -7,7 +7,9 @@ position bias cancels. An unscorable verdict is counted, never averaged in.
 - ``vicuna`` — the paper's protocol, FastChat's GPT-4 review (``fastchat/eval/eval_gpt_review.py``):
   the judge at temperature 0.2, one prompt per kind of question (general, coding, math: chosen by the
   question's category as FastChat's reviewer table does), the reply's first line "score1 score2"
-  (math: a Python tuple of the two scores). Read by `parse_review_scores`.
+  (math: a Python tuple of the two scores). Read by `parse_review_scores`. The reference answers are
+  made as FastChat's ChatGPT baseline made them (`reference_answers`: the bare question, "You are a
+  helpful assistant.", T 1.0), by the teacher's endpoint.
 - ``lion`` — the referee's request and reply (`lion_core.method.referee`): the reference takes the teacher's
   slot, the candidate the student's.
 
@@ -23,20 +25,20 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lion_core import data as packaged_data
 from lion_core import prompts
-from lion_core.chat import ChatClient, Messages
-from lion_core.config import LionConfig
+from lion_core.chat import ChatClient, Messages, complete_all
+from lion_core.config import EndpointConfig, EvalConfig, LionConfig
 from lion_core.method import referee
 from lion_core.method.discrimination import make_judgement
 from lion_core.records import Instruction, Judgement, Response, read_instructions
 
-PROTOCOLS = ("lion", "vicuna")
-DEFAULT_PROTOCOL = "lion"
+PROTOCOLS: tuple[str, ...] = get_args(EvalConfig.model_fields["protocol"].annotation)
+DEFAULT_PROTOCOL: str = EvalConfig.model_fields["protocol"].default
 UNCATEGORIZED = "uncategorized"
 JUDGE_TAU = 0.0  # the hard/easy label is meaningless in evaluation; only the scores are used
 PERCENT = 100.0
@@ -183,6 +185,54 @@ _TUPLE_CONTEXT = re.compile(r"\b(?:tuple|output|scores?)\b", re.IGNORECASE)
 _ANY_TUPLE = re.compile(r"\([^()\n]*,[^()\n]*\)")
 
 
+# The reference answers of the vicuna protocol, as FastChat's ChatGPT baseline made them
+# (fastchat/eval/qa_baseline_gpt35.py): this system prompt, the bare question as the user's turn, no
+# temperature sent (the API's default, 1.0) and --max-tokens 1024.
+REFERENCE_SYSTEM = "You are a helpful assistant."
+REFERENCE_TEMPERATURE = 1.0
+REFERENCE_TOP_P = 1.0
+REFERENCE_MAX_TOKENS = 1024
+
+
+def resolve_protocol(config: LionConfig, protocol: str | None) -> str:
+    """The protocol asked for (the --protocol flag), else the config's `evaluation.protocol`."""
+    return protocol or config.evaluation.protocol
+
+
+def reference_endpoint(teacher: EndpointConfig) -> EndpointConfig:
+    """The teacher's endpoint at the decoding of FastChat's ChatGPT baseline, whatever the config says."""
+    return teacher.model_copy(
+        update={
+            "temperature": REFERENCE_TEMPERATURE,
+            "top_p": REFERENCE_TOP_P,
+            "max_tokens": REFERENCE_MAX_TOKENS,
+        }
+    )
+
+
+def reference_messages(question: str) -> Messages:
+    """FastChat's baseline request for one question: its system prompt and the bare question."""
+    return [{"role": "system", "content": REFERENCE_SYSTEM}, {"role": "user", "content": question}]
+
+
+async def reference_answers(
+    client: ChatClient, items: Sequence[Instruction], on_done: Callable[[int], None] | None = None
+) -> list[Response]:
+    """The vicuna protocol's reference answers (FastChat's ChatGPT baseline), in input order."""
+    replies = await complete_all(client, [reference_messages(q.text) for q in items], on_done=on_done)
+    return [
+        Response(
+            id=q.id,
+            instruction=q.instruction,
+            input=q.input,
+            output=r.content.strip(),
+            model=client.model_name,
+            finish_reason=r.finish_reason,
+        )
+        for q, r in zip(items, replies)
+    ]
+
+
 def review_prompt(category: str | None) -> str:
     """The review prompt's template name for a question category (FastChat's reviewer choice)."""
     return REVIEW_PROMPTS.get((category or "").strip().lower(), GENERAL_REVIEW)
@@ -312,9 +362,10 @@ def check_inputs(
     questions: str | None,
     world: int,
     harness: str | None,
-    protocol: str = DEFAULT_PROTOCOL,
+    protocol: str | None = None,
 ) -> None:
     """Raise ValueError (one line) for an evaluation that cannot run, before any work starts."""
+    protocol = resolve_protocol(config, protocol)
     if protocol not in PROTOCOLS:
         raise ValueError(f"--protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
     if not (questions or world or harness):

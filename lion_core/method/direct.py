@@ -3,7 +3,7 @@ the whole run (`distill`) through the one body of the method (lion_core.method.l
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from lion_core.config import LionConfig, dump_config
 from lion_core.method import referee, teacher
 from lion_core.method.effects import Effects, JudgeItem, Roles
 from lion_core.method.generation import asker
-from lion_core.method.loop import run_iteration, run_loop
+from lion_core.method.loop import final_imitation, run_iteration, run_loop
 from lion_core.records import Judgement
 from lion_core.run.report import write_report
 from lion_core.run.rundir import RunDir, preflight
@@ -95,13 +95,23 @@ async def distill(
     dump_config(config, run.config)
     fx = direct_effects(config, roles, heldout)
 
-    async def iterate(k: int) -> dict[str, Any]:
+    async def scoped(k: int, body: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         if ledger is not None:
             ledger.scope = f"iter_{k}"
         try:
-            return (await run_iteration(fx, config, run, k)).summary
+            return await body()
         finally:
             if ledger is not None:
                 ledger.save()
 
-    return await run_loop(config, iterate, lambda summary: write_report(run))
+    async def iterate(k: int) -> dict[str, Any]:
+        return await scoped(k, lambda: summary_of(run_iteration(fx, config, run, k)))
+
+    async def final(k: int) -> dict[str, Any]:
+        return await scoped(k, lambda: final_imitation(fx, config, run, k))
+
+    return await run_loop(config, iterate, lambda summary: write_report(run), final=final)
+
+
+async def summary_of(outcome: Awaitable[Any]) -> dict[str, Any]:
+    return (await outcome).summary

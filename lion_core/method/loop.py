@@ -28,7 +28,7 @@ from lion_core.method.pools import Pools, answers_for, initial_pools, next_pools
 from lion_core.method.preference import preference_stage
 from lion_core.method.probing import probe, recorded_evidence
 from lion_core.method.selection import Evidence, needs_losses, needs_probes, needs_referee, selection
-from lion_core.method.summary import Discrimination, IterationOutcome, summarize
+from lion_core.method.summary import Discrimination, IterationOutcome, final_imitation_summary, summarize
 from lion_core.method.teacher import cut_answers_note
 from lion_core.records import Instruction, Judgement, Response, read_instructions, read_jsonl, write_jsonl
 from lion_core.run.resume import finished_summary, record_finished
@@ -67,7 +67,8 @@ async def imitation(
     (base checkpoint, data hash, hyper-parameters, seed)."""
     answers = await fx.teacher(pools.train_pool)
     folder = run.iteration(k)
-    pairs = sft_pairs(config.student.prompt_template, training_answers(config, pools, answers, known))
+    round_data = training_answers(config, pools, answers, known)
+    pairs = sft_pairs(config.student.prompt_template, round_data, send_inputs=config.loop.send_inputs)
     write_jsonl(folder.sft, [{"prompt": p.prompt, "response": p.response} for p in pairs])
     base = base_checkpoint(config, run, k)
     key = training_key(base, folder.sft, config.student, config.loop.seed)
@@ -252,6 +253,35 @@ async def run_iteration(fx: Effects, config: LionConfig, run: RunDir, k: int) ->
     return outcome
 
 
+async def final_imitation(fx: Effects, config: LionConfig, run: RunDir, k: int) -> dict[str, Any]:
+    """`loop.final_imitation`: after the last iteration, round k = iterations + 1 is imitation alone —
+    the teacher answers the last generated set (its Train Pool) and the student trains on it, so that
+    every generated instruction is trained on (the paper's 70K: 52K + 3 × 6K). No discrimination, no
+    generation; its own summary row (`final_imitation: true`)."""
+    started = time.perf_counter()
+    folder = run.iteration(k)
+    pools, known = read_pools(folder), earlier_answers(run, k)
+    answers, train = await imitation(fx, config, run, k, pools, known)
+    write_jsonl(folder.file("teacher"), answers_for(pools.cache_pool, [*known, *answers]))
+    heldout = fx.heldout(folder.student) if fx.heldout else None
+    notes = cut_answers_note(answers, config.teacher.max_tokens)
+    summary = dict(final_imitation_summary(k, pools, train, notes, fx.usage(), heldout))
+    summary["seconds"] = recorded_seconds(run, k) or round(time.perf_counter() - started, 2)
+    write_json(folder.summary, summary)
+    record_finished(config, run, k, final=True)
+    return summary
+
+
+def wants_final_round(config: LionConfig, summaries: list[dict[str, Any]]) -> bool:
+    """A final imitation round follows when asked for and every iteration ran (the last one generated
+    the set it trains on; a loop that stopped early has none)."""
+    return (
+        config.loop.final_imitation
+        and len(summaries) == config.loop.iterations
+        and not summaries[-1]["stopped"]
+    )
+
+
 def recorded_seconds(run: RunDir, k: int) -> float | None:
     """The wall time of iteration k as the run that first finished it recorded (None before): a re-run
     replays a finished iteration from the caches, and its few seconds are not what the iteration took."""
@@ -278,11 +308,12 @@ async def run_loop(
     iterate: Callable[[int], Awaitable[dict[str, Any]]],
     after: Callable[[dict[str, Any]], None] | None = None,
     skipped: Callable[[int], None] | None = None,
+    final: Callable[[int], Awaitable[dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Iterations 1..N through `iterate(k)` (which returns the iteration's summary), stopping early
-    when one says why it stops; `after(summary)` runs after each (reports, logs). Iterations that
-    finished with the same inputs are not replayed (lion_core.run.resume): their summaries are read, and
-    `skipped(k)` is told."""
+    when one says why it stops, then `loop.final_imitation`'s round N + 1 through `final(k)`;
+    `after(summary)` runs after each (reports, logs). Rounds that finished with the same inputs are not
+    replayed (lion_core.run.resume): their summaries are read, and `skipped(k)` is told."""
     run = RunDir(config.run_dir)
     prepare_first_pools(config, run)
     summaries: list[dict[str, Any]] = []
@@ -297,4 +328,12 @@ async def run_loop(
             after(summaries[-1])
         if summaries[-1]["stopped"]:
             break
+    if final is not None and wants_final_round(config, summaries):
+        k = len(summaries) + 1
+        done = None if replaying else finished_summary(config, run, k, final=True)
+        if done is not None and skipped is not None:
+            skipped(k)
+        summaries.append(done if done is not None else await final(k))
+        if after is not None:
+            after(summaries[-1])
     return summaries

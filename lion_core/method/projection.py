@@ -2,7 +2,8 @@
 
 Request counts follow from the method (lion_core/method/loop.py), for a seed pool of S instructions, N new per
 iteration and K iterations, the Cache Pool of iteration k being S + N·(k − 1):
-- teacher: each Train Pool once (S, then N per later iteration; the Cache Pool is never re-sent);
+- teacher: each Train Pool once (S, then N per later iteration, and N more for `loop.final_imitation`'s
+  round; the Cache Pool is never re-sent);
 - referee: the whole Cache Pool in two orders every iteration (× (1 − identical share) with
   `referee.skip_identical`, × (1 + repair share) for re-asks after an unreadable verdict) — with
   `referee.sample` the sample lion_core.method.sampling plans at its prior hard share, and none under
@@ -81,6 +82,7 @@ class Recipe:
     referee: bool = True  # False: a selection that reads no verdict (uniform, the imitation baseline)
     sample: RefereeSample | None = None  # referee.sample: judge a sample of the Cache Pool
     hard_easy_ratio: float = 1.0
+    final_imitation: bool = False  # loop.final_imitation: the teacher answers the last generated set too
 
     @classmethod
     def of(cls, config: LionConfig, seed_pool: int) -> Recipe:
@@ -95,6 +97,7 @@ class Recipe:
             needs_referee(loop.selection),
             config.referee.sample,
             loop.hard_easy_ratio,
+            loop.final_imitation,
         )
 
     def cache_pools(self) -> list[int]:
@@ -204,7 +207,8 @@ def requests(recipe: Recipe, ratios: Ratios) -> dict[str, int]:
     if recipe.skip_identical:
         judged *= 1 - ratios.identical_share
     new = recipe.new_per_iteration
-    teacher = recipe.seed_pool + new * (recipe.iterations - 1) + probed
+    answered_rounds = recipe.iterations if recipe.final_imitation else recipe.iterations - 1
+    teacher = recipe.seed_pool + new * answered_rounds + probed
     referee = 2 * (judged + probed) * (1 + ratios.repair_share)
     generator = recipe.iterations * new / ratios.keep_rate + probed
     return {"teacher": round(teacher), "referee": round(referee), "generator": round(generator)}

@@ -82,6 +82,7 @@ class Summary(TypedDict, total=False):
     generation; `seconds` and `stage_seconds` are added when the iteration's files are written."""
 
     iteration: int
+    final_imitation: bool  # loop.final_imitation's round: imitation only (no referee or generator fields)
     train_pool: int
     cache_pool: int
     hard: int
@@ -157,5 +158,25 @@ def summarize(outcome: IterationOutcome, usage: dict[str, Any], heldout: dict[st
         "usage": usage,
         "heldout": heldout,
         "stopped": outcome.stopped,
+    }
+    return Summary(**summary)  # type: ignore[typeddict-item]
+
+
+def final_imitation_summary(
+    k: int, pools: Pools, train: TrainResult, notes: list[str], usage: dict[str, Any], heldout: dict | None
+) -> Summary:
+    """The final imitation round's row (loop.final_imitation): what it trained on, no judged or generated
+    figures (it judges and generates nothing)."""
+    summary: dict[str, Any] = {
+        "iteration": k,
+        "final_imitation": True,
+        "train_pool": len(pools.train_pool),
+        "cache_pool": len(pools.cache_pool),
+        "judged": 0,
+        "notes": notes,
+        "train": train_summary(train),
+        "usage": usage,
+        "heldout": heldout,
+        "stopped": None,
     }
     return Summary(**summary)  # type: ignore[typeddict-item]

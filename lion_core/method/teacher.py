@@ -19,8 +19,8 @@ async def answer_all(
     """The teacher's response to every instruction, in input order.
 
     `send_inputs` (config `loop.send_inputs`): the request shows the instruction's input; False sends
-    the instruction alone, as the original `chatgpt_inference.py` (the Response still records the input,
-    which training uses, as the original `train.py` does).
+    the instruction alone, as the original `chatgpt_inference.py` (the Response still records the input;
+    the student is then trained on the instruction alone too, as the teacher saw it).
     """
     conversations = [
         prompts.teacher_messages(item.instruction, item.input if send_inputs else "") for item in items

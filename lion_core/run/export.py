@@ -12,7 +12,9 @@ iteration, parent_id) and, per iteration, the referee's label and gap. Two forma
     OUT/README.md                              the dataset card (lineage, counts, config, licence note)
 
 The last iteration's new instructions (RUN/iter_{N+1}) have no teacher answer yet; they are counted in
-the card, not exported. Nothing secret is exported: a config names API key variables, never keys.
+the card, not exported — unless `loop.final_imitation` answered (and trained on) them: then its round is
+the last one, and every instruction is exported. Nothing secret is exported: a config names API key
+variables, never keys.
 """
 
 from __future__ import annotations
@@ -60,7 +62,10 @@ def judgements_by_id(run: RunDir, last: int) -> dict[str, list[dict[str, Any]]]:
     """Per instruction id, the referee's label and gap in each iteration that judged it."""
     found: dict[str, list[dict[str, Any]]] = {}
     for k in range(1, last + 1):
-        for j in read_jsonl(run.iteration(k).file("judgements"), Judgement):
+        path = run.iteration(k).file("judgements")
+        if not path.exists():  # loop.final_imitation's round judges nothing
+            continue
+        for j in read_jsonl(path, Judgement):
             found.setdefault(j.id, []).append({"iteration": k, "label": j.label, "gap": j.gap})
     return found
 

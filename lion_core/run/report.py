@@ -21,6 +21,7 @@ from lion_core.run.rundir import ITERATION_FILES, RunDir
 HARDEST_ROWS = 20
 ANSWER_CHARS = 60
 ROLES = ("teacher", "referee", "generator")
+NOT_JUDGED = "–"  # the final imitation round's referee columns
 
 
 def _usage(summary: dict[str, Any], role: str, key: str) -> float:
@@ -32,16 +33,17 @@ def table_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for s in summaries:
         heldout = s.get("heldout")
+        final = s.get("final_imitation", False)  # imitation only: nothing judged
         rows.append(
             {
-                "iter": s["iteration"],
+                "iter": f"{s['iteration']} (imitation)" if final else s["iteration"],
                 "train pool": s["train_pool"],
                 "cache pool": s["cache_pool"],
-                "hard": s["hard"],
-                "easy": s["easy"],
-                "unscorable": s["unscorable"],
-                "hard %": hard_percent(s),
-                "mean gap": f"{s['mean_gap']:.2f}",
+                "hard": NOT_JUDGED if final else s["hard"],
+                "easy": NOT_JUDGED if final else s["easy"],
+                "unscorable": NOT_JUDGED if final else s["unscorable"],
+                "hard %": NOT_JUDGED if final else hard_percent(s),
+                "mean gap": NOT_JUDGED if final else f"{s['mean_gap']:.2f}",
                 "order flips %": f"{100 * s.get('order_disagreement', 0.0):.1f}",
                 "2nd order relabels %": f"{100 * s.get('second_order_changes', 0.0):.1f}",
                 "new kept": s.get("generated", 0),
@@ -150,16 +152,18 @@ def plot(summaries: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
     per family and level."""
     out_dir.mkdir(parents=True, exist_ok=True)
     its = [s["iteration"] for s in summaries]
+    judged = [s for s in summaries if not s.get("final_imitation")]  # the final round judges nothing
+    judged_its = [s["iteration"] for s in judged]
     paths = [
         _line_plot(
-            its,
-            {"hard share": [s["hard_share"] for s in summaries]},
+            judged_its,
+            {"hard share": [s["hard_share"] for s in judged]},
             "hard share of the Cache Pool",
             out_dir / "hard_share.png",
         ),
         _line_plot(
-            its,
-            {"mean gap": [s["mean_gap"] for s in summaries]},
+            judged_its,
+            {"mean gap": [s["mean_gap"] for s in judged]},
             "mean gap (teacher − student score)",
             out_dir / "mean_gap.png",
         ),

@@ -36,7 +36,14 @@ OPERATIONAL = {
     "world": True,
     "evaluation": {"judge", "questions"},
     "student": {"model_path", *NOT_TRAINING},
-    "loop": {"iterations", "batch_size", "batches_in_flight", "task_retries", "task_retry_delay_s"},
+    "loop": {
+        "iterations",
+        "final_imitation",  # what comes after the iterations; its own round is told apart by `final`
+        "batch_size",
+        "batches_in_flight",
+        "task_retries",
+        "task_retry_delay_s",
+    },
 }
 ENDPOINT_OPERATIONAL = {
     "mode",
@@ -94,8 +101,9 @@ def earlier_probes(run: RunDir, k: int) -> list[str | None]:
     return [file_hash(p) if p.exists() else None for p in paths]
 
 
-def iteration_inputs(config: LionConfig, run: RunDir, k: int) -> str:
-    """Hash of what iteration k starts from."""
+def iteration_inputs(config: LionConfig, run: RunDir, k: int, final: bool = False) -> str:
+    """Hash of what iteration k starts from (`final`: loop.final_imitation's round, which is not the
+    iteration k a run of more iterations would compute from the same pools)."""
     folder = run.iteration(k)
     base = Path(config.student.model_path) if k == 1 else run.iteration(k - 1).final_student
     heldout, decontamination = config.evaluation.heldout_path, config.decontamination
@@ -112,6 +120,8 @@ def iteration_inputs(config: LionConfig, run: RunDir, k: int) -> str:
         file_hash(heldout) if heldout is not None else None,
         [file_hash(Path(p)) for p in decontamination.eval_sets] if decontamination.enabled else None,
     ]
+    if final:
+        parts.append("final imitation")
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -132,19 +142,19 @@ def written_files(run: RunDir, k: int) -> dict[str, str]:
     return hashes
 
 
-def record_finished(config: LionConfig, run: RunDir, k: int) -> None:
+def record_finished(config: LionConfig, run: RunDir, k: int, final: bool = False) -> None:
     """Write iteration k's manifest (last, after its summary and the next iteration's pools)."""
-    manifest = {"inputs": iteration_inputs(config, run, k), "files": written_files(run, k)}
+    manifest = {"inputs": iteration_inputs(config, run, k, final), "files": written_files(run, k)}
     write_json(run.iteration(k).manifest, manifest)
 
 
-def finished_summary(config: LionConfig, run: RunDir, k: int) -> dict[str, Any] | None:
+def finished_summary(config: LionConfig, run: RunDir, k: int, final: bool = False) -> dict[str, Any] | None:
     """Iteration k's recorded summary when it finished with these inputs and its files are intact;
     None when it has to run (never finished, inputs changed, a file changed or went missing)."""
     folder = run.iteration(k)
     try:
         manifest = json.loads(folder.manifest.read_text(encoding="utf-8"))
-        if manifest["inputs"] != iteration_inputs(config, run, k):
+        if manifest["inputs"] != iteration_inputs(config, run, k, final):
             return None
         if manifest["files"] != written_files(run, k):
             return None

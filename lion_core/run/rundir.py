@@ -208,9 +208,13 @@ class RunDir:
 
     def summaries(self) -> list[dict[str, Any]]:
         """summary.json of the finished iterations of this run, in order: iter_1, iter_2, … up to the
-        first missing one, the one that stopped the loop, or the configured number of iterations (a
-        directory re-used with fewer iterations or an earlier stop keeps older files beyond these)."""
-        iterations = self.recorded_config().get("loop", {}).get("iterations")
+        first missing one, the one that stopped the loop, or the configured number of iterations, plus
+        the final imitation round with loop.final_imitation (a directory re-used with fewer iterations
+        or an earlier stop keeps older files beyond these)."""
+        loop = self.recorded_config().get("loop", {})
+        iterations = loop.get("iterations")
+        if iterations is not None and loop.get("final_imitation"):
+            iterations += 1  # the final imitation round's row
         found: list[dict[str, Any]] = []
         while iterations is None or len(found) < iterations:
             path = self.iteration(len(found) + 1).summary
@@ -322,7 +326,8 @@ def preflight(config: LionConfig) -> None:
     """Everything a run needs, checked before any work is done or paid for and without writing
     anything; raises ConfigError naming the config field: API keys, the run and cache directories, the
     student checkpoint (its config and tokenizer load) and what the student's settings need of this
-    machine (lion_core.student.checks: no QLoRA or FSDP without a GPU, ...), the held-out set, the seed
+    machine (lion_core.student.checks: no QLoRA or FSDP without a GPU, ...), vLLM when it answers, the
+    held-out set, the seed
     pool (read and validated, texts no longer than pools.max_text_chars, unless the run directory already
     holds its first pools, which must come from the same seeds)."""
     config.check_credentials()
@@ -352,6 +357,11 @@ def preflight(config: LionConfig) -> None:
     from lion_core.student.checks import check_student  # torch and transformers: a run's pre-flight only
 
     check_student(config.student, model)
+    if config.student.backend == "vllm":
+        from lion_core.student.engine import check_vllm_python  # torch: only when vLLM is asked for
+
+        if (problem := check_vllm_python(config.student)) is not None:
+            raise ConfigError(problem)
 
 
 REACH_TIMEOUT_S = 5.0  # the pre-flight request per endpoint: a server that answers at all does by then

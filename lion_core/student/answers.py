@@ -41,7 +41,7 @@ def student_answers(
     """The student's batched answers to instructions (`seed` matters when sampling; `send_inputs`:
     config `loop.send_inputs`)."""
     texts = student_prompts(student.prompt_template, items, send_inputs=send_inputs)
-    outputs = answer(checkpoint, texts, student, seed=seed, on_batch=on_batch)
+    outputs = answer(checkpoint, texts, student, seed=seed, on_batch=on_batch, keys=[i.id for i in items])
     model = f"student:{Path(checkpoint).parent.name}"
     return [
         Response(id=i.id, instruction=i.instruction, input=i.input, output=o, model=model)

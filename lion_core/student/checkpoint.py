@@ -143,12 +143,15 @@ def replace_dir(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+# Settings of the student's answers, never of its weights (a fine-tune's cache key leaves them out).
+INFERENCE_ONLY = frozenset(
+    {"infer_batch_size", "max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "backend", "vllm"}
+)
 # Settings that change only where a fine-tune's progress is shown, never its weights.
 NOT_TRAINING = frozenset({"report_to", "log_every_steps"})
 # Settings that change how a fine-tune computes (memory, speed), not what it learns: not in its key, so
 # that turning gradient checkpointing on after running out of memory does not retrain finished rounds.
 HOW_NOT_WHAT = frozenset({"gradient_checkpointing", "attention"})
-ANSWERING = frozenset({"infer_batch_size", "max_new_tokens", "do_sample", "temperature", "backend"})
 # Settings of the preference stage, which runs after the imitation fine-tune: not part of its key.
 AFTER_SFT = frozenset({"objective", "preference"})
 # Settings added after runs were keyed: left out of the key at their default, so that an existing run's
@@ -162,7 +165,7 @@ def training_key(base: Path, data: Path, config: StudentConfig, seed: int) -> st
     hparams = {
         name: value
         for name, value in config.model_dump(
-            mode="json", exclude=ANSWERING | NOT_TRAINING | HOW_NOT_WHAT | AFTER_SFT
+            mode="json", exclude=INFERENCE_ONLY | NOT_TRAINING | HOW_NOT_WHAT | AFTER_SFT
         ).items()
         if not (name in KEYED_ONLY_WHEN_SET and value == defaults[name])
     }

@@ -31,16 +31,21 @@ class SFTPair:
     response: str
 
 
-def sft_pairs(style: str, answers: Sequence[Response]) -> list[SFTPair]:
-    """(prompt, teacher response) pairs for the teacher's answers."""
-    return [SFTPair(prompts.student_prompt(style, r.instruction, r.input), r.output) for r in answers]
+def sft_pairs(style: str, answers: Sequence[Response], *, send_inputs: bool = True) -> list[SFTPair]:
+    """(prompt, teacher response) pairs for the teacher's answers. `send_inputs` (config
+    `loop.send_inputs`) False: the prompt is the instruction alone, as the teacher saw it (the original's
+    final scripts: chatgpt_inference.py writes no input, so train.py uses its no-input template)."""
+    return [
+        SFTPair(prompts.student_prompt(style, r.instruction, r.input if send_inputs else ""), r.output)
+        for r in answers
+    ]
 
 
 def student_prompts(style: str, items: Sequence[Instruction], *, send_inputs: bool = True) -> list[str]:
     """The student's prompts for instructions (same format as in training).
 
     `send_inputs` (config `loop.send_inputs`) False: the instruction alone, as the original
-    `lion_inference.py` (training prompts keep the input, as the original `train.py`).
+    `lion_inference.py` (and as the student is trained then: `sft_pairs`).
     """
     return [
         prompts.student_prompt(style, item.instruction, item.input if send_inputs else "") for item in items

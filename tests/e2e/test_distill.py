@@ -114,9 +114,10 @@ def test_distill_runs_keeps_the_invariants_and_a_rerun_pays_nothing(harness, tmp
             assert plain_file.read_bytes() == flow_file.read_bytes(), (k, name)
 
 
-def plain_run(config: LionConfig) -> list[dict]:
+def plain_run(config: LionConfig, iterations: int = 2, **loop) -> list[dict]:
     """The same run as plain Python (lion_core.method.direct.distill, no Prefect) against a fresh world."""
-    return plain_run_of(lambda run_dir, port: small_demo(run_dir, port=port), config.run_dir)
+    make = lambda run_dir, port: small_demo(run_dir, port=port, iterations=iterations, **loop)  # noqa: E731
+    return plain_run_of(make, config.run_dir)
 
 
 def plain_run_of(make: Callable[[Path, int], LionConfig], run_dir: Path) -> list[dict]:
@@ -360,3 +361,28 @@ def test_progress_and_the_preference_stage_run_through_the_flow_like_plain_pytho
         )
         assert summary["selection"]["selection"] == "progress"
     same_files(tmp_path, lambda r, k: [r.iteration(k).losses_after, r.iteration(k).pairs, r.iteration(k).dpo])
+
+
+def test_a_final_imitation_round_runs_through_the_flow_as_in_plain_python(harness, tmp_path: Path) -> None:
+    config = small_demo(tmp_path / "run", port=0, iterations=1, final_imitation=True)
+    with world_server(config).start() as server:
+        config = small_demo(tmp_path / "run", port=server.port, iterations=1, final_imitation=True)
+        prepare_world_files(config)
+        summaries = run_distill(config)
+        run = RunDir(config.run_dir)
+        assert [s["iteration"] for s in summaries] == [1, 2] and summaries[1]["final_imitation"] is True
+        final = run.iteration(2)
+        generated = read_instructions(run.iteration(1).file("generated"), "jsonl")
+        assert summaries[1]["train_pool"] == len(generated) and (final.student / "config.json").exists()
+        teacher = read_jsonl(final.file("teacher"), Response)
+        assert [r.id for r in teacher] == [i.id for i in read_instructions(final.file("cache_pool"), "jsonl")]
+        assert not final.file("judgements").exists() and not final.file("generated").exists()
+        assert "2 (imitation)" in run.report.read_text()
+        sent = server.stats.requests
+        assert run_distill(config)[1]["final_imitation"] is True
+        assert server.stats.requests == sent  # resumed: the round is not replayed
+    plain = plain_run(small_demo(tmp_path / "plain", port=0), iterations=1, final_imitation=True)
+    assert without_timings(plain) == without_timings(summaries)
+    for name in ("teacher", "sft"):
+        plain_file = RunDir(tmp_path / "plain").iteration(2).file(name)
+        assert plain_file.read_bytes() == final.file(name).read_bytes(), name

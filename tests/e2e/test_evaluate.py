@@ -14,6 +14,7 @@ from flows.demo import demo_config, prepare_world_files, world_server
 from lion_cli.main import app
 from lion_core.config import dump_config
 from lion_core.world.families import sample_tasks
+from tests.support.world import recorded_bodies
 
 
 @pytest.mark.slow
@@ -32,16 +33,24 @@ def test_lion_eval_vicuna_protocol_runs_offline_against_the_world(tmp_path: Path
     questions.write_text("".join(json.dumps(r) + "\n" for r in chosen + world_rows))
     probe = demo_config(tmp_path / "run", 1, 0, 0)
     with world_server(probe).start() as server, prefect_test_harness(server_startup_timeout=90):
+        bodies = recorded_bodies(server)
         config = demo_config(tmp_path / "run", 1, 0, server.port)
+        config.evaluation.protocol = "vicuna"  # the config's field; no --protocol flag below
         prepare_world_files(config)
         dump_config(config, tmp_path / "config.yaml")
         args = ["eval", str(tmp_path / "config.yaml"), "--candidate", str(config.student.model_path)]
-        args += ["--questions", str(questions), "--protocol", "vicuna", "--out", str(tmp_path / "eval")]
+        args += ["--questions", str(questions), "--out", str(tmp_path / "eval")]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
         stats = server.stats.to_dict()
     assert stats["received"]["reviewer"] == 2 * 12  # both orders of every question
     assert "referee" not in stats["received"]
+    # the reference answers, as sent: FastChat's ChatGPT baseline (bare question, its system prompt, T 1.0)
+    baseline = [b for b in bodies if b["messages"][0]["content"] == "You are a helpful assistant."]
+    assert sorted(b["messages"][1]["content"] for b in baseline) == sorted(
+        r["turns"][0] for r in chosen + world_rows
+    )
+    assert {(b["temperature"], b["max_tokens"]) for b in baseline} == {(1.0, 1024)}
     data = json.loads((tmp_path / "eval" / "result.json").read_text())["judge"]
     assert data["protocol"] == "vicuna" and data["questions"] == 12 and data["unscorable"] == 0
     assert data["per_category"]["math"] < 100  # the untrained student loses to the oracle on world tasks

@@ -12,17 +12,24 @@ import pytest
 
 from lion_core import prompts
 from lion_core.chat import Completion
+from lion_core.config import LionConfig
 from lion_core.evaluation.protocols import (
+    DEFAULT_PROTOCOL,
     JUDGE_TAU,
+    PROTOCOLS,
     judge_answers,
     parse_review_scores,
+    reference_answers,
+    reference_endpoint,
     relative_score,
+    resolve_protocol,
     review_all,
     review_messages,
     verdict,
 )
 from lion_core.method.discrimination import make_judgement
 from lion_core.records import Instruction, Response
+from tests.support.fakes import RecordingClient
 from tests.support.paths import TEST_DATA
 
 
@@ -238,3 +245,29 @@ def test_an_evaluation_verdict_names_the_winner_not_a_training_label() -> None:
     assert (candidate.winner, candidate.gap) == ("candidate", -4.0)
     lost = verdict(make_judgement("q4", (None, 5.0), (7.0, None), JUDGE_TAU, "order 1: no score"), "x")
     assert (lost.winner, lost.gap, lost.reason) == ("unscorable", None, "order 1: no score")
+
+
+def test_the_protocol_is_the_configs_unless_the_flag_names_one() -> None:
+    config = LionConfig()
+    assert config.evaluation.protocol == DEFAULT_PROTOCOL == "lion" and set(PROTOCOLS) == {"lion", "vicuna"}
+    assert resolve_protocol(config, None) == "lion"
+    paper = LionConfig(evaluation={"protocol": "vicuna"})
+    assert resolve_protocol(paper, None) == "vicuna" and resolve_protocol(paper, "lion") == "lion"
+
+
+def test_vicuna_reference_answers_are_made_as_fastchats_chatgpt_baseline() -> None:
+    # fastchat/eval/qa_baseline_gpt35.py: system "You are a helpful assistant.", the bare question, the
+    # API's default temperature (1.0), --max-tokens 1024 — not Lion's teacher prompt at T 0.7
+    fake = RecordingClient(lambda messages: " The answer. ")
+    question = Instruction(id="q1", instruction="How can I improve my time management skills?")
+    answers = asyncio.run(reference_answers(fake, [question]))
+    assert fake.requests[0][0] == [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "How can I improve my time management skills?"},
+    ]
+    assert answers[0].output == "The answer." and answers[0].id == "q1"
+    teacher = LionConfig().teacher
+    assert teacher.temperature == 0.7  # the teacher's own decoding is not the baseline's
+    endpoint = reference_endpoint(teacher)
+    assert (endpoint.temperature, endpoint.top_p, endpoint.max_tokens) == (1.0, 1.0, 1024)
+    assert (endpoint.base_url, endpoint.model) == (teacher.base_url, teacher.model)

@@ -45,3 +45,17 @@ def world_client(server: WorldServer, run_dir: Path, **endpoint: object) -> Open
         budget=BudgetConfig(),
         api_key=SecretStr(FAKE_KEY),
     )
+
+
+def recorded_bodies(server: WorldServer) -> list[dict]:
+    """Every chat completion body the world answers from now on, as it arrived (the HTTP request's JSON,
+    or a batch line): what a client really sent, decoding parameters included."""
+    bodies: list[dict] = []
+    completion = server._completion
+
+    def record(body, messages, role, content):
+        bodies.append(dict(body))
+        return completion(body, messages, role, content)
+
+    server._completion = record
+    return bodies

@@ -3,6 +3,7 @@ roles' and the student's defaults; packaged data named by package name."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,21 @@ def test_paper_config_is_the_papers_recipe() -> None:
     assert config.evaluation.judge is not None and config.evaluation.judge.temperature == 0.2
 
 
+def test_paper_config_samples_judges_loops_and_evaluates_as_the_paper() -> None:
+    config = load_config(CONFIGS / "paper.yaml")
+    s = config.student
+    assert (s.top_k, s.top_p) == (50, 1.0)  # lion_inference.py's fresh GenerationConfig
+    assert config.referee.skip_identical is False  # equal answers are judged, as chatgpt_referee.py does
+    loop = config.loop
+    assert loop.final_imitation is True  # 52K + 3 x 6K = the paper's 70K trained on
+    assert (loop.parent_sampling, loop.send_inputs, loop.referee_retries) == ("uniform", True, 2)
+    assert (loop.generation_patience, loop.seed) == (3, 42)
+    assert config.evaluation.protocol == "vicuna"  # `lion eval configs/paper.yaml` runs the paper's protocol
+    assert config.evaluation.judge.model == "gpt-4" and config.evaluation.questions.name == (
+        "vicuna_bench_questions.jsonl"
+    )
+
+
 def test_a_role_section_keeps_the_roles_decoding_defaults(tmp_path: Path) -> None:
     path = tmp_path / "roles.yaml"
     path.write_text("teacher: {model: m}\nreferee: {model: m}\ngenerator: {model: m}\n")
@@ -235,3 +251,12 @@ def test_the_example_configs_read_packaged_data() -> None:
     pools = load_config(CONFIGS / "local-vllm.yaml").pools
     assert pools.seed_path == data.path("seed_tasks.jsonl")
     assert len(read_instructions(pools.seed_path, pools.format)) == 175
+
+
+def test_local_vllm_config_shares_one_gpu_between_the_teacher_server_and_the_students_engine() -> None:
+    # the server command the file's header gives, and the student's own engine, fit one GPU together
+    text = (CONFIGS / "local-vllm.yaml").read_text()
+    server = float(re.search(r"vllm serve .*--gpu-memory-utilization ([0-9.]+)", text)[1])
+    student = load_config(CONFIGS / "local-vllm.yaml").student
+    assert student.backend == "vllm" and student.vllm.python is not None  # vLLM's own environment
+    assert server + student.vllm.gpu_memory_utilization < 1.0
