@@ -272,7 +272,7 @@ def vllm_step(checkpoint: Path, scale: Scale, precision: str, python: Path | Non
         prompts.student_prompt("lion", questions[i % len(questions)].instruction)
         for i in range(scale.prompts)
     ]
-    ids = encode(load_tokenizer(checkpoint), texts)
+    ids = encode(load_tokenizer(checkpoint), texts, student.prompt_template)
     release_cuda_cache()
     before = torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
     started = time.perf_counter()

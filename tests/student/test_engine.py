@@ -86,7 +86,7 @@ def test_the_engine_gets_the_transformers_backends_token_ids_and_decoding(
     answers = answer(tiny_student_path, ["ab", "abcd"], config, seed=0)
     request = json.loads(record.read_text())
     tokenizer = load_tokenizer(tiny_student_path)
-    assert request["prompt_ids"] == encode(tokenizer, ["ab", "abcd"])  # what generate() feeds the model
+    assert request["prompt_ids"] == encode(tokenizer, ["ab", "abcd"], config.prompt_template)  # as generate()
     assert answers == ["answer 3", "answer 5"]  # in prompt order, stripped as the other backend's
     assert request["decoding"] == {"temperature": 0.9, "top_p": 0.8, "top_k": 20, "max_tokens": 7}
     hf = transformers_decoding(config, tokenizer)
