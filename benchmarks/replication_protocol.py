@@ -33,6 +33,10 @@ ARM = {
     "imitation@lion": Arm("uniform", matches="lion"),
     # the referee.sample experiment (issue 20): `--arms lion,lion-sampled --name sampling`
     "lion-sampled": Arm("paper", sample=RefereeSample(size="auto", parents_multiple=2.0)),
+    # at this scale auto × 2 judges nearly every item (the pool is only 1.25–3× N, the paper's 9–11×):
+    # fixed older samples that do sample here, declared after that run and before these
+    "lion-sampled-100": Arm("paper", sample=RefereeSample(size=100, min_per_stratum=10)),
+    "lion-sampled-50": Arm("paper", sample=RefereeSample(size=50, min_per_stratum=10)),
     # earlier arms, kept runnable: the referee's count at random, and fresh (learnable without quarantine)
     "no-referee": Arm("random"),
     "fresh": Arm("fresh"),
@@ -99,5 +103,8 @@ paired 95% interval excluding 0. A null is reported as it is, with where the dat
 
 **Separately (issue 20, `--arms lion,lion-sampled --name sampling`):** lion-sampled (referee.sample,
 auto × 2) against lion at equal data is non-inferior when the lower 95% bound of the difference is
-above {NON_INFERIORITY_MARGIN * 100:+.1f} points.
+above {NON_INFERIORITY_MARGIN * 100:+.1f} points. That run judged 99–100% of the Cache Pool at this
+scale (auto × 2 asks for 4 × N / 2 judged items; the pool is only 1.25–3 × N here), so a second run
+(`--arms lion,lion-sampled-100,lion-sampled-50 --name sampling-fixed`) tests fixed older samples of 100
+and 50 items (about 40% and 35% of the pool judged), with the same margin.
 """
