@@ -210,26 +210,11 @@ def spend_table(runs: list[dict[str, Any]], arms: list[str], reference: str = RE
 
 
 def sampling_lines(runs: list[dict[str, Any]], arms: list[str]) -> list[str]:
-    """referee.sample: the non-inferiority of lion-sampled against lion (margin declared before the runs),
+    """referee.sample: each sampled arm's non-inferiority against lion (margin declared before the runs),
     what it judged, and the agreement of sampled with full judging at several sizes (agreement.py)."""
     lines = []
-    sampled = [r for r in runs if r["arm"] == "lion-sampled"]
-    if sampled and "lion" in arms:
-        p = paired(runs, "lion-sampled", reference="lion")
-        verdict = "non-inferior" if p["low"] > NON_INFERIORITY_MARGIN else "NOT shown non-inferior"
-        shares = [
-            statistics.mean(
-                r["discrimination"][i]["judged"] / r["discrimination"][i]["cache_pool"] for r in sampled
-            )
-            for i in range(len(sampled[0]["discrimination"]))
-        ]
-        lines += [
-            f"Judging a sample (lion-sampled − lion, {p['seeds']} paired seeds): "
-            f"{100 * p['mean']:+.2f} points [{100 * p['low']:+.2f}, {100 * p['high']:+.2f}], "
-            f"margin {100 * NON_INFERIORITY_MARGIN:+.1f} declared before the runs: **{verdict}**. "
-            f"Share of the Cache Pool judged per round: {' / '.join(f'{100 * j:.0f}%' for j in shares)}.",
-            "",
-        ]
+    for arm in (a for a in arms if ARM[a].sample is not None and "lion" in arms):
+        lines += [non_inferiority(runs, arm), ""]
     found = agreement.agreement(runs)
     if found["settings"]:
         lines += [
@@ -244,6 +229,24 @@ def sampling_lines(runs: list[dict[str, Any]], arms: list[str]) -> list[str]:
             ),
         ]
     return lines
+
+
+def non_inferiority(runs: list[dict[str, Any]], arm: str) -> str:
+    """One line: the sampled arm against lion, the verdict at the declared margin, the share judged."""
+    p = paired(runs, arm, reference="lion")
+    verdict = "non-inferior" if p["low"] > NON_INFERIORITY_MARGIN else "NOT shown non-inferior"
+    sampled = [r for r in runs if r["arm"] == arm]
+    shares = [
+        statistics.mean(
+            r["discrimination"][i]["judged"] / r["discrimination"][i]["cache_pool"] for r in sampled
+        )
+        for i in range(len(sampled[0]["discrimination"]))
+    ]
+    return (
+        f"Judging a sample ({arm} − lion, {p['seeds']} paired seeds): {interval(p)} points, margin "
+        f"{100 * NON_INFERIORITY_MARGIN:+.1f} declared before the runs: **{verdict}**. Share of the Cache "
+        f"Pool judged per round: {' / '.join(f'{100 * j:.0f}%' for j in shares)}."
+    )
 
 
 def interval(p: dict[str, Any]) -> str:
