@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ from transformers import get_scheduler
 
 from lion_core.config import StudentConfig
 from lion_core.interrupt import check as check_stop
-from lion_core.records import atomic_write_text
+from lion_core.records import atomic_write_text, writing
 from lion_core.student.checkpoint import FINGERPRINT_FILE, load_for_training, load_tokenizer, replace_dir
 from lion_core.student.data import SFTPair, build_examples, collate
 
@@ -158,9 +159,11 @@ class StepReporter:
         self.examples = 0
         self.started = time.perf_counter()
         self.file: TextIO | None = None
+        self.path = path
         if accelerator.is_main_process:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = path.open("w", encoding="utf-8")
+            with writing(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.file = path.open("w", encoding="utf-8")
 
     def __call__(self, step: int, loss: float, learning_rate: float, examples: int) -> None:
         self.examples += examples * self.accelerator.num_processes
@@ -179,8 +182,9 @@ class StepReporter:
             )
         if self.file is None:
             return
-        self.file.write(json.dumps(asdict(record)) + "\n")
-        self.file.flush()
+        with writing(self.path):
+            self.file.write(json.dumps(asdict(record)) + "\n")
+            self.file.flush()
         if logged:
             logger.info(f"fine-tune {format_step(record)}")
         if self.on_step is not None:
@@ -331,23 +335,34 @@ def _train_loop(
 def _save(
     accelerator, model, tokenizer, out_dir: Path, config: StudentConfig, result: TrainResult, key: str
 ) -> None:
-    """save_pretrained into a temp dir on the main process, then move it into place."""
+    """save_pretrained into a temp dir on the main process, then move it into place. A save that fails
+    (a full disk) leaves no temp dir behind and raises StateWriteError naming the checkpoint."""
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(model)  # gathers FSDP shards; every process must call it
     if accelerator.is_main_process:
         out_dir = Path(out_dir)
         tmp = out_dir.with_name(out_dir.name + ".tmp")
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(tmp, state_dict=state_dict)
-        tokenizer.save_pretrained(tmp)
-        if config.finetune == "lora" and config.merge_adapter:
-            merged = unwrapped.merge_and_unload()
-            merged.save_pretrained(tmp / "merged")
-            tokenizer.save_pretrained(tmp / "merged")
-        atomic_write_text(tmp / LOG_FILE, json.dumps(asdict(result), indent=1))
-        atomic_write_text(tmp / FINGERPRINT_FILE, json.dumps({"key": key}))
+        shutil.rmtree(tmp, ignore_errors=True)  # what a killed save left
+        try:
+            with writing(out_dir):
+                _save_files(accelerator.unwrap_model(model), state_dict, tokenizer, tmp, config)
+                atomic_write_text(tmp / LOG_FILE, json.dumps(asdict(result), indent=1))
+                atomic_write_text(tmp / FINGERPRINT_FILE, json.dumps({"key": key}))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # no half-saved checkpoint takes the disk
+            raise
         replace_dir(tmp, out_dir)
     accelerator.wait_for_everyone()
+
+
+def _save_files(unwrapped, state_dict, tokenizer, tmp: Path, config: StudentConfig) -> None:
+    """The weights and tokenizer (and the merged model of a LoRA adapter, when asked) into `tmp`."""
+    unwrapped.save_pretrained(tmp, state_dict=state_dict)
+    tokenizer.save_pretrained(tmp)
+    if config.finetune == "lora" and config.merge_adapter:
+        merged = unwrapped.merge_and_unload()
+        merged.save_pretrained(tmp / "merged")
+        tokenizer.save_pretrained(tmp / "merged")
 
 
 def read_pairs(path: Path) -> list[SFTPair]:
