@@ -81,7 +81,7 @@ def test_an_unknown_protocol_is_refused_before_any_work(tmp_path: Path) -> None:
 
 
 # Every command a user can type; the test fails if one of them is no longer registered.
-COMMANDS = {"demo", "run", "eval", "report", "world", "params", "export", "decontaminate"}
+COMMANDS = {"demo", "run", "eval", "report", "world", "params", "export", "decontaminate", "config-reference"}
 WORLD_COMMANDS = {"serve", "sample", "families", "student"}
 
 

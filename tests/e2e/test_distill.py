@@ -25,15 +25,9 @@ from lion_core.method.selection import Probe
 from lion_core.records import Judgement, Response, read_instructions, read_jsonl
 from lion_core.run.rundir import ITERATION_FILES, RunDir, response_cache
 from tests.support.configs import config_file, small_demo
-from tests.support.spawn import ServerLeftBehind, lion_process, run_lion
+from tests.support.spawn import lion_process, run_lion
 
 pytestmark = pytest.mark.slow
-
-# A `lion run` SIGKILLed with its process group leaves Prefect's embedded server running (its reaper dies
-# in the group): the spawner's check fails the test for exactly that, after every other assertion held.
-ISSUE_22 = pytest.mark.xfail(
-    strict=True, raises=ServerLeftBehind, reason="issue 22: embedded server outlives lion on a group kill"
-)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +183,6 @@ def test_a_generator_whose_every_reply_is_filtered_stops_the_run_and_says_why(
     assert not run.iteration(2).root.exists()  # no empty Train Pool for an iteration that cannot learn
 
 
-@ISSUE_22
 def test_a_killed_run_resumes_without_paying_twice(tmp_path: Path) -> None:
     config = small_demo(tmp_path / "run", port=0, iterations=2)
     with world_server(config).start() as server:
@@ -236,7 +229,6 @@ def batch_demo_config(run_dir: Path, port: int) -> LionConfig:
     return LionConfig.model_validate(data)
 
 
-@ISSUE_22
 def test_batch_mode_run_killed_mid_batch_reattaches_and_finishes(tmp_path: Path) -> None:
     config = batch_demo_config(tmp_path / "run", 0)
     with world_server(config).start() as server:
