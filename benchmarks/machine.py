@@ -392,3 +392,57 @@ def machine_probes(root: Path) -> dict[str, Any]:
     results["group_kills"] = probe_group_kills(root / "group")
     results["concurrent"] = probe_concurrent(root / "concurrent")
     return results
+
+
+def disk_row(result: dict[str, Any]) -> dict[str, str]:
+    if "skipped" in result:
+        return {"probe": f"disk full ({result['stage']})", "figure": result["skipped"]}
+    full = result["full"]
+    return {
+        "probe": f"disk full ({result['stage']}, {result['size']} tmpfs)",
+        "figure": f"exit {full['exit']}, {full['lines']} line, traceback: {full['traceback']}, nothing torn: "
+        f"{full['nothing_torn']}, processes left {full['left']}; space freed, resumed: exit "
+        f"{result['resumed_exit']}, asked again {result['rebought']} ({result['unrecorded']} unrecorded); "
+        f"ledger {result['ledger_tokens']} ≤ server {result['served_tokens']} ≤ worst case "
+        f"{result['ledger_worst_case_tokens']}",
+    }
+
+
+def damage_row(case: dict[str, Any]) -> dict[str, str]:
+    way_out = ""
+    if "after_way_out_exit" in case:  # the line's advice, followed
+        way_out = f"; the way out followed: exit {case['after_way_out_exit']}, "
+        way_out += f"{case['after_way_out_requests']} requests"
+    return {
+        "probe": f"damage: {case['case']}",
+        "figure": f"exit {case['exit']}, {case['lines']} lines, traceback: {case['traceback']}, "
+        f"{case['requests_sent']} requests sent{way_out}",
+    }
+
+
+def machine_rows(results: dict[str, Any]) -> list[dict[str, str]]:
+    """The summary table's rows of the machine probes."""
+    term, group, both = results["sigterm"], results["group_kills"], results["concurrent"]
+    stop = term["stop"]
+    return [
+        *(disk_row(d) for d in results["disk_full"]),
+        *(damage_row(c) for c in results["damage"]["cases"]),
+        {
+            "probe": f"SIGTERM at {term['at']}",
+            "figure": f"exit {stop['exit']} after {stop['seconds']} s, {stop['lines']} line, traceback: "
+            f"{stop['traceback']}, processes left {stop['left']}; {term['unrecorded_after_stop']} requests "
+            f"journaled unrecorded, {term['unsettled_after_stop']} unsettled; resumed: exit "
+            f"{term['resumed_exit']}, asked again {term['rebought']}",
+        },
+        {
+            "probe": f"{len(group['kills'])} SIGKILLs of the process group",
+            "figure": f"processes left {group['processes_left']}, temporary databases left "
+            f"{group['temp_databases_left']}; resumed: exit {group['resumed_exit']}, asked again "
+            f"{group['rebought']} (bound {group['bound_per_kill']} per kill per role)",
+        },
+        {
+            "probe": f"{both['runs']} runs at once, one PREFECT_HOME",
+            "figure": f"exits {both['exits']}, {both['finished']} finished, 'database is locked' in "
+            f"{both['database_locked']}, tracebacks in {both['tracebacks']}, {both['wall_s']} s",
+        },
+    ]

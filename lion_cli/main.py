@@ -300,29 +300,21 @@ def eval_(
         questions = questions or config.evaluation.questions
         question_file = str(questions) if questions else None
         check_inputs(config, candidate, question_file, world, harness, protocol)
-        from flows.evaluate import evaluate  # Prefect's flow modules only once the input is known good
+        from flows.evaluate import endpoints_used, evaluate  # Prefect's flows once the input is known good
         from flows.fanout import in_run_dir
-
-        flow_call = in_run_dir(config, evaluate)(
-            config,
-            candidate,
-            question_file,
-            world,
-            harness,
-            candidate_model,
-            str(out) if out else None,
-            protocol=protocol,
-        )
     except (ConfigError, ValueError) as err:
         say_error("error", err)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    from flows.evaluate import endpoints_used
-
     again = eval_command(config_path, candidate, candidate_model, questions, world, harness, out, protocol)
     with failing_writes(write_note(config, again)), hold_run_dir(config), interruptible(again):
         reachable(config, endpoints_used(config, candidate, question_file, protocol))
         check_state(config, cache_only=True)
-        result = run_flow(flow_call)
+        flow = in_run_dir(config, evaluate)
+        output = str(out) if out else None
+        call = flow(
+            config, candidate, question_file, world, harness, candidate_model, output, protocol=protocol
+        )
+        result = run_flow(call)
     print_eval(result)
     console.print(f"report: {result['report']}   wall time: {time.perf_counter() - started:.0f} s")
     if "harness_error" in result:
