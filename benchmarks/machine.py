@@ -1,8 +1,9 @@
 """Run by benchmarks/reliability.py (make reliability): `lion run` when the machine misbehaves (issue 22).
 
 - disk full: the run directory on a small tmpfs (where this machine lets us mount one) that fills in
-  the response cache during the teacher's fan-out, or at the first checkpoint; the exit, what it
-  prints, whether a file is torn; the tmpfs grown, the same command resumes: what it asks again;
+  the response cache during the teacher's fan-out, at the first checkpoint's save, or during the
+  referee's fan-out; the exit, what it prints, whether a file is torn; the tmpfs grown, the same
+  command resumes: what it asks again;
 - damage: a finished run's response cache overwritten (a bad copy) or cut short, its first pool
   torn, a file of its finished iteration torn, its ledger.json torn: each refused in one line before any
   request, or repaired by a replay that pays nothing; then the way out the line names, followed;
@@ -48,7 +49,9 @@ from lion_core.run.rundir import RunDir
 from lion_core.world.server import WorldServer
 
 MARK = "LION_MACHINE_PROBE"  # in the environment of every process a probed `lion` starts
-DISK_SIZES = {"cache": "300k", "checkpoint": "1200k"}  # tmpfs sizes that fill at the named stage
+# tmpfs sizes that fill at the named stage: the response cache in the teacher's fan-out, the first
+# checkpoint's save, the response cache in the referee's fan-out
+DISK_SIZES = {"teacher": "300k", "checkpoint": "3m", "referee": "5m"}
 GROWN_SIZE = "64m"  # the tmpfs after space was freed
 STAGGER_S = 2.0  # between the starts of the concurrent runs
 CONCURRENT_RUNS = 3
@@ -381,7 +384,7 @@ def probe_concurrent(folder: Path, runs: int = CONCURRENT_RUNS) -> dict[str, Any
 
 def machine_probes(root: Path) -> dict[str, Any]:
     """Every probe of this module, each in a folder of its own under `root`."""
-    for name in ("disk-cache", "disk-checkpoint", "damage", "sigterm", "group", "concurrent"):
+    for name in (*(f"disk-{stage}" for stage in DISK_SIZES), "damage", "sigterm", "group", "concurrent"):
         (root / name).mkdir()
     results = {
         "disk_full": [probe_disk_full(root / f"disk-{stage}", stage) for stage in DISK_SIZES],

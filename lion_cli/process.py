@@ -242,11 +242,14 @@ class QuietExpected(logging.Filter):
 
 
 def quiet_console() -> None:
-    """QuietExpected on the console handlers of the root logger (Prefect's console), once."""
+    """QuietExpected on Prefect's console handlers (those of the root logger), once; a new command
+    (a test may run several in one process) starts with its outcome unsaid."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    _REPORTED.clear()
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler) and not any(
-            isinstance(f, QuietExpected) for f in handler.filters
-        ):
+        quiet = any(isinstance(f, QuietExpected) for f in handler.filters)
+        if isinstance(handler, PrefectConsoleHandler) and not quiet:
             handler.addFilter(QuietExpected())
 
 
