@@ -301,6 +301,17 @@ class Stopper:
 _STOPPER = Stopper()
 
 
+def own_sigterm() -> None:
+    """Prefect's flow engine puts a SIGTERM handler of its own in place while a flow runs (prefect.
+    utilities.engine.capture_sigterm), which raises TerminationSignal wherever the main thread is — out
+    of the event loop, past the stop flag: exit 1, a traceback, a fine-tune left training. In `lion`
+    the handler it puts in place is the Stopper, so SIGTERM stops a run as Ctrl-C does. (A deployment
+    run, which no `lion` command runs, keeps Prefect's own handling.)"""
+    from prefect.utilities import engine
+
+    engine._prefect_sigterm_handler = _STOPPER  # the name capture_sigterm installs and checks for
+
+
 @contextmanager
 def interruptible(resume: str) -> Iterator[None]:
     """Ctrl-C, SIGTERM or SIGHUP in this block stops the run within seconds (see Stopper) and exits
@@ -364,6 +375,7 @@ def run_flow(flow_call, budget_note: Callable[[Exception], str] | None = None) -
     from lion_core.records import RecordError
 
     quiet_console()
+    own_sigterm()
     from lion_core.interrupt import STOP, Interrupted
 
     tie_embedded_server()

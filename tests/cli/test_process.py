@@ -121,3 +121,15 @@ def test_the_embedded_server_gets_a_database_of_its_own_unless_the_user_chose_on
         shutil.rmtree(folder)
     monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL", "postgresql+asyncpg://db/prefect")
     assert process.own_database() is None  # the user's own, under Prefect's older name too
+
+
+def test_prefects_flow_engine_stops_on_sigterm_as_lion_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trial: Prefect's engine put its own SIGTERM handler in place for the flow, which raised
+    TerminationSignal out of the event loop — exit 1 and a traceback, the fine-tune left running."""
+    from prefect.utilities import engine
+    from prefect.utilities.engine import capture_sigterm
+
+    monkeypatch.setattr(engine, "_prefect_sigterm_handler", engine._prefect_sigterm_handler)  # put back after
+    process.own_sigterm()
+    with capture_sigterm():  # what the flow engine does around every flow run
+        assert signal.getsignal(signal.SIGTERM) is process._STOPPER
