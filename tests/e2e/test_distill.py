@@ -299,3 +299,36 @@ def test_a_probing_strategy_runs_through_the_flow_like_the_paper_and_pays_once(
     for k in (1, 2):
         flow_file = run.iteration(k).probes
         assert RunDir(tmp_path / "plain").iteration(k).probes.read_bytes() == flow_file.read_bytes(), k
+
+
+def test_a_deployment_run_takes_the_lock_and_asks_its_endpoints_before_any_work(
+    harness, tmp_path: Path
+) -> None:
+    """Issue 22, item 5: the `distill` flow run as a deployment took neither the run directory's lock nor
+    asked whether its endpoints answer (as `lion run` does around it)."""
+    import subprocess
+    import sys
+
+    from lion_core.config import ConfigError
+    from lion_core.run.rundir import RunLockedError
+    from tests.support.spawn import free_port
+
+    config = small_demo(tmp_path / "run", port=free_port(), iterations=1)
+    prepare_world_files(config)
+    with pytest.raises(ConfigError, match=r"^teacher\.base_url: http://127\.0\.0\.1:\d+/v1 is not reachable"):
+        run_distill(config)
+    hold = (
+        "import sys, time, pathlib; from lion_core.run.rundir import RunDir, RunLock; "
+        "RunLock(RunDir(pathlib.Path(sys.argv[1]))).acquire(); print('held', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(config.run_dir)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
+            run_distill(config)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not RunDir(config.run_dir).config.exists()  # nothing of the run written
