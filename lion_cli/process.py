@@ -198,13 +198,14 @@ def tie_embedded_server() -> None:
 
 def expected(error: BaseException) -> bool:
     """Whether an error is one the CLI reports in one line itself: a budget stop, bad or damaged input,
-    a failed write, a stop."""
+    a failed write, an endpoint that kept failing, a stop."""
     from lion_core.api.budget import BudgetExceededError
+    from lion_core.chat import LLMError
     from lion_core.config import ConfigError
     from lion_core.interrupt import Interrupted
     from lion_core.records import RecordError, write_failure
 
-    known = (BudgetExceededError, ConfigError, RecordError, Interrupted)
+    known = (BudgetExceededError, ConfigError, RecordError, LLMError, Interrupted)
     return isinstance(error, known) or write_failure(error) is not None
 
 
@@ -213,15 +214,23 @@ def expected_marks() -> tuple[str, ...]:
     from lion_core.api.journal import DAMAGED_WORDS
     from lion_core.records import SQLITE_WRITE_ERRORS, WRITE_ERRNOS
 
-    names = ("BudgetExceededError", "budget: max_", "RecordError", "DamagedStateError", "ConfigError")
+    names = (
+        "BudgetExceededError",
+        "budget: max_",
+        "RecordError",
+        "DamagedStateError",
+        "ConfigError",
+        "LLMError",
+    )
     return (*names, "StateWriteError", *WRITE_ERRNOS.values(), *SQLITE_WRITE_ERRORS, *DAMAGED_WORDS)
 
 
 class QuietExpected(logging.Filter):
     """On the console only (the API handler, hence the Prefect UI, keeps them): drops Prefect's records
     of the stops the CLI says in one line itself — tracebacks, failed and crashed states of a budget
-    stop, bad or damaged input, a failed write; after a stop, every warning and error; after the CLI
-    said how the run ended, everything. `lion --verbose` keeps them all."""
+    stop, bad or damaged input, a failed write, an endpoint that kept failing (its batches' retries
+    too); after a stop, every warning and error; after the CLI said how the run ended, everything.
+    `lion --verbose` keeps them all."""
 
     def __init__(self) -> None:
         super().__init__()
