@@ -44,6 +44,7 @@ from reliability import (
 )
 
 from flows.demo import prepare_world_files, world_server
+from lion_cli.process import DATABASE_FOLDER_PREFIX
 from lion_core.config import LionConfig, dump_config
 from lion_core.run.rundir import RunDir
 from lion_core.world.server import WorldServer
@@ -57,7 +58,7 @@ STAGGER_S = 2.0  # between the starts of the concurrent runs
 CONCURRENT_RUNS = 3
 TERM_AT = ("referee", 40)  # SIGTERM once the referee received this many requests
 GROUP_KILLS = [("teacher", 20), ("referee", 40), ("generator", 10)]
-TEMP_DATABASES = "lion-prefect-*"  # the embedded servers' temporary database folders (lion_cli/process.py)
+TEMP_DATABASES = f"{DATABASE_FOLDER_PREFIX}*"  # the embedded servers' temporary database folders
 
 
 # ----------------------------------------------------------------------------- running lion

@@ -55,6 +55,7 @@ STOP_SIGNALS = {
 # Where the embedded server keeps its database (the user's own setting, under either name, wins).
 DATABASE_SETTINGS = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
 DATABASE_FILE = "prefect.db"
+DATABASE_FOLDER_PREFIX = "lion-prefect-db-"  # its temporary folder, in the system temp directory
 REAPER_GRACE_S = 10.0  # how long the reaper lets a SIGTERMed server stop before it SIGKILLs it
 
 # Run beside Prefect's temporary server, in a session of its own (a signal to `lion`'s process group
@@ -151,7 +152,7 @@ def own_database() -> Path | None:
     "Several runs at once"): concurrent `lion` processes never share one. None when the user chose one."""
     if users_database():
         return None
-    folder = Path(tempfile.mkdtemp(prefix="lion-prefect-"))
+    folder = Path(tempfile.mkdtemp(prefix=DATABASE_FOLDER_PREFIX))
     os.environ[DATABASE_SETTINGS[0]] = f"sqlite+aiosqlite:///{folder / DATABASE_FILE}"
     return folder
 
