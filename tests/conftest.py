@@ -31,14 +31,19 @@ LEFT_BEHIND_WAIT_S = 30.0  # how long the session's processes may take to end af
 pytest.register_assert_rewrite("tests.support")  # the shared helpers' asserts explain their failures too
 
 
-def own_embedded_servers() -> set[int]:
-    """The Prefect servers that flows run in this process started: Prefect stops them at its exit,
-    after the session's check."""
-    module = sys.modules.get("prefect.server.api.server")
-    if module is None:
-        return set()
-    servers = module.SubprocessASGIServer._instances.values()
-    return {s.server_process.pid for s in servers if s.server_process is not None}
+def stopped_at_exit() -> set[int]:
+    """The Prefect servers that flows run in this process started, and the reapers of the ones `lion`
+    commands run in process (CliRunner) started: they end when this process does (Prefect stops its
+    servers at exit; a reaper's pipe from this process closes), after the session's check."""
+    pids = set()
+    server = sys.modules.get("prefect.server.api.server")
+    if server is not None:
+        running = server.SubprocessASGIServer._instances.values()
+        pids |= {s.server_process.pid for s in running if s.server_process is not None}
+    process = sys.modules.get("lion_cli.process")
+    if process is not None:
+        pids |= {reaper.pid for reaper in process._REAPERS}
+    return pids
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,10 +53,10 @@ def nothing_left_behind():
     yield
     from tests.support.spawn import left_by, stop
 
-    marker, stopped_at_exit = os.environ[SESSION_MARKER], own_embedded_servers()
+    marker, ours = os.environ[SESSION_MARKER], stopped_at_exit()
 
     def left_behind() -> list:
-        return [p for p in left_by(SESSION_MARKER, marker, but=os.getpid()) if p.pid not in stopped_at_exit]
+        return [p for p in left_by(SESSION_MARKER, marker, but=os.getpid()) if p.pid not in ours]
 
     deadline = time.monotonic() + LEFT_BEHIND_WAIT_S
     while (left := left_behind()) and time.monotonic() < deadline:
