@@ -99,10 +99,17 @@ def check_state(config, cache_only: bool = False) -> None:
 
 
 def write_note(config, resume: str):
-    """What the line of a failed write adds (lion_core.run.state.space_note)."""
+    """What the line of a failed write adds (lion_core.run.state.space_note; without the figures when
+    the run directory cannot even be measured)."""
     from lion_core.run.state import space_note
 
-    return lambda err: space_note(config, err.errno, resume)
+    def note(err: OSError) -> str:
+        try:
+            return space_note(config, err.errno, resume)
+        except OSError:
+            return f"fix the disk, then re-run the same command to resume ({resume})"
+
+    return note
 
 
 def observed_projection(config):

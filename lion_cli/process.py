@@ -59,12 +59,14 @@ DATABASE_FOLDER_PREFIX = "lion-prefect-db-"  # its temporary folder, in the syst
 REAPER_GRACE_S = 10.0  # how long the reaper lets a SIGTERMed server stop before it SIGKILLs it
 
 # Run beside Prefect's temporary server, in a session of its own (a signal to `lion`'s process group
-# does not reach it): waits until the `lion` that started it ends, however it ends (its stdin pipe
-# closes), then stops the server (SIGTERM, SIGKILL after the grace) and removes the server's temporary
-# database. A pidfd names the server process itself, so a recycled pid is never signalled.
+# does not reach it; Ctrl-C, SIGHUP and SIGTERM — systemd sends it to every process of the service —
+# are ignored: it ends when its work is done): waits until the `lion` that started it ends, however it
+# ends (its stdin pipe closes), then stops the server (SIGTERM, SIGKILL after the grace) and removes the
+# server's temporary database. A pidfd names the server process itself, so a recycled pid is never
+# signalled.
 SERVER_REAPER = """
 import os, select, shutil, signal, sys, time
-for ignored in (signal.SIGINT, signal.SIGHUP):
+for ignored in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
     signal.signal(ignored, signal.SIG_IGN)
 pid, grace, database = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 try:
