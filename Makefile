@@ -47,7 +47,9 @@ sampling: $(STAMP)
 calibration: $(STAMP)
 	$(PY) benchmarks/calibration.py
 
-# Faults, SIGKILLs, two runs on one directory, a budget across a kill, hostile input (~10 min on 2 cores).
+# Faults, SIGKILLs, two runs on one directory, a budget across a kill, hostile input, and the machine
+# misbehaving: a full disk (a tmpfs: needs root), damaged state, SIGTERM, group kills, three runs at once
+# (~21 min on 2 cores).
 reliability: $(STAMP)
 	$(PY) benchmarks/reliability.py
 

@@ -10,7 +10,9 @@ Reliability probes of `lion run`, as a user would try it, through the CLI and th
 - budget: `budget.max_tokens`, one kill, resume: what the server served against the budget, and what
   the stop prints;
 - bad input: each kind of hostile input must exit 2 with one line, no traceback, nothing written and
-  nothing sent.
+  nothing sent;
+- the machine misbehaving (benchmarks/machine.py): a full disk, damaged state, SIGTERM, SIGKILLs of the
+  whole process group, three runs at once.
 Prints the figures and writes benchmarks/results/reliability.json.
 """
 
@@ -47,6 +49,7 @@ WAIT_S = 600  # the longest a probe waits for a run (a stuck probe fails instead
 ORPHAN_WAIT_S = 30  # how long a killed run's embedded Prefect server may take to stop
 POLL_S = 0.005
 SERVER_MARK = "prefect.server.api.server"  # in the embedded Prefect server's command line
+NEVER_RECORDED = ("in_flight", "unrecorded")  # journal states of a request whose reply was never recorded
 # Kill points: (role, requests that role must have received since this run started).
 KILL_PLAN = [
     ("teacher", 20),
@@ -154,13 +157,13 @@ def rebought(rows: list[tuple[str, str, str]]) -> Counter:
         if unsettled[(role, key)]:
             counts[role] += 1
             unsettled[(role, key)] -= 1
-        unsettled[(role, key)] += state == "in_flight"
+        unsettled[(role, key)] += state in NEVER_RECORDED
     return counts
 
 
 def in_flight(config: LionConfig) -> Counter:
     """Per role: journaled requests whose reply was never recorded."""
-    return Counter(role for role, _, state in journal_rows(config) if state == "in_flight")
+    return Counter(role for role, _, state in journal_rows(config) if state in NEVER_RECORDED)
 
 
 def probe_second_run(folder: Path) -> dict[str, Any]:
@@ -222,7 +225,7 @@ def probe_kills(folder: Path, plan: list[tuple[str, int]], iterations: int) -> d
                 (n for k in kills for n in k["in_flight_at_kill"].values()), default=0
             ),
             "bound_per_kill": CONCURRENCY,
-            "unsettled_at_kills": sum(state == "in_flight" for _, _, state in rows),
+            "unsettled_at_kills": sum(state in NEVER_RECORDED for _, _, state in rows),
             "prefect_servers_left": sum(k["prefect_servers_left"] for k in kills),
             "teacher_repeated_at_server": server.stats.repeated_teacher_requests(),
             **ledger_against_server(config, server),
@@ -460,6 +463,10 @@ def main() -> None:
         print(f"kills: {kills['kills_survived']} survived", flush=True)
         second = probe_second_run(root / "second")
         budget = probe_budget(root / "budget", max_tokens=60_000)
+        from machine import machine_probes, machine_rows
+
+        (root / "machine").mkdir()
+        machine = machine_probes(root / "machine")
     summary = [
         {
             "probe": "faults",
@@ -491,6 +498,7 @@ def main() -> None:
             "figure": f"{bad['refused_cleanly']} of {bad['kinds']} refused (exit 2, one line, "
             f"nothing written); {bad['requests_sent']} requests sent",
         },
+        *machine_rows(machine),
     ]
     print(markdown(summary))
     for row in bad["rows"]:
@@ -505,6 +513,7 @@ def main() -> None:
         second_run=second,
         budget=budget,
         bad_inputs=bad,
+        machine=machine,
     )
     print(f"wrote {path}")
 

@@ -13,7 +13,9 @@ judgements go through the response cache like every other paid call. Results: RU
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 from collections import Counter
 from pathlib import Path
 from random import Random
@@ -38,7 +40,8 @@ from lion_core.evaluation.protocols import (
     verdict,
 )
 from lion_core.records import Instruction, Judgement, Response, read_instructions, write_jsonl
-from lion_core.run.rundir import RunDir, response_cache
+from lion_core.run.rundir import RunDir, RunLock, check_endpoints, response_cache
+from lion_core.run.state import check_cache
 from lion_core.student.checkpoint import fingerprint
 from lion_core.world.evaluation import read_world_set, score_world
 from lion_core.world.families import Task, sample_tasks
@@ -220,6 +223,19 @@ def resolve_candidate(
     return build_client("candidate", endpoint, ledger=ledger, cache=cache, budget=config.budget)
 
 
+def endpoints_used(
+    config: LionConfig, candidate: str, questions: str | None, protocol: str
+) -> dict[str, EndpointConfig]:
+    """The endpoints an evaluation asks, by the field that names each (the candidate's when it is one)."""
+    used = {"teacher.base_url": config.teacher}
+    judge = judge_endpoint(config, protocol)
+    if questions and judge is not None:
+        used["evaluation.judge.base_url"] = judge
+    if not Path(candidate).is_dir():
+        used["--candidate"] = config.teacher.model_copy(update={"base_url": candidate})
+    return used
+
+
 @flow(name="evaluate")
 async def evaluate(
     config: LionConfig,
@@ -233,12 +249,42 @@ async def evaluate(
 ) -> dict[str, Any]:
     """Judge protocol (`lion` or `vicuna`; None: the config's evaluation.protocol) on `questions`, world
     exact match on `world` tasks, lm-eval `harness` tasks. `questions` may name a packaged set
-    (package:vicuna_bench_questions.jsonl)."""
+    (package:vicuna_bench_questions.jsonl). Like a run, it takes the run directory's lock, asks each
+    endpoint once and checks the response cache before any work."""
     questions = question_path(questions)
     protocol = resolve_protocol(config, protocol)
     check_inputs(config, candidate, questions, world, harness, protocol)
-    out = Path(out_dir) if out_dir else default_out(config, candidate)
-    ledger = Ledger(RunDir(config.run_dir).ledger, scope="eval")
+    run = RunDir(config.run_dir)
+    with RunLock(run):  # a deployment run's own; inside `lion eval`, the command's
+        check_endpoints(config, endpoints_used(config, candidate, questions, protocol))
+        check_cache(response_cache(config), run)
+        out = Path(out_dir) if out_dir else default_out(config, candidate)
+        ledger = Ledger(run.ledger, scope="eval")
+        try:
+            result = await evaluation(
+                config, candidate, questions, world, harness, candidate_model, out, protocol, ledger
+            )
+        finally:
+            with contextlib.suppress(OSError, sqlite3.Error):  # a view: a full disk must not hide a failure
+                ledger.settle_unrecorded()
+            ledger.save_quietly()
+    result["report"] = str(out / "report.md")
+    publish(result, out)
+    return result
+
+
+async def evaluation(
+    config: LionConfig,
+    candidate: str,
+    questions: str | None,
+    world: int,
+    harness: str | None,
+    candidate_model: str | None,
+    out: Path,
+    protocol: str,
+    ledger: Ledger,
+) -> dict[str, Any]:
+    """The evaluation's parts (see `evaluate`), into `out`, paid through `ledger`."""
     cache = ResponseCache(response_cache(config))
     clients: dict[str, ChatClient] = {
         role: build_client(role, endpoint, ledger=ledger, cache=cache, budget=config.budget)
@@ -246,29 +292,24 @@ async def evaluate(
     }
     subject = resolve_candidate(config, candidate, candidate_model, ledger, cache)
     result: dict[str, Any] = {"candidate": candidate}
-    try:
-        if questions:
-            result["judge"] = await judge_protocol(
-                config, subject, clients, Path(questions), out, ledger, protocol
+    if questions:
+        result["judge"] = await judge_protocol(
+            config, subject, clients, Path(questions), out, ledger, protocol
+        )
+    if world:
+        result["world"], result["world_teacher"] = await world_protocol(
+            config, subject, clients["teacher"], world, ledger, out
+        )
+        result["world_source"] = world_source(config)
+    if harness:
+        assert isinstance(subject, Path)  # check_inputs: the harness needs a checkpoint
+        names = [t.strip() for t in harness.split(",") if t.strip()]
+        try:
+            result["harness"] = harness_task(
+                str(subject), names, config.student.precision, fingerprint(subject)
             )
-        if world:
-            result["world"], result["world_teacher"] = await world_protocol(
-                config, subject, clients["teacher"], world, ledger, out
-            )
-            result["world_source"] = world_source(config)
-        if harness:
-            assert isinstance(subject, Path)  # check_inputs: the harness needs a checkpoint
-            names = [t.strip() for t in harness.split(",") if t.strip()]
-            try:
-                result["harness"] = harness_task(
-                    str(subject), names, config.student.precision, fingerprint(subject)
-                )
-            except HarnessError as err:  # the other results stand; the error is reported with them
-                result["harness_error"] = str(err)
-    finally:
-        ledger.save()
-    result["report"] = str(out / "report.md")
-    publish(result, out)
+        except HarnessError as err:  # the other results stand; the error is reported with them
+            result["harness_error"] = str(err)
     return result
 
 

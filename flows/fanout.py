@@ -13,9 +13,11 @@ from prefect import Flow, Task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 
 from lion_core.api.batch import BatchProgress
+from lion_core.api.budget import BudgetExceededError
 from lion_core.api.ledger import Ledger
-from lion_core.chat import ChatClient
-from lion_core.config import LionConfig, LoopConfig
+from lion_core.chat import ChatClient, LLMError
+from lion_core.config import ConfigError, LionConfig, LoopConfig
+from lion_core.records import RecordError, write_failure
 from lion_core.run.rundir import RunDir
 from tasks.api import endpoint_id, with_retries
 from tasks.artifacts import Progress
@@ -48,6 +50,11 @@ async def fan_out(
     order. A batch waiting for its turn is not yet a task (nothing started, nothing held but its
     slice), so the first request leaves at once and memory does not grow with the pool.
 
+    A batch that fails (out of retries) starts no more batches, but those in flight finish — their
+    replies are paid for and cached, and Prefect shows them Completed, not Crashed — and then the stage
+    fails naming the failed batches (`stage_failure`); a retry re-runs only those and the ones never
+    started. A stop (Ctrl-C, SIGTERM: a cancellation) ends every batch at once.
+
     RUN/ledger.json, a view of the money journal, is refreshed as batches finish, at most every
     LEDGER_REFRESH_S (rebuilding it sums the whole journal: ~1 s at 375K requests), and at the end; a
     kill loses nothing either way, since every reply's usage is journaled with it.
@@ -55,21 +62,50 @@ async def fan_out(
     progress = await Progress(f"{description} ({len(items)})", len(items)).start()
     turns = asyncio.Semaphore(in_flight)
     saved = time.monotonic()
+    failed: dict[int, Exception] = {}
 
     async def one(first: int) -> list[R]:
         nonlocal saved
         async with turns:
+            if failed:
+                return []
             batch = list(items[first : first + size])
-            result = await call(first, batch)
+            try:
+                result = await call(first, batch)
+            except Exception as err:  # a stop is no Exception: it goes through and cancels the rest
+                failed[first] = err
+                return []
         if time.monotonic() - saved >= LEDGER_REFRESH_S:
             ledger.save()
             saved = time.monotonic()
         await progress.advance(len(batch))
         return result
 
-    results = await asyncio.gather(*(one(first) for first in range(0, len(items), size)))
+    starts = range(0, len(items), size)
+    results = await asyncio.gather(*(one(first) for first in starts))
+    if failed:
+        ledger.save_quietly()
+        raise stage_failure(description, failed, len(starts))
     ledger.save()
     return [r for batch in results for r in batch]
+
+
+def stage_failure(description: str, failed: dict[int, Exception], batches: int) -> Exception:
+    """The one error a stage fails with: a budget stop or a failed write as they are (the CLI reports
+    them in their own words), an endpoint that kept failing as one LLMError naming the failed batches,
+    anything else as the first failure with the batches in a note."""
+    errors = [failed[first] for first in sorted(failed)]
+    which = "the batch" if len(failed) == 1 else "batches"
+    where = f"{len(failed)} of {batches} batches failed ({which} at {', '.join(map(str, sorted(failed)))})"
+    for own_words in (BudgetExceededError, RecordError, ConfigError):
+        if found := next((e for e in errors if isinstance(e, own_words)), None):
+            return found
+    if found := next((e for e in errors if write_failure(e)), None):
+        return found
+    if all(isinstance(e, LLMError) for e in errors):
+        return LLMError(f"{description}: {where}; the others finished and are cached: {errors[0]}")
+    errors[0].add_note(f"{description}: {where}")
+    return errors[0]
 
 
 def batch_progress(run_name: str) -> Callable[[BatchProgress], Awaitable[None]]:

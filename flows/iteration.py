@@ -98,8 +98,10 @@ async def iteration(config: LionConfig, k: int) -> dict[str, Any]:
     roles = build_roles(config, ledger, ResponseCache(response_cache(config)))
     try:
         outcome = await run_iteration(task_effects(config, roles), config, run, k)
-    finally:
-        ledger.save()
+    except BaseException:
+        ledger.save_quietly()  # a view: a full disk here must not hide what failed
+        raise
+    ledger.save()
     judged = outcome.discrimination
     iteration_artifacts(
         str(run.root), outcome.summary, hardest(judged.judgements, judged.teacher, judged.student)

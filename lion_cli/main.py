@@ -11,6 +11,7 @@ Re-running `lion demo` or `lion run` on the same run directory resumes; nothing 
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import time
 from contextlib import nullcontext
@@ -25,8 +26,11 @@ from lion_cli.process import (
     EXIT_BAD_INPUT,
     EXIT_BUSY,
     EXIT_FAILED,
+    VERBOSE,
+    failing_writes,
     interruptible,
     run_flow,
+    say_outcome,
 )
 
 app = typer.Typer(
@@ -34,17 +38,78 @@ app = typer.Typer(
 )
 app.add_typer(world_cli.app, name="world")
 
+
+@app.callback()
+def main(
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        help="Show Prefect's log records of expected stops too (tracebacks of a budget stop, a full disk, "
+        "damaged state), which the one-line error otherwise stands for.",
+    ),
+) -> None:
+    """Lion adversarial distillation on Prefect."""
+    if verbose:
+        VERBOSE.set()
+
+
 ITER_SCOPE = "iter_"  # the ledger's scope of iteration K is "iter_K" (lion_core/method/loop.py)
 
 
 def run_distill(config) -> list[dict[str, Any]]:
-    """The distill flow; ledger.json is rebuilt from the journal afterwards, however the flow ended."""
+    """The distill flow; afterwards, however the flow ended, the requests it left in flight are closed
+    as `unrecorded` and ledger.json is rebuilt from the journal (see close_ledger)."""
     from flows.distill import distill
 
     try:
         return run_flow(distill(config), budget_note=lambda err: budget_stop_note(config, err))
     finally:
-        run_ledger(config).save()
+        close_ledger(config)
+
+
+def close_ledger(config) -> None:
+    """The run's requests still in flight closed as `unrecorded` (at their worst case) and ledger.json
+    rebuilt — quietly: on the way out of a failure (a full disk) it must not hide it; the next run
+    settles what this one could not."""
+    import sqlite3
+
+    from lion_core.records import RecordError
+
+    with contextlib.suppress(OSError, sqlite3.Error, RecordError):
+        ledger = run_ledger(config)
+        ledger.settle_unrecorded()
+        ledger.save()
+
+
+def check_state(config, cache_only: bool = False) -> None:
+    """Damage in the run directory the run cannot get past (lion_core/run/state.py), before any
+    request: one line saying how to recover, EXIT_BAD_INPUT."""
+    from lion_core.records import DamagedStateError
+    from lion_core.run.rundir import RunDir, response_cache
+    from lion_core.run.state import check_cache, refuse_damage
+
+    try:
+        if cache_only:
+            check_cache(response_cache(config), RunDir(config.run_dir))
+        else:
+            refuse_damage(config)
+    except DamagedStateError as err:
+        say_outcome("error", err)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def write_note(config, resume: str):
+    """What the line of a failed write adds (lion_core.run.state.space_note; without the figures when
+    the run directory cannot even be measured)."""
+    from lion_core.run.state import space_note
+
+    def note(err: OSError) -> str:
+        try:
+            return space_note(config, err.errno, resume)
+        except OSError:
+            return f"fix the disk, then re-run the same command to resume ({resume})"
+
+    return note
 
 
 def observed_projection(config):
@@ -170,7 +235,9 @@ def demo(
         raise typer.Exit(EXIT_FAILED) from None
     try:
         config = demo_config(run_dir, iterations, seed, server.port)
-        with hold_run_dir(config), interruptible(shlex.join(resume)):
+        again = shlex.join(resume)
+        with failing_writes(write_note(config, again)), hold_run_dir(config), interruptible(again):
+            check_state(config)
             prepare_world_files(config)
             calls_before = api_calls(config)
             finish(config, run_distill(config), started, calls_before)
@@ -198,7 +265,9 @@ def run(
         say_error("error", err)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     resume = ["lion", "run", str(config_path), *(["--run-dir", str(run_dir)] if run_dir is not None else [])]
-    with hold_run_dir(config), interruptible(shlex.join(resume)):
+    again = shlex.join(resume)
+    with failing_writes(write_note(config, again)), hold_run_dir(config), interruptible(again):
+        check_state(config)
         calls_before = api_calls(config)
         projected = projection_line(config)
         if projected:
@@ -239,27 +308,47 @@ def eval_(
         questions = questions or config.evaluation.questions
         question_file = str(questions) if questions else None
         check_inputs(config, candidate, question_file, world, harness, protocol)
-        from flows.evaluate import evaluate  # Prefect's flow modules only once the input is known good
+        from flows.evaluate import endpoints_used, evaluate  # Prefect's flows once the input is known good
         from flows.fanout import in_run_dir
-
-        flow_call = in_run_dir(config, evaluate)(
-            config,
-            candidate,
-            question_file,
-            world,
-            harness,
-            candidate_model,
-            str(out) if out else None,
-            protocol=protocol,
-        )
     except (ConfigError, ValueError) as err:
         say_error("error", err)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    result = run_flow(flow_call)
+    again = eval_command(config_path, candidate, candidate_model, questions, world, harness, out, protocol)
+    with failing_writes(write_note(config, again)), hold_run_dir(config), interruptible(again):
+        reachable(config, endpoints_used(config, candidate, question_file, protocol))
+        check_state(config, cache_only=True)
+        flow = in_run_dir(config, evaluate)
+        output = str(out) if out else None
+        call = flow(
+            config, candidate, question_file, world, harness, candidate_model, output, protocol=protocol
+        )
+        result = run_flow(call)
     print_eval(result)
     console.print(f"report: {result['report']}   wall time: {time.perf_counter() - started:.0f} s")
     if "harness_error" in result:
         raise typer.Exit(EXIT_FAILED)
+
+
+def reachable(config, endpoints) -> None:
+    """Each endpoint answers (lion_core.run.rundir.check_endpoints), or one line and EXIT_BAD_INPUT."""
+    from lion_core.config import ConfigError
+    from lion_core.run.rundir import check_endpoints
+
+    try:
+        check_endpoints(config, endpoints)
+    except ConfigError as err:
+        say_error("error", err)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def eval_command(config_path: Path, candidate: str, *options: object) -> str:
+    """The `lion eval` command line that repeats this one (its options in the order of `eval_`)."""
+    names = ("--candidate-model", "--questions", "--world", "--harness", "--out", "--protocol")
+    words = ["lion", "eval", str(config_path), "--candidate", candidate]
+    for name, value in zip(names, options):
+        if value not in (None, 0, ""):
+            words += [name, str(value)]
+    return shlex.join(words)
 
 
 @app.command()

@@ -1,5 +1,9 @@
-"""Process control of `lion`: the embedded Prefect server and its reaper, Ctrl-C, the log filters that
-keep expected stops to one line, exit codes, and running a flow to one of them.
+"""Process control of `lion`: the embedded Prefect server and its reaper, stops (Ctrl-C, SIGTERM, SIGHUP),
+the console filter that keeps expected stops to one line, exit codes, and running a flow to one of them.
+
+Nothing `lion` starts outlives it, however it ends: the embedded server gets SIGTERM from the kernel when
+`lion` ends (PR_SET_PDEATHSIG), and a reaper in a session of its own — out of reach of a signal to
+`lion`'s process group — stops it for good and removes its temporary database.
 
 Imported before Prefect: it sets the environment Prefect reads at import (no telemetry, a start-up
 timeout a loaded machine can meet).
@@ -8,13 +12,18 @@ timeout a loaded machine can meet).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -29,64 +38,99 @@ EMBEDDED_SERVER_STARTUP_S = 180
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EMBEDDED_SERVER_STARTUP_S))
 
 EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = 2  # bad input, a damaged run directory included
 EXIT_BUDGET = 3
 EXIT_BUSY = 4  # another process is running the same run directory
-EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as a shell reports it)
+EXIT_STATE_WRITE = 5  # the run's state could not be written: a full disk, a quota, an I/O error
+SIGNAL_EXIT_BASE = 128  # a run stopped by signal N exits 128 + N, as a shell reports it
+EXIT_HANGUP = SIGNAL_EXIT_BASE + signal.SIGHUP  # 129: its terminal closed
+EXIT_INTERRUPTED = SIGNAL_EXIT_BASE + signal.SIGINT  # 130: Ctrl-C
+EXIT_TERMINATED = SIGNAL_EXIT_BASE + signal.SIGTERM  # 143: docker stop, Kubernetes, systemd, a worker
+STOP_SIGNALS = {
+    signal.SIGINT: "Ctrl-C",
+    signal.SIGTERM: "SIGTERM",
+    signal.SIGHUP: "SIGHUP (its terminal closed)",
+}
 
-# Run beside Prefect's temporary server: waits until the `lion` process that started it ends, however it
-# ends (its stdin pipe closes), then stops the server, so it never outlives its run. A pidfd names the
-# server process itself, so a recycled pid is never signalled.
+# Where the embedded server keeps its database (the user's own setting, under either name, wins).
+DATABASE_SETTINGS = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
+DATABASE_FILE = "prefect.db"
+DATABASE_FOLDER_PREFIX = "lion-prefect-db-"  # its temporary folder, in the system temp directory
+REAPER_GRACE_S = 10.0  # how long the reaper lets a SIGTERMed server stop before it SIGKILLs it
+
+# Run beside Prefect's temporary server, in a session of its own (a signal to `lion`'s process group
+# does not reach it; Ctrl-C, SIGHUP and SIGTERM — systemd sends it to every process of the service —
+# are ignored: it ends when its work is done): waits until the `lion` that started it ends, however it
+# ends (its stdin pipe closes), then stops the server (SIGTERM, SIGKILL after the grace) and removes the
+# server's temporary database. A pidfd names the server process itself, so a recycled pid is never
+# signalled.
 SERVER_REAPER = """
-import os, signal, sys
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-pid = int(sys.argv[1])
+import os, select, shutil, signal, sys, time
+for ignored in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+    signal.signal(ignored, signal.SIG_IGN)
+pid, grace, database = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 try:
     target = os.pidfd_open(pid)
-    stop = lambda: signal.pidfd_send_signal(target, signal.SIGTERM)
 except ProcessLookupError:
-    sys.exit(0)
+    target = None
 except AttributeError:  # no pidfd (not Linux): the pid itself
-    stop = lambda: os.kill(pid, signal.SIGTERM)
+    target = -1
+
+def send(signum):
+    try:
+        signal.pidfd_send_signal(target, signum) if target >= 0 else os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+def ended(timeout):
+    if target >= 0:
+        return bool(select.select([target], [], [], timeout)[0])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
 sys.stdin.buffer.read()
-try:
-    stop()
-except ProcessLookupError:
-    pass
+if target is not None:
+    send(signal.SIGTERM)
+    if not ended(grace):
+        send(signal.SIGKILL)
+        ended(grace)
+if database:
+    shutil.rmtree(database, ignore_errors=True)
 """
 # The reapers of this process: their pipes close when it exits (after Prefect stopped its server).
 _REAPERS: list[subprocess.Popen] = []
+VERBOSE = threading.Event()  # `lion --verbose`: Prefect's records of expected stops reach the console too
+_REPORTED = threading.Event()  # the CLI said how the run ended: Prefect's console lines after it are noise
 
 
-class QuietBudgetStop(logging.Filter):
-    """Drops Prefect's log records of a budget stop (tracebacks, failed states): the CLI says it once."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from lion_core.api.budget import BudgetExceededError
-
-        error = record.exc_info[1] if record.exc_info else None
-        message = record.getMessage()
-        return not (
-            isinstance(error, BudgetExceededError)
-            or "BudgetExceededError" in message
-            or "budget: max_" in message
-        )
+# ----------------------------------------------------------------------------- the embedded server
 
 
 @contextmanager
 def own_session() -> Iterator[None]:
     """Processes started meanwhile get a session of their own, out of the terminal's reach: Ctrl-C (a
     SIGINT to the terminal's foreground process group) does not kill them under the run that still
-    talks to them; their output goes nowhere (the temporary server's shutdown, interrupting its event
+    talks to them; they get SIGTERM when `lion` ends, however it ends (lion_core.interrupt.
+    die_with_parent); their output goes nowhere (the temporary server's shutdown, interrupting its event
     flush, would print tracebacks). Prefect starts its server with a plain subprocess.Popen, hence the
     substitution."""
+    from lion_core.interrupt import die_with_parent
+
     real = subprocess.Popen
+    preexec = die_with_parent()
 
     class OwnSession(real):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.setdefault("start_new_session", True)
             kwargs.setdefault("stdout", subprocess.DEVNULL)
             kwargs.setdefault("stderr", subprocess.DEVNULL)
+            kwargs.setdefault("preexec_fn", preexec)
             super().__init__(*args, **kwargs)
 
     subprocess.Popen = OwnSession  # type: ignore[misc]
@@ -96,20 +140,30 @@ def own_session() -> Iterator[None]:
         subprocess.Popen = real  # type: ignore[misc]
 
 
-class QuietInterrupt(logging.Filter):
-    """After Ctrl-C, drops Prefect's warnings and errors (crashed task and flow runs): the CLI says it."""
+def users_database() -> bool:
+    """Whether the user chose the Prefect server's database (environment or profile)."""
+    from prefect.settings import get_current_settings
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        from lion_core.interrupt import STOP
+    if any(name in os.environ for name in DATABASE_SETTINGS):
+        return True
+    return "connection_url" in get_current_settings().server.database.model_fields_set
 
-        return not (STOP.is_set() and record.levelno >= logging.WARNING)
+
+def own_database() -> Path | None:
+    """A temporary database of this `lion` process's own for the embedded server (docs/prefect.md,
+    "Several runs at once"): concurrent `lion` processes never share one. None when the user chose one."""
+    if users_database():
+        return None
+    folder = Path(tempfile.mkdtemp(prefix=DATABASE_FOLDER_PREFIX))
+    os.environ[DATABASE_SETTINGS[0]] = f"sqlite+aiosqlite:///{folder / DATABASE_FILE}"
+    return folder
 
 
 def tie_embedded_server() -> None:
-    """Start Prefect's temporary server now (the first flow run would) and SERVER_REAPER beside it
-    (nothing to do when PREFECT_API_URL names a server of the user's). The server runs in a session of
-    its own, so that Ctrl-C stops the run cleanly instead of killing the server under it first; the
-    reaper stops it when `lion` ends."""
+    """Start Prefect's temporary server now (the first flow run would), on a database of its own, and
+    SERVER_REAPER beside it (nothing to do when PREFECT_API_URL names a server of the user's). The server
+    runs in a session of its own, so that Ctrl-C stops the run cleanly instead of killing the server
+    under it first; the kernel and the reaper stop it when `lion` ends."""
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
@@ -117,97 +171,239 @@ def tie_embedded_server() -> None:
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()
-    with own_session():
-        server.start()
+    if server.running:
+        return
+    database = own_database()
+    try:
+        with own_session():
+            server.start()
+    except BaseException:
+        server.stop()
+        if database is not None:
+            shutil.rmtree(database, ignore_errors=True)
+        raise
     assert server.server_process is not None
-    if not _REAPERS:
-        reaper = [sys.executable, "-c", SERVER_REAPER, str(server.server_process.pid)]
-        _REAPERS.append(subprocess.Popen(reaper, stdin=subprocess.PIPE))
+    reaper = [sys.executable, "-c", SERVER_REAPER, str(server.server_process.pid), str(REAPER_GRACE_S)]
+    reaper.append(str(database) if database is not None else "")
+    _REAPERS.append(
+        subprocess.Popen(
+            reaper,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    )
 
 
-class CtrlC:
-    """What Ctrl-C does during `lion run`/`lion demo`: set the stop flag (lion_core.interrupt.STOP, which
-    the fine-tune and the student's answers check between steps) and cancel the flow's task, as
-    asyncio.run would; a second Ctrl-C raises KeyboardInterrupt at once."""
+# ----------------------------------------------------------------------------- the console
+
+
+def expected(error: BaseException) -> bool:
+    """Whether an error is one the CLI reports in one line itself: a budget stop, bad or damaged input,
+    a failed write, an endpoint that kept failing, a stop."""
+    from lion_core.api.budget import BudgetExceededError
+    from lion_core.chat import LLMError
+    from lion_core.config import ConfigError
+    from lion_core.interrupt import Interrupted
+    from lion_core.records import RecordError, write_failure
+
+    known = (BudgetExceededError, ConfigError, RecordError, LLMError, Interrupted)
+    return isinstance(error, known) or write_failure(error) is not None
+
+
+def expected_marks() -> tuple[str, ...]:
+    """Words of Prefect's log lines about an expected error (its failed and crashed states name it)."""
+    from lion_core.api.journal import DAMAGED_WORDS
+    from lion_core.records import SQLITE_WRITE_ERRORS, WRITE_ERRNOS
+
+    names = (
+        "BudgetExceededError",
+        "budget: max_",
+        "RecordError",
+        "DamagedStateError",
+        "ConfigError",
+        "LLMError",
+    )
+    return (*names, "StateWriteError", *WRITE_ERRNOS.values(), *SQLITE_WRITE_ERRORS, *DAMAGED_WORDS)
+
+
+class QuietExpected(logging.Filter):
+    """On the console only (the API handler, hence the Prefect UI, keeps them): drops Prefect's records
+    of the stops the CLI says in one line itself — tracebacks, failed and crashed states of a budget
+    stop, bad or damaged input, a failed write, an endpoint that kept failing (its batches' retries
+    too); after a stop, every warning and error; after the CLI said how the run ended, everything.
+    `lion --verbose` keeps them all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks = expected_marks()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from lion_core.interrupt import STOP
+
+        if VERBOSE.is_set():
+            return True
+        if _REPORTED.is_set() or (STOP.is_set() and record.levelno >= logging.WARNING):
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and expected(error):
+            return False
+        message = record.getMessage()
+        return not any(mark in message for mark in self.marks)
+
+
+def quiet_console() -> None:
+    """QuietExpected on Prefect's console handlers (those of the root logger), once; a new command
+    (a test may run several in one process) starts with its outcome unsaid."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    _REPORTED.clear()
+    for handler in logging.getLogger().handlers:
+        quiet = any(isinstance(f, QuietExpected) for f in handler.filters)
+        if isinstance(handler, PrefectConsoleHandler) and not quiet:
+            handler.addFilter(QuietExpected())
+
+
+def say_outcome(prefix: str, message: object) -> None:
+    """The one line that says how the run ended (say_error); Prefect's console lines stop here."""
+    _REPORTED.set()
+    with contextlib.suppress(OSError):  # a terminal that closed (SIGHUP) takes no more output
+        say_error(prefix, message)
+
+
+# ----------------------------------------------------------------------------- stops
+
+
+class Stopper:
+    """What Ctrl-C, SIGTERM and SIGHUP do during `lion run`/`lion demo`/`lion eval`: set the stop flag
+    (lion_core.interrupt.STOP, which the fine-tune and the student's answers check between steps) and
+    cancel the flow's task, as asyncio.run would; a second signal raises KeyboardInterrupt at once."""
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task | None = None
-        self.presses = 0
+        self.signals: list[int] = []
 
     def __call__(self, signum: int, frame: object) -> None:
         from lion_core.interrupt import STOP
 
         STOP.set()
-        self.presses += 1
-        if self.presses == 1 and self.loop is not None and self.task is not None and not self.task.done():
+        self.signals.append(signum)
+        running = self.loop is not None and self.task is not None and not self.task.done()
+        if len(self.signals) == 1 and running:
             self.loop.call_soon_threadsafe(self.task.cancel)
             return
         raise KeyboardInterrupt
 
     async def run(self, flow_call) -> Any:
-        """Await `flow_call` as the task that Ctrl-C cancels."""
+        """Await `flow_call` as the task that a stop cancels."""
         self.loop, self.task = asyncio.get_running_loop(), asyncio.current_task()
         try:
             return await flow_call
         finally:
             self.loop = self.task = None
 
+    @property
+    def signum(self) -> int:
+        """The signal that stopped the run (Ctrl-C's when none was recorded)."""
+        return self.signals[0] if self.signals else signal.SIGINT
 
-_CTRL_C = CtrlC()
+
+_STOPPER = Stopper()
+
+
+def own_sigterm() -> None:
+    """Prefect's flow engine puts a SIGTERM handler of its own in place while a flow runs (prefect.
+    utilities.engine.capture_sigterm), which raises TerminationSignal wherever the main thread is — out
+    of the event loop, past the stop flag: exit 1, a traceback, a fine-tune left training. In `lion`
+    the handler it puts in place is the Stopper, so SIGTERM stops a run as Ctrl-C does. (A deployment
+    run, which no `lion` command runs, keeps Prefect's own handling.)"""
+    from prefect.utilities import engine
+
+    engine._prefect_sigterm_handler = _STOPPER  # the name capture_sigterm installs and checks for
 
 
 @contextmanager
 def interruptible(resume: str) -> Iterator[None]:
-    """Ctrl-C in this block stops the run within seconds (see CtrlC) and exits 130 with one line saying
-    how to resume; every file is written atomically and a stopped fine-tune saves nothing, so nothing
-    is left half-written."""
+    """Ctrl-C, SIGTERM or SIGHUP in this block stops the run within seconds (see Stopper) and exits
+    128 + the signal (130, 143, 129) with one line saying how to resume; every file is written
+    atomically and a stopped fine-tune saves nothing, so nothing is left half-written."""
     from lion_core.interrupt import STOP
 
-    previous = signal.signal(signal.SIGINT, _CTRL_C)
+    previous = {signum: signal.signal(signum, _STOPPER) for signum in STOP_SIGNALS}
     try:
         yield
     except BaseException as err:
         if not STOP.is_set() or isinstance(err, typer.Exit | SystemExit):
             raise
-        console.print(
-            f"interrupted: stopped on Ctrl-C, nothing half-written; resume with: {resume}",
-            markup=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        signum = _STOPPER.signum
+        _REPORTED.set()
+        with contextlib.suppress(OSError):
+            console.print(
+                f"interrupted: stopped on {STOP_SIGNALS.get(signum, signal.Signals(signum).name)}, "
+                f"nothing half-written; resume with: {resume}",
+                markup=False,
+                soft_wrap=True,
+            )
+        raise typer.Exit(SIGNAL_EXIT_BASE + signum) from None
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# ----------------------------------------------------------------------------- failed writes
+
+
+@contextmanager
+def failing_writes(note: Callable[[OSError], str]) -> Iterator[None]:
+    """A failed write of the run's state in this block (a full disk, a quota, an I/O error, a read-only
+    file system: lion_core.records.write_failure) ends the command with one line — what happened, which
+    file, then `note(error)` (the space the run needs, how to resume) — and EXIT_STATE_WRITE."""
+    from lion_core.records import write_failure
+
+    try:
+        yield
+    except Exception as err:
+        failure = write_failure(err)
+        if failure is None:
+            raise
+        where = failure.filename or "the run directory"
+        say_outcome("error", f"could not write {where} ({failure.strerror}); {note(failure)}")
+        raise typer.Exit(EXIT_STATE_WRITE) from None
+
+
+# ----------------------------------------------------------------------------- running a flow
 
 
 def run_flow(flow_call, budget_note: Callable[[Exception], str] | None = None) -> Any:
     """Run a flow coroutine on the embedded Prefect (or the server PREFECT_API_URL names); clean exits:
-    one line and an exit code for bad input, a budget stop (its line ends with `budget_note(error)`)
-    and an endpoint that kept failing (Ctrl-C: see `interruptible`)."""
+    one line and an exit code for bad or damaged input, a budget stop (its line ends with
+    `budget_note(error)`) and an endpoint that kept failing (stops: see `interruptible`; failed writes:
+    `failing_writes`)."""
     from lion_core.api.budget import BudgetExceededError
     from lion_core.chat import LLMError
     from lion_core.config import ConfigError
     from lion_core.records import RecordError
 
-    for name in ("prefect.flow_runs", "prefect.task_runs"):
-        logging.getLogger(name).addFilter(QuietBudgetStop())
-        logging.getLogger(name).addFilter(QuietInterrupt())
+    quiet_console()
+    own_sigterm()
     from lion_core.interrupt import STOP, Interrupted
 
     tie_embedded_server()
     try:
         try:
-            return asyncio.run(_CTRL_C.run(flow_call))
+            return asyncio.run(_STOPPER.run(flow_call))
         except Exception as err:  # whatever a stopped flow raises on its way out is the stop
             if STOP.is_set():
                 raise Interrupted(str(err)) from None
             raise
     except (ConfigError, RecordError) as err:
-        say_error("error", err)
+        say_outcome("error", err)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except BudgetExceededError as err:
-        say_error("stopped before exceeding the budget", f"{err}{budget_note(err) if budget_note else ''}")
+        say_outcome("stopped before exceeding the budget", f"{err}{budget_note(err) if budget_note else ''}")
         raise typer.Exit(EXIT_BUDGET) from None
     except LLMError as err:
-        say_error("an endpoint kept failing", err)
+        say_outcome("an endpoint kept failing", err)
         raise typer.Exit(EXIT_FAILED) from None

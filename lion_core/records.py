@@ -3,15 +3,20 @@
 Readers accept Alpaca JSON (a list of {instruction, input, output}), JSONL (ours or Alpaca-shaped),
 self-instruct (`instruction`, `instances`) and FastChat question files (`question_id`, `category`,
 `turns`). Every problem is one `RecordError` naming file, line and field; writers replace a file
-atomically (temp file, fsync, rename), so a reader never sees half a file.
+atomically (temp file, fsync, rename), so a reader never sees half a file. A write that fails (a full
+disk, a quota, an I/O error, a read-only file system) is one `StateWriteError` naming the file, and
+`write_failure` recognises one in whatever another writer raised (SQLite, safetensors, torch).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -24,6 +29,77 @@ Format = Literal["auto", "alpaca", "jsonl", "self_instruct", "fastchat"]
 
 class RecordError(ValueError):
     """Bad input: the message names the file, the line and the field."""
+
+
+class DamagedStateError(RecordError):
+    """A file of the run's state is damaged (not a database, torn, changed): the message names it and
+    says how to recover and what that costs."""
+
+
+# The errors of a write that a re-run can get past once the disk is fixed: full, over quota, failing,
+# read-only. Their strerror, and SQLite's words for the same, recognise them in other writers' errors.
+WRITE_ERRNOS = {
+    errno.ENOSPC: "No space left on device",
+    errno.EDQUOT: "Disk quota exceeded",
+    errno.EIO: "Input/output error",
+    errno.EROFS: "Read-only file system",
+}
+SQLITE_WRITE_ERRORS = {
+    "database or disk is full": errno.ENOSPC,
+    "disk i/o error": errno.EIO,
+    "attempt to write a readonly database": errno.EROFS,
+}
+OS_ERROR_CODE = "os error {}"  # how Rust writers (safetensors) name an errno in their messages
+
+
+class StateWriteError(OSError):
+    """The run's state could not be written: `errno` says why (WRITE_ERRNOS), `filename` which file.
+    Nothing was half-written (atomic writes, SQLite transactions); re-running resumes."""
+
+
+def _write_errno(err: BaseException) -> int | None:
+    """The WRITE_ERRNOS code behind one exception (not its causes), or None."""
+    if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+        return err.errno
+    if isinstance(err, sqlite3.OperationalError):
+        text = str(err).lower()
+        return next((code for words, code in SQLITE_WRITE_ERRORS.items() if words in text), None)
+    text = str(err)
+    for code, words in WRITE_ERRNOS.items():
+        if words in text or OS_ERROR_CODE.format(code) in text:
+            return code
+    return None
+
+
+def write_failure(err: BaseException, path: str | Path | None = None) -> StateWriteError | None:
+    """`err`, or an exception it was raised from or during, as a StateWriteError when it is a failed
+    write (WRITE_ERRNOS; SQLite's and other writers' words for them) — naming `path` when the error does
+    not name its file — else None."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, StateWriteError):
+            return current
+        code = _write_errno(current)
+        if code is not None:
+            named = getattr(current, "filename", None) or (str(path) if path is not None else None)
+            return StateWriteError(code, WRITE_ERRNOS[code], named)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """A failed write in this block (see `write_failure`) raises StateWriteError naming `path`; other
+    errors pass unchanged."""
+    try:
+        yield
+    except Exception as err:
+        failure = write_failure(err)
+        if failure is None:
+            raise
+        raise StateWriteError(failure.errno, failure.strerror, str(path)) from err
 
 
 class _Record(BaseModel):
@@ -110,8 +186,14 @@ os.umask(_UMASK)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to path atomically: temp file in the same directory, fsync, rename."""
+    """Write text to path atomically: temp file in the same directory, fsync, rename. A failed write
+    leaves the file as it was (no temp file either) and raises StateWriteError naming `path`."""
     path = Path(path)
+    with writing(path):
+        _replace_with(path, text)
+
+
+def _replace_with(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -15,15 +15,19 @@ from lion_core.api.budget import BudgetExceededError
 from lion_core.chat import ChatClient, Completion
 from lion_core.method import generation, referee, teacher
 from lion_core.method.generation import GenerationRequest
-from lion_core.records import Instruction, Judgement, Response
+from lion_core.records import Instruction, Judgement, RecordError, Response, write_failure
 
 API_CACHE = INPUTS - "client" + TASK_SOURCE
 JITTER = 0.5  # each retry delay varies by up to ±50%
 
 
 def not_over_budget(task, task_run, state) -> bool:
-    """Retry a failed batch unless it stopped at the budget (retrying cannot help)."""
-    return not isinstance(getattr(state, "data", None), BudgetExceededError)
+    """Retry a failed batch unless retrying cannot help: it stopped at the budget, or the run's state
+    could not be written (a full disk) or is damaged."""
+    error = getattr(state, "data", None)
+    if not isinstance(error, BaseException):
+        return True
+    return not (isinstance(error, BudgetExceededError | RecordError) or write_failure(error) is not None)
 
 
 def endpoint_id(client: ChatClient) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from lion_core.api.journal import FAILED, IN_FLIGHT, Journal, Ticket
+from lion_core.api.journal import FAILED, IN_FLIGHT, UNRECORDED, Journal, Ticket
 
 SUBMITTING, OPEN, COLLECTED, ABANDONED = "submitting", "open", "collected", "abandoned"
 LOST = "lost"  # the provider no longer knows the batch: its requests stay unsettled at their worst case
@@ -122,10 +122,21 @@ class BatchStore:
         """The batch is collected (or abandoned): the tickets without a reply are closed as failed."""
         with self.journal.transaction() as db:
             db.executemany(
-                "UPDATE requests SET state = ?, attempts = ? WHERE id = ? AND state = ?",
-                [(FAILED, ticket.attempts, ticket.row, IN_FLIGHT) for ticket in unanswered],
+                "UPDATE requests SET state = ?, attempts = ? WHERE id = ? AND state IN (?, ?)",
+                [(FAILED, ticket.attempts, ticket.row, IN_FLIGHT, UNRECORDED) for ticket in unanswered],
             )
             db.execute("UPDATE batches SET state = ? WHERE id = ?", (state, row))
+
+    def open_tickets(self) -> set[int]:
+        """The journal rows of the requests in batches still in flight (submitting or open): a later run
+        collects them, so they stay in flight when a run ends."""
+        with self.journal.lock:
+            rows = self.journal.db.execute(
+                "SELECT r.ticket FROM batch_requests r JOIN batches b ON r.batch = b.id "
+                "WHERE b.state IN (?, ?)",
+                (SUBMITTING, OPEN),
+            ).fetchall()
+        return {ticket for (ticket,) in rows}
 
     def counts(self) -> dict[str, int]:
         """Batches per state (for reports and tests)."""

@@ -2,22 +2,27 @@
 
 `ledger.json` in the run directory is rebuilt from the journal: per role, `requests` (HTTP requests
 sent, retries included; 1 for a request whose outcome was never recorded), `cache_hits`,
-`input_tokens`, `output_tokens`, `cost_usd` (what the provider reported), and `unsettled` (requests
-in flight at a crash or a stop, reply never recorded) with their worst case `unsettled_max_tokens`,
-`unsettled_max_usd` — in total and per scope (an iteration, "eval"). The budget guard counts recorded
-spend plus every unsettled request at its worst case, across processes and resumes.
+`input_tokens`, `output_tokens`, `cost_usd` (what the provider reported), `unsettled` (requests in
+flight now, or at a crash until the next run settles them) with their worst case `unsettled_max_tokens`,
+`unsettled_max_usd`, and `unrecorded` (requests whose run ended before their reply was recorded: cut
+off by a stop, a kill, a full disk) with `unrecorded_max_tokens`, `unrecorded_max_usd` — in total and
+per scope (an iteration, "eval"). The budget guard counts recorded spend plus every unsettled and
+unrecorded request at its worst case, across processes and resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 from dataclasses import asdict
 from pathlib import Path
 
+from lion_core.api.batch_store import BatchStore
 from lion_core.api.journal import Journal, RoleUsage, Ticket
 from lion_core.config import BudgetConfig
-from lion_core.records import atomic_write_text
+from lion_core.records import DamagedStateError, atomic_write_text
 
 
 def run_id(ledger_path: Path | None, journal: Journal) -> str:
@@ -51,8 +56,15 @@ class Ledger:
                 raise ValueError("one ledger cannot record into two response caches")
             return
         self.journal, self._attached = journal, True
-        if journal.path is not None and self.path is not None and self.path.is_file():
-            journal.carry(self.run, json.loads(self.path.read_text(encoding="utf-8")))
+        older = journal.path is not None and self.path is not None and self.path.is_file()
+        if older and not journal.knows(self.run):
+            journal.carry(self.run, read_ledger_file(self.path))
+
+    def settle_unrecorded(self) -> int:
+        """Close this run's requests still in flight as `unrecorded` (see Journal.close_unsettled) but
+        those of provider batches still open; call it only while holding the run directory's lock, when
+        nothing of the run is sending. How many were closed."""
+        return self.journal.close_unsettled(self.run, keep=BatchStore(self.journal).open_tickets())
 
     @property
     def run(self) -> str:
@@ -117,6 +129,25 @@ class Ledger:
         nothing: it is rebuilt from the journal."""
         if self.path is not None:
             atomic_write_text(self.path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def save_quietly(self) -> None:
+        """`save`, on the way out of a failure: a view that cannot be written (a full disk) must not
+        hide the failure (the next save rebuilds it from the journal)."""
+        with contextlib.suppress(OSError, sqlite3.Error):
+            self.save()
+
+
+def read_ledger_file(path: Path) -> dict:
+    """An older ledger.json (its counters are carried into a journal that knows nothing of the run);
+    DamagedStateError when it does not parse."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise DamagedStateError(
+            f"{path}: does not parse ({err}) and the response cache knows nothing of this run: move it "
+            f"away (mv {path} {path}.damaged) and re-run; the spend it recorded then no longer counts "
+            "against the budget"
+        ) from None
 
 
 def run_ledger(ledger_path: Path, cache_path: Path) -> Ledger:

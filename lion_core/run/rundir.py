@@ -22,11 +22,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
-from lion_core.config import ConfigError, LionConfig
+from lion_core.config import ConfigError, EndpointConfig, LionConfig
 from lion_core.records import RecordError, atomic_write_text, read_instructions
 
 RESPONSES_FILE = "responses.sqlite"
@@ -258,14 +258,24 @@ class RunLockedError(RuntimeError):
 class RunLock:
     """One run per run directory: an exclusive advisory lock (flock) on RUN/.lock, held by this process
     for the whole run. The OS releases it when the process ends, however it ends (SIGKILL included), so
-    there is no stale lock to guess about; the file keeps the holder's pid for the error message."""
+    there is no stale lock to guess about; the file keeps the holder's pid for the error message.
+
+    Taken again in a process that holds it already (`lion run` holds it, then its `distill` flow asks
+    for it as a deployment run does), it is a no-op: the outer holder releases it."""
+
+    _held: ClassVar[set[Path]] = set()  # run directories this process holds the lock of
 
     def __init__(self, run: RunDir) -> None:
         self.path = run.lock
         self._fd: int | None = None
+        self._nested = False
 
     def acquire(self) -> RunLock:
         """Take the lock at once or raise RunLockedError naming the directory and the holder's pid."""
+        key = self.path.resolve()
+        if key in RunLock._held:
+            self._nested = True
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
         try:
@@ -280,16 +290,21 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._fd = fd
+        RunLock._held.add(key)
         return self
 
     def release(self) -> None:
+        if self._nested:
+            self._nested = False
+            return
         if self._fd is not None:
+            RunLock._held.discard(self.path.resolve())
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
 
     def __enter__(self) -> RunLock:
-        return self if self._fd is not None else self.acquire()
+        return self if (self._fd is not None or self._nested) else self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()
@@ -380,18 +395,21 @@ def unreachable(base_url: str, timeout_s: float = REACH_TIMEOUT_S) -> str | None
     return None
 
 
-def check_endpoints(config: LionConfig, timeout_s: float = REACH_TIMEOUT_S) -> None:
-    """The teacher's, referee's and generator's endpoints answer (each URL asked once, with a short
-    timeout), before any work: raise ConfigError naming the role's base_url rather than retrying a
-    server that is not there for minutes."""
+def check_endpoints(
+    config: LionConfig, endpoints: dict[str, EndpointConfig] | None = None, timeout_s: float = REACH_TIMEOUT_S
+) -> None:
+    """The endpoints answer (each URL asked once, with a short timeout), before any work: raise
+    ConfigError naming the field rather than retrying a server that is not there for minutes.
+    `endpoints`: field name → endpoint (default the teacher's, referee's and generator's base_url)."""
+    named = endpoints or {f"{role}.base_url": getattr(config, role) for role in ROLES}
     reasons: dict[str, str | None] = {}
-    for role in ROLES:
-        url = getattr(config, role).base_url
+    for field, endpoint in named.items():
+        url = endpoint.base_url
         if url not in reasons:
             reasons[url] = unreachable(url, timeout_s)
         if reasons[url] is not None:
-            hint = " (is the server running?)" if getattr(config, role).is_local else ""
-            raise ConfigError(f"{role}.base_url: {url} is not reachable{hint}: {reasons[url]}")
+            hint = " (is the server running?)" if endpoint.is_local else ""
+            raise ConfigError(f"{field}: {url} is not reachable{hint}: {reasons[url]}")
 
 
 def write_json(path: Path, data: Any) -> None:

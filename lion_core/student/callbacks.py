@@ -30,6 +30,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from lion_core.interrupt import STOP
+from lion_core.records import writing
 
 PROGRESS_SUFFIX = ".progress.jsonl"  # OUT.progress.jsonl: the per-step log, beside the checkpoint
 logger = logging.getLogger(__name__)
@@ -121,8 +122,9 @@ class ProgressCallback(TrainerCallback):
                 args.world_size,
             )
         if state.is_world_process_zero and self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text("", encoding="utf-8")
+            with writing(self.path):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.write_text("", encoding="utf-8")
 
     def on_log(
         self,
@@ -140,7 +142,7 @@ class ProgressCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         if self.path is not None:
-            with self.path.open("a", encoding="utf-8") as file:
+            with writing(self.path), self.path.open("a", encoding="utf-8") as file:
                 file.write(json.dumps(asdict(record)) + "\n")
         if is_logged(record.step, record.steps, self.every):
             logger.info(f"{self.name} {format_step(record)}")

@@ -18,6 +18,7 @@ from typing import IO
 
 from lion_core.config import StudentConfig
 from lion_core.interrupt import check as check_stop
+from lion_core.interrupt import die_with_parent
 from lion_core.records import atomic_write_text
 from lion_core.student.callbacks import StepCallback, StepRecord, progress_path
 from lion_core.student.checkpoint import has_key
@@ -26,6 +27,7 @@ from lion_core.student.train import LOG_FILE, TrainResult, finetune, read_pairs
 
 FOLLOW_POLL_S = 0.5  # how often the per-step log of a training subprocess is read
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # accelerate launch --mixed_precision
+STOP_GRACE_S = 30.0  # how long stopped training processes may take to exit before they are killed
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,18 @@ def follow_steps(process: subprocess.Popen, path: Path, on_step: StepCallback | 
                 return process.returncode
             time.sleep(FOLLOW_POLL_S)
     except BaseException:
-        process.terminate()
-        process.wait()
+        stop_process(process)
         raise
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM (`accelerate launch` passes it on to its training processes), SIGKILL after STOP_GRACE_S."""
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _read_all(file: IO[bytes]) -> str:
@@ -113,14 +124,17 @@ def _read_all(file: IO[bytes]) -> str:
 def finetune_in_processes(job: FinetuneJob, on_step: StepCallback | None = None) -> TrainResult:
     """Run the training entry point under accelerate launch, following its steps, and read its result
     line (its output goes to temporary files, so a chatty launcher never blocks on a full pipe). What
-    cannot run here is refused before the launch."""
+    cannot run here is refused before the launch. The launcher gets SIGTERM when the thread that started
+    it — the one following it — ends, however the process ends (a SIGKILL of `lion` alone included), and
+    passes it on to its training processes."""
     check_student(job.student)
     config_file = job.out.with_name(job.out.name + ".student.json")
     atomic_write_text(config_file, job.student.model_dump_json())
     progress = progress_path(job.out)
     progress.unlink(missing_ok=True)  # a killed earlier attempt's steps are not this run's
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(launch_command(job, config_file), stdout=stdout, stderr=stderr)
+        command = launch_command(job, config_file)
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, preexec_fn=die_with_parent())
         returncode = follow_steps(process, progress, on_step)
         if returncode != 0:
             raise RuntimeError(f"accelerate launch failed ({returncode}): {_read_all(stderr)[-2000:]}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -40,7 +41,7 @@ from trl import SFTConfig, SFTTrainer
 
 from lion_core.config import ConfigError, StudentConfig
 from lion_core.interrupt import check as check_stop
-from lion_core.records import atomic_write_text
+from lion_core.records import atomic_write_text, writing
 from lion_core.student.callbacks import (
     PROGRESS_SUFFIX,
     ProgressCallback,
@@ -237,21 +238,21 @@ def save(
 ) -> None:
     """Every process gathers the weights; the main process writes them (in the dtype of `precision`) into
     a temporary folder, merges an adapter from the files it wrote when `merge_adapter` is set (no
-    collective, so it cannot hang under FSDP), and moves the folder into place."""
+    collective, so it cannot hang under FSDP), and moves the folder into place. A save that fails (a full
+    disk) leaves no temporary folder behind and raises StateWriteError naming the checkpoint."""
     state_dict = gathered_state_dict(trainer)
     accelerator = trainer.accelerator
     if accelerator.is_main_process:
         tmp = out_dir.with_name(out_dir.name + ".tmp")
-        model = accelerator.unwrap_model(trainer.model)
-        adapter = config.finetune in ("lora", "qlora")
-        write_weights(model, state_dict, tmp, None if adapter else DTYPES[config.precision])
-        tokenizer.save_pretrained(tmp)
-        if adapter and config.merge_adapter:
-            merged = load_for_inference(tmp, config.precision)
-            merged.save_pretrained(tmp / "merged")
-            tokenizer.save_pretrained(tmp / "merged")
-        atomic_write_text(tmp / LOG_FILE, json.dumps(asdict(result), indent=1))
-        atomic_write_text(tmp / FINGERPRINT_FILE, json.dumps({"key": key}))
+        shutil.rmtree(tmp, ignore_errors=True)  # what a killed save left
+        try:
+            with writing(out_dir):
+                write_files(accelerator.unwrap_model(trainer.model), state_dict, tokenizer, tmp, config)
+                atomic_write_text(tmp / LOG_FILE, json.dumps(asdict(result), indent=1))
+                atomic_write_text(tmp / FINGERPRINT_FILE, json.dumps({"key": key}))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # no half-saved checkpoint takes the disk
+            raise
         replace_dir(tmp, out_dir)
     accelerator.wait_for_everyone()
 
@@ -285,6 +286,20 @@ def write_weights(
     saved = json.loads(config.read_text(encoding="utf-8"))
     saved["dtype"] = str(dtype).removeprefix("torch.")
     atomic_write_text(config, json.dumps(saved, indent=2, sort_keys=True) + "\n")
+
+
+def write_files(
+    model, state_dict: dict[str, torch.Tensor], tokenizer, tmp: Path, config: StudentConfig
+) -> None:
+    """The weights (a LoRA adapter as it is, a full model in the dtype of `precision`), the tokenizer, and
+    the merged model of an adapter when `merge_adapter` is set, into `tmp`."""
+    adapter = config.finetune in ("lora", "qlora")
+    write_weights(model, state_dict, tmp, None if adapter else DTYPES[config.precision])
+    tokenizer.save_pretrained(tmp)
+    if adapter and config.merge_adapter:
+        merged = load_for_inference(tmp, config.precision)
+        merged.save_pretrained(tmp / "merged")
+        tokenizer.save_pretrained(tmp / "merged")
 
 
 def read_pairs(path: Path) -> list[SFTPair]:

@@ -124,3 +124,43 @@ def test_a_ledger_written_before_the_journal_is_carried_into_it(tmp_path: Path, 
     client.ledger.save()
     again = world_client(world, tmp_path)  # the view it wrote is not carried a second time
     assert again.ledger.roles["teacher"].input_tokens == 700
+
+
+# ------------------------------------------------ issue 22, item 6: requests cut off are settled at the end
+
+
+def test_requests_cut_off_in_flight_are_settled_when_the_run_ends_but_open_batches_stay(
+    tmp_path: Path,
+) -> None:
+    """The trial left 16 requests `unsettled` in ledger.json forever: the run's end closes them as
+    `unrecorded`, at their worst case; a provider batch still open is collected by the next run."""
+    from lion_core.api.batch_store import BatchStore
+    from lion_core.api.cache import ResponseCache
+
+    cache = ResponseCache(tmp_path / "responses.sqlite")
+    ledger = Ledger(tmp_path / "ledger.json", scope="iter_1", journal=cache.journal)
+    cut = [ledger.open("referee", f"k{i}", (0.01, 100), BudgetConfig()) for i in range(3)]
+    batched = ledger.open("teacher", "b1", (0.02, 200), BudgetConfig())
+    BatchStore(cache.journal).record("teacher", "http://provider/v1", {"b1": batched})
+    assert ledger.settle_unrecorded() == len(cut)
+    ledger.save()
+    saved = json.loads((tmp_path / "ledger.json").read_text())
+    referee, teacher = saved["roles"]["referee"], saved["roles"]["teacher"]
+    assert (referee["unsettled"], referee["unrecorded"], referee["unrecorded_max_tokens"]) == (0, 3, 300)
+    assert teacher["unsettled"] == 1 and teacher["unrecorded"] == 0  # the open batch stays in flight
+    assert saved["total"]["worst_case_tokens"] == 500  # what the budget counts: every one at its worst
+
+
+def test_a_torn_ledger_json_is_only_a_view_when_the_journal_knows_the_run(tmp_path: Path) -> None:
+    from lion_core.api.cache import ResponseCache
+    from lion_core.records import DamagedStateError
+
+    cache = ResponseCache(tmp_path / "responses.sqlite")
+    ledger = Ledger(tmp_path / "ledger.json", journal=cache.journal)
+    ledger.open("teacher", "k", (0.01, 100), BudgetConfig())
+    (tmp_path / "ledger.json").write_text('{"roles": {"teach')  # torn
+    again = Ledger(tmp_path / "ledger.json")
+    again.attach(ResponseCache(tmp_path / "responses.sqlite").journal)  # rebuilt from the journal
+    assert again.spent()[1] == 100
+    with pytest.raises(DamagedStateError, match=r"ledger\.json: does not parse .* move it away"):
+        Ledger(tmp_path / "ledger.json").attach(ResponseCache(tmp_path / "other.sqlite").journal)

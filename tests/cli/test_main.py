@@ -13,7 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from lion_cli.main import app
-from lion_cli.process import EXIT_BAD_INPUT
+from lion_cli.process import EXIT_BAD_INPUT, EXIT_BUSY
 from lion_cli.world import app as world_app
 from lion_core import data as packaged_data
 from lion_core.records import read_instructions
@@ -339,3 +339,45 @@ def test_lion_decontaminate_lists_contaminated_instructions_and_exits_1(tmp_path
     assert "1 of 2 instructions share 13-grams" in result.output
     clean = CliRunner().invoke(app, ["decontaminate", str(mine), "--eval-set", "package:seed_tasks.jsonl"])
     assert clean.exit_code == 0 and "0 of 2" in clean.output
+
+
+# ------------------------------------------- `lion eval` holds the run directory and asks first (issue 22)
+
+
+def eval_config(tmp_path: Path, url: str) -> Path:
+    config = local_config(tmp_path)
+    for role in ("teacher", "referee", "generator"):
+        edited(config, role, "base_url", url)
+    return config
+
+
+def test_eval_on_a_run_directory_in_use_exits_at_once_naming_the_holder(
+    tmp_path: Path, tiny_student_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    config = eval_config(tmp_path, f"http://127.0.0.1:{free_port()}/v1")
+    hold = (
+        "import sys, time, pathlib; from lion_core.run.rundir import RunDir, RunLock; "
+        "RunLock(RunDir(pathlib.Path(sys.argv[1]))).acquire(); print('held', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ["eval", str(config), "--candidate", str(tiny_student_path), "--world", "5"]
+        result = CliRunner().invoke(app, args)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == EXIT_BUSY, result.output
+    assert f"another run is using this run directory (pid {holder.pid})" in " ".join(result.output.split())
+
+
+def test_eval_asks_its_endpoints_before_any_work(tmp_path: Path, tiny_student_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    args = ["eval", str(eval_config(tmp_path, url)), "--candidate", str(tiny_student_path), "--world", "5"]
+    refused(CliRunner().invoke(app, args), f"teacher.base_url: {url} is not reachable", "ConnectError")
+    assert not (tmp_path / "run" / "eval").exists()

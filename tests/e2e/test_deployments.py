@@ -162,3 +162,73 @@ def test_serve_runs_the_file_and_the_form_deployments(server, demo: Path, tmp_pa
         assert completed(out), out
     finally:
         stop(served)
+
+
+def flow_run_state(flow_run: str, env: dict[str, str]) -> str:
+    """The state type of a flow run (`prefect flow-run inspect ID -o json`)."""
+    shown = run(f"prefect flow-run inspect {flow_run} -o json", env)
+    return json.loads(shown[shown.index("{") :])["state"]["type"]
+
+
+@pytest.mark.slow
+def test_the_retry_of_a_failed_deployment_run_resumes_it_paying_nothing_twice(server, tmp_path: Path) -> None:
+    """Issue 22, item 6: the UI's Retry of a deployment run (`prefect flow-run retry ID` from a shell)
+    re-runs only what did not finish — here the referee batches that failed — serves the rest from the
+    caches and pays nothing twice."""
+    import re
+    import sqlite3
+
+    from lion_core.config import LionConfig
+    from lion_core.run.rundir import RunDir, response_cache
+
+    def failing_fast(port: int) -> LionConfig:
+        data = small_demo(tmp_path / "run", port=port, iterations=1, task_retries=0).model_dump()
+        data["referee"]["max_retries"] = 0  # a referee request that fails fails its batch at once
+        return LionConfig.model_validate(data)
+
+    prepare_world_files(failing_fast(0))
+    env = {**server, "LION_REPO": str(REPO)}  # the worker runs this checkout's flows
+    with world_server(failing_fast(0)) as world:
+        world.faults.roles, world.faults.share_5xx, world.faults.max_faults = ["referee"], 1.0, 3
+        config = failing_fast(world.port)
+        path = tmp_path / "demo.yaml"
+        dump_config(config, path)
+        subprocess.run(
+            f"prefect work-pool create {POOL} --type process",
+            shell=True,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+        )
+        run("prefect deploy --all --prefect-file deployments/prefect.yaml", env)
+        worker = start(["prefect", "worker", "start", "--pool", POOL], env, tmp_path / "worker")
+        try:
+            command = f"prefect deployment run 'distill-from-file/demo' --param config_path={path} "
+            failed = subprocess.run(
+                f"{command} --param run_dir={config.run_dir} {WATCH}",
+                shell=True,
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT_S,
+            )
+            assert failed.returncode != 0 and not completed(failed.stdout + failed.stderr), failed.stdout
+            flow_run = re.search(r"UUID: ([0-9a-f-]{36})", failed.stdout + failed.stderr).group(1)
+            world.faults.share_5xx = 0.0
+            run(f"prefect flow-run retry {flow_run}", env)
+            deadline = time.monotonic() + RUN_TIMEOUT_S
+            while (state := flow_run_state(flow_run, env)) not in ("COMPLETED", "FAILED", "CRASHED"):
+                assert time.monotonic() < deadline, f"the retried run never finished ({state})"
+                time.sleep(POLL_S)
+            assert state == "COMPLETED", (tmp_path / "worker").read_text()[-3000:]
+        finally:
+            stop(worker)
+    assert RunDir(config.run_dir).iteration(1).summary.exists()
+    assert world.stats.repeated_teacher_requests() == 0
+    with sqlite3.connect(response_cache(config)) as db:  # no referee request answered twice
+        twice = db.execute(
+            "SELECT key FROM requests WHERE role = 'referee' AND state = 'answered' "
+            "GROUP BY key HAVING COUNT(*) > 1"
+        ).fetchall()
+    assert twice == []

@@ -26,15 +26,9 @@ from lion_core.method.selection import Probe
 from lion_core.records import Judgement, Response, read_instructions, read_jsonl
 from lion_core.run.rundir import ITERATION_FILES, RunDir, response_cache
 from tests.support.configs import config_file, small_demo
-from tests.support.spawn import ServerLeftBehind, lion_process, run_lion
+from tests.support.spawn import lion_process, run_lion
 
 pytestmark = pytest.mark.slow
-
-# A `lion run` SIGKILLed with its process group leaves Prefect's embedded server running (its reaper dies
-# in the group): the spawner's check fails the test for exactly that, after every other assertion held.
-ISSUE_22 = pytest.mark.xfail(
-    strict=True, raises=ServerLeftBehind, reason="issue 22: embedded server outlives lion on a group kill"
-)
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +193,6 @@ def test_a_generator_whose_every_reply_is_filtered_stops_the_run_and_says_why(
     assert not run.iteration(2).root.exists()  # no empty Train Pool for an iteration that cannot learn
 
 
-@ISSUE_22
 def test_a_killed_run_resumes_without_paying_twice(tmp_path: Path) -> None:
     config = small_demo(tmp_path / "run", port=0, iterations=2)
     with world_server(config).start() as server:
@@ -246,7 +239,6 @@ def batch_demo_config(run_dir: Path, port: int) -> LionConfig:
     return LionConfig.model_validate(data)
 
 
-@ISSUE_22
 def test_batch_mode_run_killed_mid_batch_reattaches_and_finishes(tmp_path: Path) -> None:
     config = batch_demo_config(tmp_path / "run", 0)
     with world_server(config).start() as server:
@@ -386,3 +378,36 @@ def test_a_final_imitation_round_runs_through_the_flow_as_in_plain_python(harnes
     for name in ("teacher", "sft"):
         plain_file = RunDir(tmp_path / "plain").iteration(2).file(name)
         assert plain_file.read_bytes() == final.file(name).read_bytes(), name
+
+
+def test_a_deployment_run_takes_the_lock_and_asks_its_endpoints_before_any_work(
+    harness, tmp_path: Path
+) -> None:
+    """Issue 22, item 5: the `distill` flow run as a deployment took neither the run directory's lock nor
+    asked whether its endpoints answer (as `lion run` does around it)."""
+    import subprocess
+    import sys
+
+    from lion_core.config import ConfigError
+    from lion_core.run.rundir import RunLockedError
+    from tests.support.spawn import free_port
+
+    config = small_demo(tmp_path / "run", port=free_port(), iterations=1)
+    prepare_world_files(config)
+    with pytest.raises(ConfigError, match=r"^teacher\.base_url: http://127\.0\.0\.1:\d+/v1 is not reachable"):
+        run_distill(config)
+    hold = (
+        "import sys, time, pathlib; from lion_core.run.rundir import RunDir, RunLock; "
+        "RunLock(RunDir(pathlib.Path(sys.argv[1]))).acquire(); print('held', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(config.run_dir)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
+            run_distill(config)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not RunDir(config.run_dir).config.exists()  # nothing of the run written

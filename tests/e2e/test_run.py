@@ -195,3 +195,52 @@ def test_a_budget_stop_tells_the_projected_total_and_the_budget_that_finishes(
     assert suggested > STOP_BUDGET_USD
     result = CliRunner().invoke(app, ["run", str(edited(config, "budget", "max_usd", suggested))])
     assert result.exit_code == 0, result.output  # the budget the stop named finishes the recipe
+
+
+# ------------------------------------------------ issue 22, item 6: a failed stage, retried, as if unfailed
+
+
+def retried_config(run_dir: Path, port: int):
+    """One iteration; a referee request that fails fails its batch at once (no retries)."""
+    from lion_core.config import LionConfig
+
+    data = small_demo(run_dir, port, 1, task_retries=0).model_dump()
+    data["referee"]["max_retries"] = 0
+    return LionConfig.model_validate(data)
+
+
+@pytest.mark.slow
+def test_a_run_whose_referee_batches_failed_resumes_to_the_files_of_an_unfailed_run(tmp_path: Path) -> None:
+    """The retry the design promises: only the unfinished referee batches run again, the rest come from
+    the cache, nothing is paid twice, and the run ends byte-identical to one that never failed."""
+    from lion_core.run.rundir import ITERATION_FILES
+
+    with world_server(retried_config(tmp_path / "a", 0)).start() as clean:
+        unfailed = retried_config(tmp_path / "unfailed" / "run", clean.port)
+        done = run_lion("run", str(config_file(unfailed, tmp_path / "unfailed")), timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    with world_server(retried_config(tmp_path / "b", 0)).start() as server:
+        server.faults.roles, server.faults.share_5xx, server.faults.max_faults = ["referee"], 1.0, 3
+        config = retried_config(tmp_path / "failed" / "run", server.port)
+        path = config_file(config, tmp_path / "failed")
+        failed = run_lion("run", str(path), timeout=600)
+        lines = failed.stdout.strip().splitlines()
+        assert failed.returncode == 1 and len(lines) == 1, failed.stdout[-2000:] + failed.stderr[-2000:]
+        assert lines[0].startswith("an endpoint kept failing: referee judgements, Cache Pool × 2 orders: ")
+        assert "batches failed" in lines[0] and "the others finished and are cached" in lines[0]
+        assert "Traceback" not in failed.stdout + failed.stderr
+        answered_before = server.stats.answered["referee"]
+        resumed = run_lion("run", str(path), timeout=600)
+        assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    # nothing paid twice: every request answered once, as many as the unfailed run's
+    assert server.stats.answered["referee"] == clean.stats.answered["referee"] > answered_before
+    assert server.stats.answered["teacher"] == clean.stats.answered["teacher"]
+    assert server.stats.repeated_teacher_requests() == 0
+    for k in (1, 2):
+        for name in ITERATION_FILES:
+            ours, theirs = (
+                RunDir(config.run_dir).iteration(k).file(name),
+                RunDir(unfailed.run_dir).iteration(k).file(name),
+            )
+            if theirs.exists():
+                assert ours.read_bytes() == theirs.read_bytes(), ours

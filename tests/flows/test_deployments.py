@@ -20,6 +20,14 @@ def test_prefect_yaml_names_no_path_outside_the_repository() -> None:
     assert nightly["parameters"]["questions"] == "package:vicuna_bench_questions.jsonl"
 
 
+def test_schedules_ship_inactive() -> None:
+    """Issue 22, item 6: `prefect deploy --all` switched on schedules against endpoints a new user does
+    not have, and created scheduled runs at once."""
+    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+    schedules = [s for d in spec["deployments"] for s in d.get("schedules") or []]
+    assert schedules and all(s.get("active") is False for s in schedules)
+
+
 @pytest.mark.slow  # as when it stood with the flow runs (now tests/e2e/test_distill.py)
 def test_every_deployment_entrypoint_imports_and_its_parameters_validate() -> None:
     import importlib.util

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
 from pathlib import Path
 
 from lion_core.config import LionConfig
@@ -13,7 +12,7 @@ from lion_core.method.loop import run_iteration
 from lion_core.method.pools import initial_pools, write_pools
 from lion_core.records import Instruction
 from lion_core.run.rundir import RunDir
-from tests.support.fakes import fake_effects
+from tests.support.fakes import fake_effects, finished_run
 
 
 def test_a_replayed_iteration_keeps_the_seconds_of_the_run_that_did_the_work(tmp_path: Path) -> None:
@@ -34,40 +33,6 @@ def test_a_replayed_iteration_keeps_the_seconds_of_the_run_that_did_the_work(tmp
     again = asyncio.run(run_iteration(fake_effects(), config, run, 1)).summary
     assert again["seconds"] == 4321.5
     assert json.loads(run.iteration(1).summary.read_text())["seconds"] == 4321.5
-
-
-def finished_run(
-    tmp_path: Path, iterations: int = 2, settings: dict | None = None, **loop
-) -> tuple[LionConfig, RunDir, list[int]]:
-    """A plain run of `iterations` iterations on the fake effects; the list counts teacher calls."""
-    from lion_core.method.loop import run_loop
-
-    config = LionConfig(
-        run_dir=tmp_path / "run",
-        student={"model_path": tmp_path / "base"},
-        loop={"iterations": iterations, "new_per_iteration": 2, "min_words": 1, **loop},
-        **(settings or {}),
-    )
-    (tmp_path / "base").mkdir(exist_ok=True)
-    run = RunDir(config.run_dir)
-    seeds = ["cats", "maps", "tea", "jazz"]
-    pools = [Instruction(id=f"s{i}", instruction=f"Seed task {i} on {t}") for i, t in enumerate(seeds)]
-    if not run.iteration(1).file("cache_pool").exists():
-        write_pools(run.iteration(1), initial_pools(pools))
-    calls: list[int] = []
-    fx = fake_effects()
-
-    async def teacher(items):
-        calls.append(len(items))
-        return await fx.teacher(items)
-
-    effects = replace(fx, teacher=teacher)
-
-    async def iterate(k: int) -> dict:
-        return (await run_iteration(effects, config, run, k)).summary
-
-    asyncio.run(run_loop(config, iterate))
-    return config, run, calls
 
 
 def test_a_resumed_finished_run_replays_no_iteration(tmp_path: Path) -> None:

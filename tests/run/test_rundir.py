@@ -47,3 +47,23 @@ def test_the_reachability_check_asks_each_endpoint_once_and_takes_any_answer(tmp
     config.generator.base_url = world.url.replace("/v1", "/nowhere/v1")  # a 404 is still an answer
     check_endpoints(config)
     assert world.stats.requests == 0  # /models only: no chat request, nothing paid
+
+
+def test_the_lock_taken_again_by_its_holder_is_a_no_op_and_the_outer_hold_releases_it(tmp_path: Path) -> None:
+    """Issue 22, item 5: the distill and evaluate flows take the lock as a deployment run must; inside
+    `lion run`, which holds it already, that must neither block nor release it early."""
+    import subprocess
+    import sys
+
+    from lion_core.run.rundir import RunLock
+
+    run = RunDir(tmp_path / "run")
+    take = "import sys, pathlib; from lion_core.run.rundir import RunDir, RunLock; "
+    take += "RunLock(RunDir(pathlib.Path(sys.argv[1]))).acquire()"
+    probe = [sys.executable, "-c", take, str(run.root)]
+    with RunLock(run):
+        with RunLock(run):  # the flow's, inside the command's
+            pass
+        taken = subprocess.run(probe, capture_output=True, text=True)
+        assert taken.returncode != 0 and "another run is using this run directory" in taken.stderr
+    assert subprocess.run(probe, capture_output=True).returncode == 0  # released by the outer hold

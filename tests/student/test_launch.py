@@ -176,3 +176,49 @@ def test_the_zero3_config_is_accepted_by_accelerate_as_trl_runs_it(
         yaml.safe_load((ACCELERATE / "zero3.yaml").read_text())["deepspeed_config"]
         == (trl_config("zero3.yaml")["deepspeed_config"])
     )
+
+
+# A process that runs a fine-tune under a stand-in `accelerate launch` (it writes its pid, then sleeps).
+LAUNCHER = """
+import sys
+from pathlib import Path
+from lion_core.config import StudentConfig
+from lion_core.student import launch
+
+pid_file, out = sys.argv[1], Path(sys.argv[2])
+stand_in = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(600)"
+launch.launch_command = lambda job, config_file: [sys.executable, "-c", stand_in, pid_file]
+job = launch.FinetuneJob(out, out / "sft.jsonl", out / "student", StudentConfig(), 0, "key")
+launch.finetune_in_processes(job)
+"""
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_the_training_processes_do_not_outlive_a_killed_run(tmp_path: Path) -> None:
+    """Issue 22, item 4: a SIGKILL of the process that started `accelerate launch` (alone, not its group)
+    left the training running for hours."""
+    import os
+    import signal
+    import time
+
+    pid_file = tmp_path / "launcher.pid"
+    parent = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(pid_file), str(tmp_path)])
+    deadline = time.monotonic() + 120
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert parent.poll() is None and time.monotonic() < deadline, "the launcher never started"
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while running(child):
+        if time.monotonic() > deadline:
+            os.kill(child, signal.SIGKILL)
+            raise AssertionError("the training process outlived the run that started it")
+        time.sleep(0.1)

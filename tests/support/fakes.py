@@ -1,18 +1,24 @@
 """Fakes put where a model, an API or a fine-tune would be: a chat client that records what it is asked,
 the loop's effects answering at once (as replies from the cache do), a log handler that keeps its
-lines."""
+lines, a run finished on the fake effects."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from lion_core.chat import Completion
+from lion_core.config import LionConfig
 from lion_core.method.direct import run_step
 from lion_core.method.discrimination import make_judgement
 from lion_core.method.effects import Effects, JudgeItem
+from lion_core.method.loop import run_iteration, run_loop
+from lion_core.method.pools import initial_pools, write_pools
 from lion_core.records import Instruction, Judgement, Response, read_jsonl, write_jsonl
+from lion_core.run.rundir import RunDir
 from lion_core.student.launch import FinetuneJob
 from lion_core.student.train import TrainResult
 
@@ -87,3 +93,40 @@ class LogLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+
+
+# ----------------------------------------------------------------------------- a finished run
+
+
+def finished_run(
+    tmp_path: Path, iterations: int = 2, settings: dict | None = None, **loop
+) -> tuple[LionConfig, RunDir, list[int]]:
+    """A plain run of `iterations` iterations on the fake effects, in TMP_PATH/run (its manifests
+    written: a re-run skips it); the list counts teacher calls."""
+
+    config = LionConfig(
+        run_dir=tmp_path / "run",
+        student={"model_path": tmp_path / "base"},
+        loop={"iterations": iterations, "new_per_iteration": 2, "min_words": 1, **loop},
+        **(settings or {}),
+    )
+    (tmp_path / "base").mkdir(exist_ok=True)
+    run = RunDir(config.run_dir)
+    seeds = ["cats", "maps", "tea", "jazz"]
+    pools = [Instruction(id=f"s{i}", instruction=f"Seed task {i} on {t}") for i, t in enumerate(seeds)]
+    if not run.iteration(1).file("cache_pool").exists():
+        write_pools(run.iteration(1), initial_pools(pools))
+    calls: list[int] = []
+    fx = fake_effects()
+
+    async def teacher(items):
+        calls.append(len(items))
+        return await fx.teacher(items)
+
+    effects = replace(fx, teacher=teacher)
+
+    async def iterate(k: int) -> dict:
+        return (await run_iteration(effects, config, run, k)).summary
+
+    asyncio.run(run_loop(config, iterate))
+    return config, run, calls

@@ -3,15 +3,17 @@ free ports for what the tests start.
 
 `lion_process(*args)` starts `python -m lion_cli *args` (this checkout's `lion`) with
 start_new_session=True and yields its Popen: a test may wait for it, read it, signal it or its group.
-When the block ends, passed or failed, what still runs of the group is SIGKILLed, and every Prefect
-server the run started must be gone within SERVER_STOP_S: one left behind is stopped and fails the
-test with ServerLeftBehind; a block that failed already keeps its own failure, with a note naming the
-server. `run_lion(*args, timeout=...)` is one run to its end, its output captured.
+When the block ends, passed or failed, what still runs of the group is SIGKILLed, and every process the
+run started — its Prefect server, the server's reaper, a fine-tune's `accelerate launch` — must be gone
+within SERVER_STOP_S: one left behind is stopped and fails the test with ServerLeftBehind; a block that
+failed already keeps its own failure, with a note naming what was left. `run_lion(*args, timeout=...)` is
+one run to its end, its output captured.
 
-Prefect's embedded server runs in a session of its own (lion_cli.main.own_session), out of the group's
-reach, and outlives a killed `lion` as an orphan of PID 1: orphans of other test sessions on the same
-machine look the same, so a server of this run is told apart by a marker in its environment, which it
-inherits from the `lion` that started it.
+Prefect's embedded server and its reaper run in sessions of their own (lion_cli/process.py), out of the
+group's reach, and would outlive a killed `lion` as orphans of PID 1: orphans of other test sessions on
+the same machine look the same, so a process of this run is told apart by a marker in its environment,
+which it inherits from the `lion` that started it. `left_by(variable, value)` finds every process
+carrying a marker (tests/conftest.py uses it for the whole test session).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ POLL_S = 0.2
 
 
 class ServerLeftBehind(AssertionError):
-    """A Prefect server started by a `lion` of the test still ran after the test."""
+    """A Prefect server, or another process started by a `lion` of the test, still ran after the test."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,19 @@ def processes() -> list[Process]:
     return found
 
 
-def descends_from(pid: int, marker: str) -> bool:
-    """Whether the process carries `marker` in its environment (false where it cannot be read)."""
+def descends_from(pid: int, marker: str, variable: str = MARKER) -> bool:
+    """Whether the process carries `variable`=`marker` in its environment (false where it cannot be
+    read)."""
     try:
         environ = (Path("/proc") / str(pid) / "environ").read_bytes()
     except OSError:
         return False
-    return f"{MARKER}={marker}".encode() in environ.split(b"\0")
+    return f"{variable}={marker}".encode() in environ.split(b"\0")
+
+
+def left_by(variable: str, marker: str, but: int | None = None) -> list[Process]:
+    """Every running process (but the one `but`) whose environment carries `variable`=`marker`."""
+    return [p for p in processes() if p.pid != but and descends_from(p.pid, marker, variable)]
 
 
 def group_members(group: int) -> list[Process]:
@@ -78,12 +86,12 @@ def group_members(group: int) -> list[Process]:
 
 
 def servers_of(group: int, marker: str) -> list[Process]:
-    """The Prefect servers in the process group, or outside it (their own session, an orphan of PID 1)
-    but started by a process of it."""
+    """The Prefect servers in the process group, and every process outside it (its own session, an
+    orphan of PID 1) started by a process of it: a server, its reaper, a fine-tune's launcher."""
     return [
         p
         for p in processes()
-        if any(mark in p.args for mark in SERVER_MARKS) and (p.pgid == group or descends_from(p.pid, marker))
+        if (p.pgid == group and any(mark in p.args for mark in SERVER_MARKS)) or descends_from(p.pid, marker)
     ]
 
 
@@ -140,7 +148,7 @@ class lion_process:  # lower case: used as a function, `with lion_process("run",
     ) -> None:
         left = self.end()
         if left:
-            message = f"Prefect server(s) left behind by `{self.name}`: " + "; ".join(left)
+            message = f"Prefect server(s) or other processes left behind by `{self.name}`: " + "; ".join(left)
             if error is None:
                 raise ServerLeftBehind(message)
             if hasattr(error, "add_note"):  # Python 3.11
@@ -149,7 +157,7 @@ class lion_process:  # lower case: used as a function, `with lion_process("run",
                 print(message, file=sys.stderr)
 
     def end(self) -> list[str]:
-        """Kills what is left of the group, waits for the run's servers to stop; the ones that did not
+        """Kills what is left of the group, waits for the run's processes to end; the ones that did not
         (stopped now), as 'PID ARGS'."""
         group = self.process.pid
         if self.process.poll() is None:  # still running after the test
@@ -161,10 +169,7 @@ class lion_process:  # lower case: used as a function, `with lion_process("run",
         deadline = time.monotonic() + self.server_stop_s
         while (group_members(group) or servers_of(group, self.marker)) and time.monotonic() < deadline:
             time.sleep(POLL_S)
-        if group_members(group):  # what the leader left running (not a server: those are checked below)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGKILL)
-        left = servers_of(group, self.marker)
+        left = list({p.pid: p for p in [*servers_of(group, self.marker), *group_members(group)]}.values())
         stop([p.pid for p in left])
         return [f"{p.pid} (parent {p.ppid}, group {p.pgid}) {p.args}" for p in left]
 

@@ -147,3 +147,55 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "pool.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# ------------------------------------------------ issue 22, item 1: a write that fails is named, not torn
+
+
+def test_a_full_disk_names_the_file_and_leaves_it_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC simulated at fsync (the unit test runs anywhere; tests/e2e/test_damage.py fills a tmpfs)."""
+    import errno
+    import os
+
+    from lion_core.records import StateWriteError
+
+    path = tmp_path / "teacher.jsonl"
+    old = [Response(id="1", instruction="i", output="o", model="m")]
+    write_jsonl(path, old)
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StateWriteError) as raised:
+        write_jsonl(path, [Response(id="2", instruction="i", output="o", model="m")])
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(path)
+    monkeypatch.undo()
+    assert read_jsonl(path, Response) == old  # the old file whole, no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher.jsonl"]
+
+
+def test_other_writers_failed_writes_are_recognised_through_their_causes() -> None:
+    import errno
+    import sqlite3
+
+    from lion_core.records import StateWriteError, write_failure
+
+    safetensors = RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert write_failure(safetensors, "ckpt").errno == errno.ENOSPC
+    assert write_failure(safetensors, "ckpt").filename == "ckpt"
+    assert write_failure(sqlite3.OperationalError("database or disk is full")).errno == errno.ENOSPC
+    assert write_failure(sqlite3.OperationalError("disk I/O error")).errno == errno.EIO
+    quota = OSError(errno.EDQUOT, "Disk quota exceeded", "/runs/x/ledger.json")
+    try:
+        try:
+            raise quota
+        except OSError as err:
+            raise ValueError("Prefect wrapped it") from err
+    except ValueError as wrapped:
+        found = write_failure(wrapped)
+    assert isinstance(found, StateWriteError) and found.filename == "/runs/x/ledger.json"
+    assert write_failure(ValueError("not a write")) is None
+    assert write_failure(OSError(errno.ENOENT, "No such file or directory")) is None
