@@ -34,7 +34,8 @@ pytest.register_assert_rewrite("tests.support")  # the shared helpers' asserts e
 def stopped_at_exit() -> set[int]:
     """The Prefect servers that flows run in this process started, and the reapers of the ones `lion`
     commands run in process (CliRunner) started: they end when this process does (Prefect stops its
-    servers at exit; a reaper's pipe from this process closes), after the session's check."""
+    servers at exit; a reaper's pipe from this process closes), after the session's check; so does the
+    multiprocessing resource tracker that torch or datasets may have started in this process."""
     pids = set()
     server = sys.modules.get("prefect.server.api.server")
     if server is not None:
@@ -43,6 +44,9 @@ def stopped_at_exit() -> set[int]:
     process = sys.modules.get("lion_cli.process")
     if process is not None:
         pids |= {reaper.pid for reaper in process._REAPERS}
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    if tracker is not None and tracker._resource_tracker._pid is not None:
+        pids.add(tracker._resource_tracker._pid)  # Python's own helper: it ends when this process does
     return pids
 
 

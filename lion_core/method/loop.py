@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from lion_core.config import LionConfig
-from lion_core.method import referee, sampling
+from lion_core.method import sampling
 from lion_core.method.decontamination import counted, decontaminated
 from lion_core.method.discrimination import Split, second_order_changes
-from lion_core.method.effects import Effects, JudgeItem
+from lion_core.method.effects import Effects
 from lion_core.method.generation import Ask, GenerationResult, generate
+from lion_core.method.judging import judge_items, judged_items, recorded_losses, score_losses
 from lion_core.method.novelty import NoveltyIndex
 from lion_core.method.pairs import judged_pairs
 from lion_core.method.pools import Pools, answers_for, initial_pools, next_pools, read_pools, write_pools
@@ -36,7 +37,6 @@ from lion_core.run.rundir import IterationDir, RunDir, write_json
 from lion_core.student.checkpoint import training_key
 from lion_core.student.data import sft_pairs
 from lion_core.student.launch import FinetuneJob
-from lion_core.student.score import read_losses
 from lion_core.student.train import TrainResult
 
 
@@ -101,7 +101,7 @@ async def discrimination(
     if needs_probes(name):
         await probe(fx, config, run, k, pools.cache_pool, judged)
     if needs_losses(name):
-        score_losses(fx, config, run, k)
+        score_losses(fx, config, run.iteration(k), base_checkpoint(config, run, k))
     select = selection(name, config.loop.seed, config.loop)
     split = fx.step("discrimination", split_files, select, run, k, needs_probes(name), sampled)
     estimate = None
@@ -111,43 +111,6 @@ async def discrimination(
     return Discrimination(teacher_answers, student_out, judgements, split, estimate, changes)
 
 
-def judged_items(config: LionConfig, run: RunDir, k: int, pool: list[Instruction]) -> list[Instruction]:
-    """What the referee judges in iteration k: the whole Cache Pool, or `referee.sample`'s sample of it
-    (sized by the hard share the previous iteration estimated)."""
-    sample = config.referee.sample
-    if sample is None:
-        return pool
-    previous = run.iteration(k - 1).summary
-    share = json.loads(previous.read_text(encoding="utf-8"))["hard_share"] if k > 1 else None
-    chosen = sampling.plan(pool, k, config.loop, sample, share)
-    return sampling.draw(pool, chosen, config.loop.seed, k)
-
-
-def judge_items(
-    config: LionConfig, items: list[Instruction], teacher: list[Response], student: list[Response]
-) -> list[JudgeItem]:
-    """(id, the instruction as the referee sees it, teacher answer, student answer) per item."""
-    shown = [referee.judged_text(i, send_inputs=config.loop.send_inputs) for i in items]
-    return [(i.id, text, t.output, s.output) for i, text, t, s in zip(items, shown, teacher, student)]
-
-
-def score_losses(fx: Effects, config: LionConfig, run: RunDir, k: int) -> None:
-    """The student's loss on every Cache Pool teacher answer before and after this iteration's
-    fine-tune (its base checkpoint, then its student): what `progress` decides on."""
-    if fx.score is None:
-        raise ValueError(f"selection {config.loop.selection!r} needs the student's losses: no score effect")
-    folder = run.iteration(k)
-    fx.score(base_checkpoint(config, run, k), folder.file("teacher"), folder.losses_before)
-    fx.score(folder.student, folder.file("teacher"), folder.losses_after)
-
-
-def recorded_losses(run: RunDir, k: int) -> dict[str, tuple[float, float]]:
-    """id → (loss before, loss after) iteration k's fine-tune, from its files."""
-    folder = run.iteration(k)
-    before, after = read_losses(folder.losses_before), read_losses(folder.losses_after)
-    return {i: (before[i], after[i]) for i in after if i in before}
-
-
 def split_files(select: Callable[..., Split], run: RunDir, k: int, probed: bool, sampled: bool) -> Split:
     """The selection step on iteration k's files: the judged pool (the Cache Pool, or the judged sample
     when `sampled`) with its judgements (and, when `probed`, the probes so far; the student's losses when
@@ -155,7 +118,7 @@ def split_files(select: Callable[..., Split], run: RunDir, k: int, probed: bool,
     folder = run.iteration(k)
     evidence = recorded_evidence(run, k) if probed else Evidence()
     if folder.losses_after.exists():
-        evidence = replace(evidence, losses=recorded_losses(run, k))
+        evidence = replace(evidence, losses=recorded_losses(folder))
     items = read_jsonl(folder.judged_pool if sampled else folder.file("cache_pool"), Instruction)
     split = select(items, read_jsonl(folder.file("judgements"), Judgement), evidence)
     write_jsonl(folder.file("hard"), split.hard)
