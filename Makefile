@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/lion demo --iterations 3 --run-dir runs/demo
 
+# The suite in TEST_WORKERS processes (pytest-xdist; `auto`: one per core): most tests wait on a spawned
+# `lion` and its Prefect server, one core each. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

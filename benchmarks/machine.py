@@ -22,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -101,8 +100,9 @@ def left_behind(marker: str) -> int:
     return len(left)
 
 
-def temp_databases() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob(TEMP_DATABASES)}
+def temp_databases(folder: Path) -> set[str]:
+    """The embedded servers' database folders in `folder` (the probed runs' TMPDIR)."""
+    return {p.name for p in folder.glob(TEMP_DATABASES)}
 
 
 def ended(process: subprocess.Popen) -> dict[str, Any]:
@@ -113,7 +113,7 @@ def ended(process: subprocess.Popen) -> dict[str, Any]:
         "exit": process.returncode,
         "lines": len(text.splitlines()),
         "traceback": "Traceback" in text,
-        "message": " ".join(text.splitlines()[-1].split())[:400] if text else "",
+        "message": " ".join(text.splitlines()[-1].split()) if text else "",
     }
 
 
@@ -326,17 +326,18 @@ def probe_sigterm(folder: Path) -> dict[str, Any]:
 
 def probe_group_kills(folder: Path) -> dict[str, Any]:
     """SIGKILL to the whole process group at each stage, resumed each time; what is left running."""
-    before = temp_databases()
+    temp = folder / "tmp"  # the runs' TMPDIR: their databases, apart from anything else on the machine
+    temp.mkdir()
     with world_server(probe_config(folder / "run", 0)).start() as server:
         server.faults.latency_ms = LATENCY_MS
         path = config_at(folder, folder / "run", server)
-        kills = [group_kill(server, path, role, count) for role, count in GROUP_KILLS]
-        resumed = ended(start(path, uuid.uuid4().hex))
+        kills = [group_kill(server, path, role, count, temp) for role, count in GROUP_KILLS]
+        resumed = ended(start(path, uuid.uuid4().hex, env={"TMPDIR": str(temp)}))
         config = loaded(path)
         return {
             "kills": kills,
             "processes_left": sum(k["left"] for k in kills),
-            "temp_databases_left": len(temp_databases() - before),
+            "temp_databases_left": len(temp_databases(temp)),
             "resumed_exit": resumed["exit"],
             "rebought": dict(rebought(journal_rows(config))),
             "bound_per_kill": CONCURRENCY,
@@ -344,10 +345,11 @@ def probe_group_kills(folder: Path) -> dict[str, Any]:
         }
 
 
-def group_kill(server: WorldServer, path: Path, role: str, count: int) -> dict[str, Any]:
-    """One `lion run`, its process group SIGKILLed once `role` received `count` more requests."""
+def group_kill(server: WorldServer, path: Path, role: str, count: int, temp: Path) -> dict[str, Any]:
+    """One `lion run` (TMPDIR `temp`), its process group SIGKILLed once `role` received `count` more
+    requests."""
     marker, before = uuid.uuid4().hex, server.stats.received[role]
-    process = start(path, marker)
+    process = start(path, marker, env={"TMPDIR": str(temp)})
     reached = wait_until(lambda: server.stats.received[role] - before >= count, process)
     if reached:
         os.killpg(process.pid, signal.SIGKILL)

@@ -14,7 +14,10 @@ from pathlib import Path
 
 # inherited by every process the session starts, and theirs (SESSION_MARKER)
 os.environ["LION_TEST_SESSION"] = uuid.uuid4().hex
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="lion-prefect-home-"))
+if "PYTEST_XDIST_WORKER" in os.environ or "PREFECT_HOME" not in os.environ:  # one per worker (make test)
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="lion-prefect-home-")
+if "PYTEST_XDIST_WORKER" in os.environ:  # the workers share the cores: one torch thread each, and theirs
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

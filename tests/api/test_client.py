@@ -22,9 +22,10 @@ from tests.support.world import FAKE_KEY, teacher_conversations, world_client
 
 
 def test_faulty_server_all_answered_and_ledger_matches_server(tmp_path: Path) -> None:
-    faults = Faults(share_5xx=0.2, share_429=0.1, share_timeout=0.05, hang_s=1.5, retry_after_ms=20)
+    faults = Faults(share_5xx=0.2, share_429=0.1, share_timeout=0.05, hang_s=2.5, retry_after_ms=20)
     with WorldServer(faults=faults, seed=1) as server:
-        client = world_client(server, tmp_path, timeout_s=0.5, max_retries=12)
+        # a timeout well above a loaded machine's reply time: only the hangs time out, each seen by the server
+        client = world_client(server, tmp_path, timeout_s=1.5, max_retries=12)
         tasks, conversations = teacher_conversations(200)
         replies = asyncio.run(complete_all(client, conversations))
         assert [r.content for r in replies] == [t.answer for t in tasks]
