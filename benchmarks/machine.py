@@ -324,19 +324,20 @@ def probe_sigterm(folder: Path) -> dict[str, Any]:
         }
 
 
-def probe_group_kills(folder: Path) -> dict[str, Any]:
-    """SIGKILL to the whole process group at each stage, resumed each time; what is left running."""
+def probe_group_kills(folder: Path, kills: list[tuple[str, int]] = GROUP_KILLS) -> dict[str, Any]:
+    """SIGKILL to the whole process group at each of `kills` (role, its requests received first), resumed
+    each time; what is left running."""
     temp = folder / "tmp"  # the runs' TMPDIR: their databases, apart from anything else on the machine
     temp.mkdir()
     with world_server(probe_config(folder / "run", 0)).start() as server:
         server.faults.latency_ms = LATENCY_MS
         path = config_at(folder, folder / "run", server)
-        kills = [group_kill(server, path, role, count, temp) for role, count in GROUP_KILLS]
+        killed = [group_kill(server, path, role, count, temp) for role, count in kills]
         resumed = ended(start(path, uuid.uuid4().hex, env={"TMPDIR": str(temp)}))
         config = loaded(path)
         return {
-            "kills": kills,
-            "processes_left": sum(k["left"] for k in kills),
+            "kills": killed,
+            "processes_left": sum(k["left"] for k in killed),
             "temp_databases_left": len(temp_databases(temp)),
             "resumed_exit": resumed["exit"],
             "rebought": dict(rebought(journal_rows(config))),

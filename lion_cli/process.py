@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,9 @@ STOP_SIGNALS = {
 DATABASE_SETTINGS = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
 DATABASE_FILE = "prefect.db"
 DATABASE_FOLDER_PREFIX = "lion-prefect-db-"  # its temporary folder, in the system temp directory
+# A freshly migrated database, kept in PREFECT_HOME per Prefect version: each embedded server's own
+# database starts as a copy of it, so its start-up skips Prefect's migrations (10 s -> 3 s on 2 cores).
+DATABASE_TEMPLATE = "lion-server-template-{version}.db"
 REAPER_GRACE_S = 10.0  # how long the reaper lets a SIGTERMed server stop before it SIGKILLs it
 
 # Run beside Prefect's temporary server, in a session of its own (a signal to `lion`'s process group
@@ -151,12 +155,61 @@ def users_database() -> bool:
 
 def own_database() -> Path | None:
     """A temporary database of this `lion` process's own for the embedded server (docs/prefect.md,
-    "Several runs at once"): concurrent `lion` processes never share one. None when the user chose one."""
+    "Several runs at once"): concurrent `lion` processes never share one; a copy of the migrated template
+    when there is a sound one. None when the user chose one."""
     if users_database():
         return None
     folder = Path(tempfile.mkdtemp(prefix=DATABASE_FOLDER_PREFIX))
+    seed_database(folder / DATABASE_FILE)
     os.environ[DATABASE_SETTINGS[0]] = f"sqlite+aiosqlite:///{folder / DATABASE_FILE}"
     return folder
+
+
+def database_template() -> Path:
+    """Where the migrated server database of this Prefect version is kept (PREFECT_HOME)."""
+    import prefect
+    from prefect.settings import Settings
+
+    return Path(Settings().home) / DATABASE_TEMPLATE.format(version=prefect.__version__)
+
+
+def seed_database(database: Path) -> None:
+    """`database` starts as a copy of the template if a sound one is there (a damaged one is removed, and
+    the server migrates an empty database as without one)."""
+    template = database_template()
+    if not template.exists():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{template}?mode=ro", uri=True)) as db:
+            sound = db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            sound = sound and db.execute("SELECT count(*) FROM alembic_version").fetchone()[0] == 1
+    except sqlite3.Error:
+        sound = False
+    try:
+        if sound:
+            shutil.copyfile(template, database)
+        else:
+            template.unlink()
+    except OSError:
+        database.unlink(missing_ok=True)
+
+
+def keep_template(database: Path) -> None:
+    """A consistent copy of a just-migrated `database` becomes the template (written beside it, then
+    renamed: concurrent `lion` processes never see half of one); where it cannot be written, none is kept."""
+    template = database_template()
+    partial = template.with_name(f"{template.name}.{os.getpid()}.partial")
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            contextlib.closing(sqlite3.connect(database)) as source,
+            contextlib.closing(sqlite3.connect(partial)) as copy,
+        ):
+            source.backup(copy)
+            copy.execute("PRAGMA journal_mode=DELETE")  # one file: nothing of it in a write-ahead log
+        os.replace(partial, template)
+    except (OSError, sqlite3.Error):
+        partial.unlink(missing_ok=True)
 
 
 def tie_embedded_server() -> None:
@@ -182,6 +235,8 @@ def tie_embedded_server() -> None:
         if database is not None:
             shutil.rmtree(database, ignore_errors=True)
         raise
+    if database is not None and not database_template().exists():
+        keep_template(database / DATABASE_FILE)  # migrated from empty just now
     assert server.server_process is not None
     reaper = [sys.executable, "-c", SERVER_REAPER, str(server.server_process.pid), str(REAPER_GRACE_S)]
     reaper.append(str(database) if database is not None else "")
