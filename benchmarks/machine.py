@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from common import REPO
-from reliability import (
+from probe_kit import (
     CONCURRENCY,
     LATENCY_MS,
     ORPHAN_WAIT_S,

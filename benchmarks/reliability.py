@@ -23,11 +23,9 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -35,21 +33,28 @@ from typing import Any
 
 import yaml
 from common import REPO, markdown, save
+from machine import machine_probes, machine_rows
+from probe_kit import (
+    CONCURRENCY,
+    LATENCY_MS,
+    NEVER_RECORDED,
+    ORPHAN_WAIT_S,
+    ROLES,
+    WAIT_S,
+    alive,
+    journal_rows,
+    ledger_against_server,
+    probe_config,
+    rebought,
+    wait_until,
+)
 
-from flows.demo import demo_config, prepare_world_files, world_server
-from lion_core.api.ledger import run_ledger
+from flows.demo import prepare_world_files, world_server
 from lion_core.config import LionConfig, dump_config
-from lion_core.run.rundir import RunDir, response_cache
+from lion_core.run.rundir import RunDir
 from lion_core.world.server import WorldServer
 
-ROLES = ("teacher", "referee", "generator")
-CONCURRENCY = 4  # per role: the bound on what one kill can re-buy
-LATENCY_MS = 60  # keeps every stage long enough to be interrupted
-WAIT_S = 600  # the longest a probe waits for a run (a stuck probe fails instead of hanging)
-ORPHAN_WAIT_S = 30  # how long a killed run's embedded Prefect server may take to stop
-POLL_S = 0.005
 SERVER_MARK = "prefect.server.api.server"  # in the embedded Prefect server's command line
-NEVER_RECORDED = ("in_flight", "unrecorded")  # journal states of a request whose reply was never recorded
 # Kill points: (role, requests that role must have received since this run started).
 KILL_PLAN = [
     ("teacher", 20),
@@ -60,19 +65,6 @@ KILL_PLAN = [
     ("generator", 10),
 ]
 FAULTS = {"share_5xx": 0.2, "share_429": 0.1, "share_timeout": 0.05, "share_malformed": 0.1}
-
-
-def probe_config(run_dir: Path, port: int, iterations: int = 2, **changes: Any) -> LionConfig:
-    """The demo shrunk to seconds (60 seeds, 24 new per iteration, 20 steps), CONCURRENCY per role."""
-    data = demo_config(run_dir, iterations, 0, port).model_dump()
-    data["world"].update(seed_size=60, heldout_size=36)
-    data["student"].update(max_steps=20, epochs=1)
-    data["loop"].update(new_per_iteration=24, batch_size=16, task_retry_delay_s=0.2)
-    for role in ROLES:
-        data[role].update(concurrency=CONCURRENCY)
-    for section, values in changes.items():
-        data[section] = {**(data.get(section) or {}), **values}
-    return LionConfig.model_validate(data)
 
 
 def written(config: LionConfig, folder: Path) -> Path:
@@ -104,26 +96,6 @@ def prefect_servers(parent: int) -> list[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def wait_until(
-    condition: Callable[[], bool], process: subprocess.Popen | None = None, limit_s: float = WAIT_S
-) -> bool:
-    """Poll `condition` (False if `process` ends first or `limit_s` passes)."""
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
-            return False
-        time.sleep(POLL_S)
-    return True
-
-
 def kill_at(server: WorldServer, config_path: Path, role: str, count: int) -> dict[str, Any]:
     """One `lion run`, SIGKILLed (the process alone) once `role` received `count` more requests."""
     start = server.stats.received[role]
@@ -137,28 +109,6 @@ def kill_at(server: WorldServer, config_path: Path, role: str, count: int) -> di
     for pid in left:  # clean up what the probe found
         os.kill(pid, signal.SIGTERM)
     return {"role": role, "killed": reached, "prefect_servers_left": len(left)}
-
-
-def journal_rows(config: LionConfig) -> list[tuple[str, str, str]]:
-    """(role, key, state) of every journaled request of the run."""
-    path = response_cache(config)
-    if not path.exists():
-        return []
-    with sqlite3.connect(path) as db:
-        return db.execute("SELECT role, key, state FROM requests ORDER BY id").fetchall()
-
-
-def rebought(rows: list[tuple[str, str, str]]) -> Counter:
-    """Per role: requests sent again because an earlier copy's reply was never recorded (in flight at a
-    kill); a copy that never left the client's queue counts too, so this is an upper bound."""
-    counts: Counter = Counter()
-    unsettled: Counter = Counter()
-    for role, key, state in rows:
-        if unsettled[(role, key)]:
-            counts[role] += 1
-            unsettled[(role, key)] -= 1
-        unsettled[(role, key)] += state in NEVER_RECORDED
-    return counts
 
 
 def in_flight(config: LionConfig) -> Counter:
@@ -187,17 +137,6 @@ def second_run_refused(server: WorldServer, config_path: Path) -> dict[str, Any]
         "second_lines": len((out + err).strip().splitlines()),
         "first_exit": first.returncode,
         "first_tail": (first_out + first_err)[-400:],
-    }
-
-
-def ledger_against_server(config: LionConfig, server: WorldServer) -> dict[str, Any]:
-    total = run_ledger(RunDir(config.run_dir).ledger, response_cache(config)).to_dict()["total"]
-    served = server.stats.prompt_tokens + server.stats.completion_tokens
-    return {
-        "served_tokens": served,
-        "ledger_tokens": total["tokens"],
-        "ledger_worst_case_tokens": total["worst_case_tokens"],
-        "nothing_lost": total["tokens"] <= served <= total["worst_case_tokens"],
     }
 
 
@@ -463,8 +402,6 @@ def main() -> None:
         print(f"kills: {kills['kills_survived']} survived", flush=True)
         second = probe_second_run(root / "second")
         budget = probe_budget(root / "budget", max_tokens=60_000)
-        from machine import machine_probes, machine_rows
-
         (root / "machine").mkdir()
         machine = machine_probes(root / "machine")
     summary = [
