@@ -8,8 +8,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-# Full width when the output is not a terminal (logs, `make demo | tee`), so the table does not fold.
-console = Console(width=None if sys.stdout.isatty() else 200)
+# Wide when the output is not a terminal (logs, `make demo | tee`): the iteration table's 21 columns, every
+# heading whole (tests/cli/test_output.py).
+NOT_A_TERMINAL_WIDTH = 260
+console = Console(width=None if sys.stdout.isatty() else NOT_A_TERMINAL_WIDTH)
 
 
 def say_error(prefix: str, err: object) -> None:
