@@ -130,13 +130,23 @@ def plain_run_of(make: Callable[[Path, int], LionConfig], run_dir: Path) -> list
 
 
 def without_timings(summaries: list[dict]) -> list[dict]:
-    """Summaries without wall-clock fields (the only ones two identical runs may differ in)."""
+    """Summaries without wall-clock fields and without the requests each role sent (the only ones two
+    identical runs may differ in: on a loaded machine a request that timed out is sent again and counts
+    twice — seen once in CI, teacher 106 against 104; its tokens, which only replies carry, stay compared)."""
     untimed = []
     for s in summaries:
         preference = s.get("preference") and {**s["preference"], "seconds": None}
         train = {**s["train"], "seconds": None}
+        usage = {role: {**counts, "requests": None} for role, counts in s["usage"].items()}
         untimed.append(
-            {**s, "seconds": None, "stage_seconds": None, "train": train, "preference": preference}
+            {
+                **s,
+                "seconds": None,
+                "stage_seconds": None,
+                "train": train,
+                "preference": preference,
+                "usage": usage,
+            }
         )
     return untimed
 
